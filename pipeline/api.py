@@ -1,0 +1,197 @@
+"""The library's entry points; the CLI and job files call these and nothing else."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from .device import resolve_device
+from .errors import PipelineError, parse_size
+from .execution import ExecOptions, open_executor
+from .model import LogisticModel, load_block
+from .score import EvalOp, ScoreOp, combine_eval
+from .sources import plan
+from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
+from .transform import SigmoidOp, default_columns, validate_sigmoid_options
+from .writer import job_identity, write_parts
+
+
+def read(input_path, columns=None, blocksize=None):
+    """A lazy dask DataFrame over INPUT (file, folder or glob), one partition per chunk."""
+    import dask.dataframe as dd
+
+    source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"))
+    names = list(columns) if columns is not None else list(source.schema.names)
+    source.require_columns(names, numeric=False)
+    meta = source.schema.empty_table().select(names).to_pandas()
+    numeric = tuple(n for n in names if n in default_columns(source.schema))
+    fn = functools.partial(_read_frame, source.reader(), tuple(names), numeric)
+    return dd.from_map(fn, source.chunks, meta=meta, enforce_metadata=False)
+
+
+def _read_frame(reader, columns, numeric, chunk):
+    return reader.read(chunk, list(columns), numeric).to_pandas()
+
+
+def write(df, out, overwrite: bool = False, resume: bool = False, *, client=None,
+          device: str = "cpu", progress: bool = False) -> dict:
+    """Write a dask DataFrame to an output folder (one part per partition), atomically."""
+    from dask.base import tokenize
+
+    tasks = [PartitionTask(i, d) for i, d in enumerate(df.to_delayed())]
+    job = job_identity("write", {}, tokenize(df))
+    with open_executor(client=client) as ex:
+        return write_parts(tasks, out, executor=ex, job=job, overwrite=overwrite,
+                           resume=resume, device=device, progress=progress)
+
+
+def _write_tasks(command, tasks, source, out, params, options, client, device):
+    job = job_identity(command, params, source.fingerprint())
+    with open_executor(options, client) as ex:
+        return write_parts(tasks, out, executor=ex, job=job, overwrite=options.overwrite,
+                           resume=options.resume, device=device, progress=not options.quiet,
+                           total_rows=source.total_rows)
+
+
+def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
+                    feature_range=(0.0, 1.0), output: str = "value",
+                    options: ExecOptions | None = None, client=None) -> dict:
+    """``pipeline transform``: the sigmoid of the chosen columns, every other column kept."""
+    options = options or ExecOptions()
+    feature_range = (float(feature_range[0]), float(feature_range[1]))
+    validate_sigmoid_options(temperature, feature_range, output)
+    device = resolve_device(options.device)
+    source = plan(input_path, blocksize=options.blocksize_bytes())
+    cols = tuple(columns) if columns else default_columns(source.schema)
+    if not cols:
+        raise PipelineError("no floating-point columns to transform; name them with "
+                            "--columns", path=source.paths[0])
+    source.require_columns(cols)
+    op = SigmoidOp(cols, float(temperature), feature_range, output, device)
+    params = {"columns": list(cols), "temperature": float(temperature),
+              "range": list(feature_range), "output": output}
+    return _write_tasks("transform", file_tasks(source, op, numeric=cols), source, out, params,
+                        options, client, device)
+
+
+def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
+                options: ExecOptions | None = None, client=None) -> dict:
+    """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row."""
+    options = options or ExecOptions()
+    model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
+    model = LogisticModel.load(model) if model_path else model
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
+    device = resolve_device(options.device)
+    source = plan(input_path, blocksize=options.blocksize_bytes())
+    for name in model.features_:
+        if name not in source.schema.names:
+            raise PipelineError("the model's feature is missing from the input",
+                                path=source.paths[0], column=name)
+    source.require_columns(model.features_)
+    keep = tuple(keep) if keep is not None else tuple(
+        n for n in source.schema.names if n not in model.features_)
+    source.require_columns(keep, numeric=False)
+    op = ScoreOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
+                 keep, float(threshold), device)
+    columns = tuple(dict.fromkeys([*keep, *model.features_]))
+    params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
+              "keep": list(keep), "threshold": float(threshold)}
+    tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_))
+    return _write_tasks("score", tasks, source, out, params, options, client, device)
+
+
+def evaluate_files(input_path, model, *, label: str = "label",
+                   options: ExecOptions | None = None, client=None) -> dict:
+    """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core."""
+    options = options or ExecOptions()
+    model = LogisticModel.load(model) if not isinstance(model, LogisticModel) else model
+    device = resolve_device(options.device)
+    source = plan(input_path, blocksize=options.blocksize_bytes())
+    if label not in source.schema.names:
+        raise PipelineError("no such label column", path=source.paths[0], column=label)
+    for name in model.features_:
+        if name not in source.schema.names:
+            raise PipelineError("the model's feature is missing from the input",
+                                path=source.paths[0], column=name)
+    source.require_columns([*model.features_, label])
+    op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
+                label, device)
+    tasks = file_tasks(source, op, columns=(*model.features_, label),
+                       numeric=tuple(model.features_))
+    with open_executor(options, client) as ex:
+        parts = [r for _, r in ex.map_unordered(run_reduce_task, tasks)]
+    return combine_eval(parts)
+
+
+@dataclass(frozen=True)
+class TrainChunk:
+    """One chunk's features and label, read and validated (cached or re-read each pass)."""
+
+    task: FileChunkTask
+    features: tuple[str, ...]
+    label: str
+
+    @property
+    def source_path(self) -> str:
+        return self.task.source_path
+
+    def load(self):
+        return load_block(self.task.read(), self.features, self.label, self.task.source_path,
+                          first_row=-1)
+
+
+def train_files(input_path, model_out, *, label: str = "label", features=None,
+                C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
+                max_iter: int = 50, options: ExecOptions | None = None, client=None,
+                log=None) -> LogisticModel:
+    """``pipeline train``: fit out of core, then write the model file atomically."""
+    options = options or ExecOptions()
+    model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
+    model._validate_params()
+    if model_out is not None and os.path.exists(model_out) and not options.overwrite:
+        raise PipelineError("model file already exists; pass --overwrite to replace it",
+                            path=os.fspath(model_out))
+    resolve_device(options.device)
+    source = plan(input_path, blocksize=options.blocksize_bytes())
+    if label not in source.schema.names:
+        raise PipelineError("no such label column", path=source.paths[0], column=label)
+    if features is None:
+        features = [n for n in default_columns(source.schema) if n != label]
+    if not features:
+        raise PipelineError("no floating-point feature columns; name them with --features",
+                            path=source.paths[0])
+    source.require_columns([*features, label])
+    model.features_ = list(features)
+    model.label_ = label
+    tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features))
+    chunks = [TrainChunk(t, tuple(features), label) for t in tasks]
+    with open_executor(options, client) as ex:
+        cache = _fits_in_memory(source, len(features), ex)
+        model._fit_chunks(chunks, ex, cache=cache, log=log)
+    if model_out is not None:
+        model.save(model_out)
+    return model
+
+
+def _fits_in_memory(source, p: int, executor) -> bool:
+    """Cache the parsed blocks when they take at most half the workers' memory."""
+    import psutil
+
+    rows = source.total_rows
+    if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
+        need = sum(os.path.getsize(f) for f in source.paths)
+    else:
+        need = rows * (p + 1) * 8
+    budget = executor.memory_limit or psutil.virtual_memory().available
+    return need <= 0.5 * budget
+
+
+def exec_options(**kwargs) -> ExecOptions:
+    known = {k: v for k, v in kwargs.items() if k in ExecOptions.__dataclass_fields__}
+    return ExecOptions(**known)
+
+
+__all__ = ["read", "write", "transform_files", "score_files", "evaluate_files", "train_files",
+           "ExecOptions"]

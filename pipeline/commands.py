@@ -1,0 +1,166 @@
+"""Every command's arguments, declared once as data, and the call each one makes.
+
+The CLI builds its parser from these declarations and job files are validated against them,
+so a job step's keys are exactly the command's options.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str                       # python name; the flag is --name with - for _
+    type: Any = str                 # str, int, float, bool (a flag), or "path"
+    positional: bool = False
+    nargs: Any = None               # "+" (a list) or 2 (a pair)
+    default: Any = None
+    choices: tuple | None = None
+    required: bool = False
+    help: str = ""
+    flag: str | None = None         # a flag other than --name
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def is_path(self) -> bool:
+        return self.type == "path"
+
+
+EXEC_ARGS = [
+    Arg("scheduler", help="address of an existing Dask scheduler (default: run locally)"),
+    Arg("workers", int, help="start a local Dask cluster of N worker processes"),
+    Arg("threads_per_worker", int, help="threads per worker (local threads without --workers)"),
+    Arg("memory_limit", help="memory limit per worker, e.g. 1GiB (starts a local cluster)"),
+    Arg("blocksize", help="upper bound of one chunk's input bytes, e.g. 128MiB"),
+    Arg("device", choices=("cpu", "gpu", "auto"), default="cpu", help="where chunks compute"),
+    Arg("overwrite", bool, help="replace an existing output once the new one is complete"),
+    Arg("resume", bool, help="continue an interrupted run with the same parameters"),
+    Arg("quiet", bool, help="no progress bar"),
+]
+CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker", "memory_limit")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    args: list[Arg]
+    data: bool = True               # takes the execution options
+    outputs: tuple[str, ...] = ()   # args naming what the step writes
+    inputs: tuple[str, ...] = ()    # args naming what the step reads
+
+    def all_args(self) -> list[Arg]:
+        return self.args + (EXEC_ARGS if self.data else [])
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in [
+    Command("generate", "write a synthetic logistic data set", [
+        Arg("out", "path", positional=True, help="output folder"),
+        Arg("rows", int, required=True), Arg("features", int, required=True),
+        Arg("files", int, default=1), Arg("format", choices=("parquet", "csv"),
+                                          default="parquet"),
+        Arg("dtype", choices=("float64", "float32"), default="float64"),
+        Arg("seed", int, default=0)], outputs=("out",)),
+    Command("transform", "stable sigmoid of columns, streamed to an output folder", [
+        Arg("input", "path", positional=True), Arg("out", "path", positional=True),
+        Arg("columns", nargs="+", help="columns to transform (default: every float column)"),
+        Arg("temperature", float, default=1.0), Arg("range", float, nargs=2,
+                                                    default=(0.0, 1.0)),
+        Arg("output", choices=("value", "derivative", "log"), default="value")],
+        outputs=("out",), inputs=("input",)),
+    Command("train", "fit a logistic regression out of core", [
+        Arg("input", "path", positional=True), Arg("model", "path", positional=True),
+        Arg("label", required=True), Arg("features", nargs="+"),
+        Arg("C", float, default=1.0, flag="--C"), Arg("no_penalty", bool),
+        Arg("tol", float, default=1e-10), Arg("max_iter", int, default=50)],
+        outputs=("model",), inputs=("input",)),
+    Command("score", "probability and prediction per row", [
+        Arg("input", "path", positional=True), Arg("model", "path", positional=True),
+        Arg("out", "path", positional=True), Arg("keep", nargs="+"),
+        Arg("threshold", float, default=0.5)], outputs=("out",), inputs=("input", "model")),
+    Command("evaluate", "log loss, accuracy and AUC as JSON on stdout", [
+        Arg("input", "path", positional=True), Arg("model", "path", positional=True),
+        Arg("label", required=True)], inputs=("input", "model")),
+    Command("run", "run the steps of a TOML job file", [
+        Arg("job", "path", positional=True)], data=False),
+    Command("report", "write OUT/_report.html with per-chunk plots", [
+        Arg("out", "path", positional=True)], data=False, inputs=("out",)),
+    Command("bench", "the activation benchmark", [
+        Arg("json", bool, help="print JSON instead of a table"),
+        Arg("sizes", int, nargs="+", default=(1_000_000, 10_000_000)),
+        Arg("repeat", int, default=5)], data=False),
+]}
+
+
+def exec_options(values: dict):
+    from .execution import ExecOptions
+
+    return ExecOptions(**{a.name: values.get(a.name, a.default) for a in EXEC_ARGS})
+
+
+def execute(name: str, values: dict, *, client=None, out=None) -> int:
+    """Run one command with parsed values; returns the exit status."""
+    out = out or sys.stdout
+    v = values
+    if name == "generate":
+        from .synthetic import generate
+
+        generate(v["out"], v["rows"], v["features"], files=v["files"], fmt=v["format"],
+                 dtype=v["dtype"], seed=v["seed"], options=exec_options(v), client=client)
+    elif name == "transform":
+        from .api import transform_files
+
+        transform_files(v["input"], v["out"], columns=v.get("columns"),
+                        temperature=v["temperature"], feature_range=tuple(v["range"]),
+                        output=v["output"], options=exec_options(v), client=client)
+    elif name == "train":
+        from .api import train_files
+
+        def log(entry):
+            if not v.get("quiet"):
+                print(f"pass {entry['pass']}: loss {entry['loss']:.12g}  gradient "
+                      f"{entry['grad_norm']:.3g}  {entry['seconds']:.2f}s  "
+                      f"rss {entry['rss_bytes'] / 2**20:.0f} MiB", file=sys.stderr)
+
+        m = train_files(v["input"], v["model"], label=v["label"], features=v.get("features"),
+                        C=v["C"], penalty=None if v.get("no_penalty") else "l2", tol=v["tol"],
+                        max_iter=v["max_iter"], options=exec_options(v), client=client, log=log)
+        if not v.get("quiet"):
+            print(f"trained on {m.rows_:,} rows in {m.passes_} passes "
+                  f"({m.iterations_} iterations, converged={m.converged_}): {v['model']}",
+                  file=sys.stderr)
+    elif name == "score":
+        from .api import score_files
+
+        score_files(v["input"], v["model"], v["out"], keep=v.get("keep"),
+                    threshold=v["threshold"], options=exec_options(v), client=client)
+    elif name == "evaluate":
+        from .api import evaluate_files
+
+        res = evaluate_files(v["input"], v["model"], label=v["label"],
+                             options=exec_options(v), client=client)
+        print(json.dumps(res), file=out)
+    elif name == "run":
+        from .jobs import run_job
+
+        run_job(v["job"])
+    elif name == "report":
+        from .report import write_report
+
+        print(write_report(v["out"]), file=out)
+    elif name == "bench":
+        from .bench import run_bench
+
+        run_bench(sizes=list(v["sizes"]), repeat=v["repeat"], as_json=v["json"], out=out)
+    else:  # pragma: no cover - names come from COMMANDS
+        raise PipelineError(f"unknown command {name!r}")
+    return 0

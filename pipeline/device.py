@@ -1,0 +1,50 @@
+"""Where a chunk's numbers are computed: ``cpu`` (NumPy) or ``gpu`` (CuPy).
+
+Nothing here imports CuPy unless a GPU is asked for, and a missing CuPy or CUDA device is an
+error that says which, never a silent fall-back; ``auto`` picks the GPU only when one is usable.
+"""
+
+from __future__ import annotations
+
+from .errors import PipelineError
+
+DEVICES = ("cpu", "gpu", "auto")
+
+
+def gpu_problem() -> str | None:
+    """Why a GPU cannot be used here, or None when CuPy sees a CUDA device."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install 'pipeline[gpu]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver or runtime missing
+        return f"no CUDA device is usable ({str(exc).splitlines()[0]})"
+    if count < 1:
+        return "no CUDA device is visible"
+    return None
+
+
+def resolve_device(device: str) -> str:
+    if device not in DEVICES:
+        raise PipelineError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    problem = gpu_problem()
+    if device == "gpu" and problem:
+        raise PipelineError(f"--device gpu: {problem}")
+    return "cpu" if problem else "gpu"
+
+
+def to_device(array, device: str):
+    if device == "gpu":
+        import cupy
+
+        return cupy.asarray(array)
+    return array
+
+
+def to_host(array):
+    get = getattr(array, "get", None)
+    return get() if get is not None and not hasattr(array, "__array_interface__") else array

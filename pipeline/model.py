@@ -1,0 +1,507 @@
+"""Binary logistic regression, fitted out of core to scikit-learn's exact optimum.
+
+The objective is scikit-learn's ``LogisticRegression(penalty="l2", C=C)`` on the raw features,
+written per row::
+
+    f(w, b) = mean_i -log σ(y_i' (x_i·w + b)) + ||w||² / (2 C n)      (y' = ±1)
+
+(``penalty=None`` drops the second term). It is minimised by Newton's method: each pass over
+the data computes, per partition and in one fused step, the loss, the gradient and the Hessian
+(:func:`partition_stats`), and the sums are reduced on the client; the Newton system is solved
+after a diagonal (Jacobi) rescaling, which conditions it without changing the optimum. Losses
+go through log σ, probabilities through the stable sigmoid.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from . import kernels
+from .errors import PipelineError
+
+
+class ConvergenceWarning(UserWarning):
+    """The solver stopped before reaching the optimum (see the model's ``converged``)."""
+
+
+# --- per-partition work: plain NumPy, mapped by the executor ---------------------------------
+
+
+def load_block(table_or_frame, features, label: str | None, source: str = "",
+               first_row: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features as a float64 (n, p) array and the label as float64, validated."""
+    cols = []
+    for name in features:
+        col = _column(table_or_frame, name, source)
+        try:
+            x = np.asarray(col, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PipelineError("column is not numeric", path=source or None,
+                                column=name) from None
+        bad = ~np.isfinite(x)
+        if bad.any():
+            row = first_row + int(np.argmax(bad))
+            raise PipelineError("feature is NaN or infinite", path=source or None, column=name,
+                                row=row if first_row >= 0 else None)
+        cols.append(x)
+    n = len(cols[0]) if cols else _num_rows(table_or_frame)
+    X = np.empty((n, len(cols)), dtype=np.float64)
+    for j, x in enumerate(cols):
+        X[:, j] = x
+    y = None
+    if label is not None:
+        try:
+            y = np.asarray(_column(table_or_frame, label, source), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PipelineError("label must be 0 or 1 (not numeric)", path=source or None,
+                                column=label) from None
+        bad = ~((y == 0) | (y == 1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise PipelineError(f"label must be 0 or 1; got {y[i]!r}", path=source or None,
+                                column=label)
+    return X, y
+
+
+def _num_rows(t) -> int:
+    return t.num_rows if hasattr(t, "num_rows") else len(t)
+
+
+def _column(t, name, source):
+    names = t.column_names if hasattr(t, "column_names") else list(t.columns)
+    if name not in names:
+        raise PipelineError("no such column in the input", path=source or None, column=name)
+    col = t.column(name) if hasattr(t, "column_names") else t[name]
+    if hasattr(col, "null_count") and col.null_count:
+        raise PipelineError("column has missing values", path=source or None, column=name)
+    if hasattr(col, "to_numpy"):
+        try:
+            return col.to_numpy() if not hasattr(t, "column_names") else \
+                col.to_numpy(zero_copy_only=False)
+        except (TypeError, ValueError):
+            raise PipelineError("column is not numeric", path=source or None,
+                                column=name) from None
+    return col
+
+
+def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    xp = _xp(X)
+    return X @ xp.asarray(coef) + intercept
+
+
+def _xp(a):
+    return np if isinstance(a, np.ndarray) else a.__array_namespace__()
+
+
+def partition_stats(block, coef: np.ndarray, intercept: float) -> tuple:
+    """Loss sum, gradient and Hessian of one partition at (coef, intercept), fused.
+
+    Returns ``(n, loss_sum, grad[p+1], hess[p+1, p+1], wrong)`` with the intercept last;
+    ``wrong`` counts rows on the wrong side of the boundary (0 means separable).
+    """
+    X, y = block
+    n, p = X.shape
+    z = X @ coef + intercept
+    m = np.where(y > 0.5, z, -z)                      # margin of the true class
+    loss = -float(np.sum(kernels.log_sigmoid(m)))
+    r = kernels.sigmoid(z)
+    r -= y                                           # σ(z) - y
+    h = kernels.sigmoid_derivative(z)                # σ(z)σ(-z), exact in the tails
+    grad = np.empty(p + 1)
+    grad[:p] = r @ X
+    grad[p] = r.sum()
+    hess = np.empty((p + 1, p + 1))
+    Xh = X * h[:, None]
+    hess[:p, :p] = X.T @ Xh
+    hess[:p, p] = hess[p, :p] = Xh.sum(axis=0)
+    hess[p, p] = h.sum()
+    wrong = int(np.count_nonzero(m <= 0))
+    return n, loss, grad, hess, wrong
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+_PENALTIES = ("l2", None)
+
+
+@dataclass
+class _Constraint:
+    name: str
+    check: object
+    text: str
+
+
+def _positive_real(v) -> bool:
+    return isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool) \
+        and math.isfinite(v) and v > 0
+
+
+_CONSTRAINTS = [
+    _Constraint("C", _positive_real, "a float in the range (0, inf)"),
+    _Constraint("penalty", lambda v: v in _PENALTIES, "one of 'l2' or None"),
+    _Constraint("tol", _positive_real, "a float in the range (0, inf)"),
+    _Constraint("max_iter", lambda v: isinstance(v, int | np.integer) and not isinstance(v, bool)
+                and v >= 1, "an int in the range [1, inf)"),
+]
+
+
+class LogisticModel:
+    """Binary logistic regression with scikit-learn's objective, fitted out of core.
+
+    Parameters
+    ----------
+    C : float, default 1.0
+        Inverse regularisation strength, as in scikit-learn (the intercept is not penalised).
+    penalty : {"l2", None}, default "l2"
+    tol : float, default 1e-10
+        Stop when the Newton decrement's half-square (the objective decrease the next step
+        predicts) is below ``tol * max(1, loss)``.
+    max_iter : int, default 50
+        Newton iterations at most; a model that stops there has ``converged = False`` and a
+        :class:`ConvergenceWarning` is raised.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
+    >>> m = LogisticModel(C=1.0).fit(X, y)
+    >>> m.predict(X).tolist()
+    [0, 0, 1, 1]
+    """
+
+    def __init__(self, C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
+                 max_iter: int = 50) -> None:
+        self.C = C
+        self.penalty = penalty
+        self.tol = tol
+        self.max_iter = max_iter
+
+    # scikit-learn conventions
+    def get_params(self, deep: bool = True) -> dict:
+        return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter}
+
+    def set_params(self, **params) -> LogisticModel:
+        for k, v in params.items():
+            if k not in self.get_params():
+                raise ValueError(f"Invalid parameter {k!r} for LogisticModel")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"LogisticModel({args})"
+
+    def _validate_params(self) -> None:
+        for c in _CONSTRAINTS:
+            v = getattr(self, c.name)
+            if not c.check(v):
+                raise PipelineError(f"The {c.name!r} parameter of LogisticModel must be "
+                                    f"{c.text}. Got {v!r} instead.")
+
+    # fitting
+    def fit(self, X, y=None, *, label: str = "label", features=None, client=None,
+            executor=None, log=None) -> LogisticModel:
+        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``."""
+        self._validate_params()
+        if isinstance(X, np.ndarray) or (y is not None and not hasattr(X, "npartitions")):
+            X = np.asarray(X, dtype=np.float64)
+            if X.ndim != 2:
+                raise PipelineError("X must be a 2-D array")
+            yv = np.asarray(y, dtype=np.float64).reshape(-1)
+            if len(yv) != len(X):
+                raise PipelineError(f"X has {len(X)} rows but y has {len(yv)}")
+            block = load_block(_ArrayTable(X, yv), list(range(X.shape[1])), "y")
+            blocks = [(block[0][i:i + 65536], block[1][i:i + 65536])
+                      for i in range(0, len(X), 65536)] or [block]
+            self.features_ = [f"x{j}" for j in range(X.shape[1])]
+            self.label_ = "label"
+            return self._solve(blocks, None, log=log)
+        # a dask DataFrame: each partition is loaded and validated on the workers
+        from .execution import open_executor
+
+        if features is None:
+            features = [c for c in X.columns if c != label and np.issubdtype(X.dtypes[c],
+                                                                               np.number)]
+        self.features_ = list(features)
+        self.label_ = label
+        loaders = [_PartitionLoader(i, p, tuple(features), label)
+                   for i, p in enumerate(X.to_delayed())]
+        if executor is not None:
+            return self._fit_chunks(loaders, executor, cache=True, log=log)
+        with open_executor(client=client) as ex:
+            return self._fit_chunks(loaders, ex, cache=True, log=log)
+
+    def _fit_chunks(self, loaders: list, executor, *, cache: bool, log=None) -> LogisticModel:
+        """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not."""
+        self.passes_ = 0
+        if cache:
+            blocks = executor.cache(_call_load, loaders)
+            self.passes_ += 1
+        else:
+            blocks = loaders
+        return self._solve(blocks, executor, log=log)
+
+    def _solve(self, blocks: list, executor, *, log=None) -> LogisticModel:
+        p = len(self.features_)
+        lam_scale = 0.0 if self.penalty is None else 1.0 / float(self.C)
+        coef = np.zeros(p)
+        b = 0.0
+        self.passes_ = getattr(self, "passes_", 0)
+        self.history_ = []
+        t0 = time.perf_counter()
+
+        def evaluate(coef, b):
+            fn = functools.partial(_block_stats, coef=coef, intercept=b)
+            items = blocks
+            if executor is None:
+                parts = [fn(item) for item in items]
+            else:
+                parts = [r for _, r in executor.map_unordered(fn, items)]
+            self.passes_ += 1
+            n = sum(q[0] for q in parts)
+            if n == 0:
+                raise PipelineError("no rows to train on")
+            loss = sum(q[1] for q in parts)
+            g = np.sum([q[2] for q in parts], axis=0)
+            H = np.sum([q[3] for q in parts], axis=0)
+            wrong = sum(q[4] for q in parts)
+            reg = lam_scale / n
+            f = loss / n + 0.5 * reg * float(coef @ coef)
+            g = g / n
+            g[:p] += reg * coef
+            H = H / n
+            H[np.arange(p), np.arange(p)] += reg
+            entry = {"pass": self.passes_, "loss": f, "grad_norm": float(np.max(np.abs(g))),
+                     "seconds": round(time.perf_counter() - t0, 6),
+                     "rss_bytes": _rss()}
+            self.history_.append(entry)
+            if log is not None:
+                log(entry)
+            return n, f, g, H, wrong
+
+        n, f, g, H, wrong = evaluate(coef, b)
+        converged = False
+        separable = False
+        iterations = 0
+        for iterations in range(1, self.max_iter + 1):
+            step = _newton_step(H, g)
+            dec = float(-g @ step)
+            if dec / 2 <= self.tol * max(1.0, abs(f)) or not np.isfinite(dec):
+                coef, b = coef + step[:p], b + step[p]   # the last step, predicted ≤ tol
+                converged = bool(np.isfinite(dec))
+                break
+            if self.penalty is None and wrong == 0:
+                separable = True
+                break
+            t = 1.0
+            while True:
+                c2, b2 = coef + t * step[:p], b + t * step[p]
+                n, f2, g2, H2, wrong2 = evaluate(c2, b2)
+                if f2 <= f - 1e-4 * t * dec or t < 1e-8:
+                    break
+                t *= 0.5
+            coef, b, f, g, H, wrong = c2, b2, f2, g2, H2, wrong2
+        if separable:
+            warnings.warn("the classes are linearly separable: without a penalty there is no "
+                          "finite optimum; the coefficients are finite but not an optimum "
+                          "(use a penalty, e.g. C=1.0)", ConvergenceWarning, stacklevel=3)
+        elif not converged:
+            warnings.warn(f"did not converge in {self.max_iter} iterations "
+                          f"(loss {f:.6g}, gradient {np.max(np.abs(g)):.3g}); the model is "
+                          "saved with converged=false", ConvergenceWarning, stacklevel=3)
+        if not (np.all(np.isfinite(coef)) and np.isfinite(b)):
+            raise PipelineError("the solver produced non-finite coefficients")
+        self.coef_ = coef
+        self.intercept_ = float(b)
+        self.rows_ = int(n)
+        self.iterations_ = iterations
+        self.converged_ = converged
+        self.loss_ = float(f)
+        return self
+
+    # prediction
+    def decision_function(self, X):
+        self._check_fitted()
+        if hasattr(X, "npartitions"):
+            import pandas as pd
+
+            feats = list(self.features_)
+            meta = pd.Series([], dtype="float64", name="margin")
+            return X[feats].map_partitions(_frame_margin, self.coef_, self.intercept_,
+                                           meta=meta)
+        X = np.asarray(X, dtype=np.float64) if isinstance(X, np.ndarray | list) else X
+        return margin(X, self.coef_, self.intercept_)
+
+    def predict_proba(self, X):
+        """Probabilities of classes 0 and 1, shape (n, 2), like scikit-learn (lazy on dask)."""
+        z = self.decision_function(X)
+        if hasattr(z, "npartitions"):
+            import pandas as pd
+
+            return z.map_partitions(_frame_proba, meta=pd.DataFrame(
+                {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
+        xp = _xp(z)
+        p1 = kernels.sigmoid(z)
+        p0 = kernels.sigmoid(-z)
+        return xp.stack([p0, p1], axis=1)
+
+    def predict(self, X):
+        z = self.decision_function(X)
+        if hasattr(z, "npartitions"):
+            return (z >= 0).astype("int8")
+        return (z >= 0).astype(np.int64) if isinstance(z, np.ndarray) else z >= 0
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise PipelineError("this LogisticModel is not fitted yet; call fit or load")
+
+    # persistence
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {
+            "kind": "logistic", "version": 1, "features": list(self.features_),
+            "coef": [float(c) for c in self.coef_], "intercept": self.intercept_,
+            "label": self.label_, "C": None if self.penalty is None else float(self.C),
+            "rows": self.rows_, "passes": self.passes_, "iterations": self.iterations_,
+            "converged": self.converged_, "loss": self.loss_, "history": self.history_,
+            "tol": self.tol, "max_iter": self.max_iter,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        from .writer import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LogisticModel:
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise PipelineError(f"cannot read model file ({exc.strerror})", path=path) from None
+        try:
+            d = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise PipelineError("model file is not JSON (truncated, or another format such as "
+                                "a pickle, which is never loaded)", path=path) from None
+        return cls.from_dict(d, path=path)
+
+    @classmethod
+    def from_dict(cls, d: dict, *, path: str | None = None) -> LogisticModel:
+        def bad(msg):
+            return PipelineError(f"invalid model file: {msg}", path=path)
+
+        if not isinstance(d, dict) or d.get("kind") != "logistic":
+            raise bad(f"kind must be 'logistic', got {d.get('kind') if isinstance(d, dict) else d!r}")
+        if d.get("version") != 1:
+            raise bad(f"version {d.get('version')!r} is not supported (expected 1)")
+        feats, coef = d.get("features"), d.get("coef")
+        if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats) or not feats:
+            raise bad("features must be a non-empty list of column names")
+        if not isinstance(coef, list) or len(coef) != len(feats):
+            raise bad(f"coef has {len(coef) if isinstance(coef, list) else 'no'} values for "
+                      f"{len(feats)} features")
+        try:
+            c = np.array(coef, dtype=np.float64)
+            b = float(d.get("intercept"))
+        except (TypeError, ValueError):
+            raise bad("coef and intercept must be numbers") from None
+        if not (np.all(np.isfinite(c)) and math.isfinite(b)):
+            raise bad("coef and intercept must be finite")
+        C = d.get("C")
+        m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
+                tol=float(d.get("tol", 1e-10)), max_iter=int(d.get("max_iter", 50)))
+        m.features_ = feats
+        m.coef_ = c
+        m.intercept_ = b
+        m.label_ = d.get("label", "label")
+        m.rows_ = int(d.get("rows", 0))
+        m.passes_ = int(d.get("passes", 0))
+        m.iterations_ = int(d.get("iterations", 0))
+        m.converged_ = bool(d.get("converged", True))
+        m.loss_ = float(d.get("loss", float("nan")))
+        m.history_ = list(d.get("history", []))
+        return m
+
+
+def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve H d = -g after Jacobi rescaling (conditions raw, unscaled features)."""
+    dscale = np.sqrt(np.maximum(np.diag(H), np.finfo(float).tiny))
+    Hs = H / dscale[:, None] / dscale[None, :]
+    gs = g / dscale
+    try:
+        cf = scipy.linalg.cho_factor(Hs, check_finite=False)
+        ds = scipy.linalg.cho_solve(cf, -gs, check_finite=False)
+    except np.linalg.LinAlgError:
+        ds = np.linalg.lstsq(Hs + 1e-12 * np.eye(len(g)), -gs, rcond=None)[0]
+    return ds / dscale
+
+
+class _ArrayTable:
+    """NumPy X, y seen as named columns, so one loader validates every input kind."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+        self.columns = list(range(X.shape[1])) + ["y"]
+
+    def __getitem__(self, key):
+        return self.y if key == "y" else self.X[:, key]
+
+    def __len__(self):
+        return len(self.X)
+
+
+def _block_stats(item, *, coef, intercept):
+    block = item.load() if hasattr(item, "load") else item
+    return partition_stats(block, coef, intercept)
+
+
+def _call_load(loader):
+    return loader.load()
+
+
+@dataclass
+class _PartitionLoader:
+    index: int
+    partition: object
+    features: tuple
+    label: str
+
+    @property
+    def source_path(self) -> str:
+        return f"partition {self.index}"
+
+    def load(self):
+        frame = self.partition.compute(scheduler="sync")
+        return load_block(frame, self.features, self.label, self.source_path)
+
+
+def _frame_margin(frame, coef, intercept):
+    import pandas as pd
+
+    z = margin(frame.to_numpy(dtype=np.float64), coef, intercept)
+    return pd.Series(z, index=frame.index, name="margin")
+
+
+def _frame_proba(z):
+    import pandas as pd
+
+    v = z.to_numpy()
+    return pd.DataFrame({"p0": kernels.sigmoid(-v), "p1": kernels.sigmoid(v)}, index=z.index)
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss

@@ -25,6 +25,7 @@ class ChunkRecord:
     peak_rss_bytes: int
     worker: str
     device: str
+    start: float = 0.0  # wall-clock start (Unix seconds), for the report's timeline
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +106,7 @@ class ChunkTimer:
         self.sampler = RssSampler.get()
         self.watch = self.sampler.start()
         self.t0 = time.perf_counter()
+        self.start = time.time()
         self.c0 = time.thread_time()
         return self
 
@@ -118,4 +120,5 @@ class ChunkTimer:
             chunk=chunk, part=part, source=source, rows=rows,
             seconds=round(self.seconds, 6), cpu_seconds=round(self.cpu_seconds, 6),
             rss_bytes=self.rss, peak_rss_bytes=self.peak, worker=worker_name(), device=device,
+            start=round(self.start, 6),
         )

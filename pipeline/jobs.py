@@ -1,0 +1,139 @@
+"""``pipeline run JOB.toml``: the steps of a job file, validated whole, then run in order.
+
+A job file has an optional ``[cluster]`` table (``scheduler``, or ``workers``,
+``threads_per_worker`` and ``memory_limit`` for a local cluster) and an array of
+``[[steps]]``, each with a ``command`` and that command's options under their CLI names
+(``max-iter`` or ``max_iter``). Relative paths are relative to the job file. All steps share one
+cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+
+from .commands import CLUSTER_KEYS, COMMANDS, EXEC_ARGS, execute
+from .errors import PipelineError
+
+STEP_COMMANDS = ("generate", "transform", "train", "score", "evaluate", "report")
+
+
+def load_job(path: str | os.PathLike) -> tuple[dict, list[tuple[str, dict]]]:
+    """Parse and validate a job file completely; returns (cluster, [(command, values)])."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise PipelineError("no such job file", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PipelineError(f"not valid TOML ({exc})", path=path) from None
+    base = os.path.dirname(os.path.abspath(path))
+    unknown = set(doc) - {"cluster", "steps"}
+    if unknown:
+        raise PipelineError(f"unknown top-level key {sorted(unknown)[0]!r} (expected "
+                            "[cluster] and [[steps]])", path=path)
+    cluster = {}
+    for key, value in (doc.get("cluster") or {}).items():
+        k = key.replace("-", "_")
+        if k not in CLUSTER_KEYS:
+            raise PipelineError(f"[cluster]: unknown key {key!r} (expected one of "
+                                f"{', '.join(CLUSTER_KEYS)})", path=path)
+        arg = next(a for a in EXEC_ARGS if a.name == k)
+        cluster[k] = _check_value(arg, value, path, "[cluster]", key, base)
+    steps_doc = doc.get("steps")
+    if not isinstance(steps_doc, list) or not steps_doc:
+        raise PipelineError("a job needs at least one [[steps]] table", path=path)
+    steps: list[tuple[str, dict]] = []
+    produced: list[str] = []
+    for i, step in enumerate(steps_doc, start=1):
+        where = f"step {i}"
+        if not isinstance(step, dict) or "command" not in step:
+            raise PipelineError(f"{where}: missing key 'command'", path=path)
+        name = step["command"]
+        if name not in STEP_COMMANDS:
+            raise PipelineError(f"{where}: unknown command {name!r} (one of "
+                                f"{', '.join(STEP_COMMANDS)})", path=path)
+        cmd = COMMANDS[name]
+        args = {a.name: a for a in cmd.all_args()}
+        values = {a.name: a.default for a in cmd.all_args()}
+        values.update({k: v for k, v in cluster.items() if k in args})
+        for key, value in step.items():
+            if key == "command":
+                continue
+            k = key.replace("-", "_")
+            if k not in args:
+                raise PipelineError(f"{where} ({name}): unknown key {key!r}", path=path)
+            if k in CLUSTER_KEYS:
+                raise PipelineError(f"{where} ({name}): key {key!r} belongs in [cluster], "
+                                    "shared by all steps", path=path)
+            values[k] = _check_value(args[k], value, path, f"{where} ({name})", key, base)
+        for a in cmd.all_args():
+            if (a.required or a.positional) and values.get(a.name) is None:
+                raise PipelineError(f"{where} ({name}): missing key {a.option.lstrip('-')!r}",
+                                    path=path)
+        for key in cmd.inputs:
+            p = values[key]
+            if not (os.path.exists(p) or any(_under(p, q) for q in produced)):
+                raise PipelineError(f"{where} ({name}): {key} {p!r} does not exist and no "
+                                    "earlier step writes it", path=path)
+        produced.extend(values[k] for k in cmd.outputs)
+        steps.append((name, values))
+    return cluster, steps
+
+
+def _under(p: str, q: str) -> bool:
+    p, q = os.path.normpath(p), os.path.normpath(q)
+    return p == q or p.startswith(q + os.sep)
+
+
+def _check_value(arg, value, path, where, key, base):
+    def bad(expected):
+        return PipelineError(f"{where}: key {key!r} must be {expected}; got {value!r}", path=path)
+
+    if arg.nargs == "+":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of names")
+        return value
+    if arg.nargs == 2:
+        if not (isinstance(value, list) and len(value) == 2 and
+                all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+            raise bad("a list of two numbers")
+        return [float(v) for v in value]
+    if arg.type is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if arg.type is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("a whole number")
+        return value
+    if arg.type is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise bad("a number")
+        return float(value)
+    if arg.name == "memory_limit" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise bad("a string")
+    if arg.choices and value not in arg.choices:
+        raise bad(f"one of {', '.join(arg.choices)}")
+    if arg.is_path:
+        return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+    return value
+
+
+def run_job(path: str | os.PathLike) -> None:
+    """Validate the whole job, then run its steps in order on one shared cluster."""
+    from .execution import ExecOptions, open_executor
+
+    cluster, steps = load_job(path)
+    shared = {k: v for k, v in cluster.items() if k != "threads_per_worker"}
+    with open_executor(ExecOptions(**shared) if shared else None) as ex:
+        client = getattr(ex, "client", None)
+        for i, (name, values) in enumerate(steps, start=1):
+            print(f"step {i}/{len(steps)}: {name}", file=sys.stderr)
+            execute(name, values, client=client)

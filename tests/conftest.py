@@ -1,0 +1,123 @@
+"""Shared fixtures: real files in tmp_path, real dask scheduler and worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+
+
+def run_cli(*args, capsys=None) -> int:
+    """Run the CLI in this process (fast); returns the exit status."""
+    return main([str(a) for a in args])
+
+
+def run_proc(*args, timeout=120, **kw) -> subprocess.CompletedProcess:
+    """Run ``python -m pipeline`` as a real process."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def make_table(n: int, *, seed: int = 0, features: int = 3, start: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, features)) * 4
+    cols = {"id": pa.array(np.arange(start, start + n, dtype=np.int64))}
+    for j in range(features):
+        cols[f"f{j}"] = pa.array(X[:, j])
+    cols["g32"] = pa.array(X[:, 0].astype(np.float32))
+    cols["name"] = pa.array([f"r{i}" for i in range(start, start + n)])
+    z = X @ np.linspace(-1, 1, features) * 0.5 + 0.2
+    cols["label"] = pa.array((rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.int64))
+    return pa.table(cols)
+
+
+def write_parquet_files(folder: Path, *, files: int = 2, rows: int = 1000,
+                        row_group: int = 250, seed: int = 0, features: int = 3) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(files):
+        t = make_table(rows, seed=seed + k, features=features, start=k * rows)
+        pq.write_table(t, folder / f"part{k}.parquet", row_group_size=row_group)
+    return folder
+
+
+def read_output(out: Path) -> pa.Table:
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    return pa.concat_tables([pq.read_table(out / p["part"]) for p in manifest["parts"]])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="30s") as c:
+        c.wait_for_workers(n, timeout=timeout)
+
+
+class DaskProcesses:
+    """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1."""
+
+    def __init__(self, workers: int = 2, nthreads: int = 1) -> None:
+        port = free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+             "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        self.workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+                 "--host", "127.0.0.1", "--nthreads", str(nthreads), "--no-nanny",
+                 "--no-dashboard", "--memory-limit", "2GiB", "--name", f"w{i}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            for i in range(workers)
+        ]
+        _wait_for_workers(self.address, workers)
+
+    def close(self) -> None:
+        for p in [*self.workers, self.scheduler]:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in [*self.workers, self.scheduler]:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    cluster = DaskProcesses()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return write_parquet_files(tmp_path / "data")
+
+
+def wait_until(pred, timeout=60.0, interval=0.005):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return False

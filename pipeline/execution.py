@@ -83,6 +83,7 @@ class LocalExecutor:
         finally:
             for fut in pending:
                 fut.cancel()
+            wait(pending)  # let running chunks end before the caller cleans up after them
 
     def cache(self, fn: Callable, items: list) -> list:
         """Run ``fn`` on every item and keep the results here (in this process's memory)."""

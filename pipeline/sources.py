@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from .errors import PipelineError
 
 DEFAULT_BLOCKSIZE = 128 * 2**20
+# Bytes of the first CSV file read to infer column types (later chunks are parsed with them).
+_CSV_SAMPLE = 1 << 16
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
@@ -160,7 +162,7 @@ def _plan_csv(paths: list[str], blocksize: int) -> Source:
                 raise PipelineError("CSV file has no header line", path=path)
             if header is None:
                 header = first
-                sample = first + f.read(1 << 20)
+                sample = first + f.read(_CSV_SAMPLE)
                 sample = sample[: sample.rfind(b"\n") + 1] if b"\n" in sample[len(first):] else sample
                 schema = _csv_sample_schema(path, sample)
             elif first.rstrip(b"\r\n") != header.rstrip(b"\r\n"):
@@ -254,10 +256,11 @@ def _csv_error(path: str, exc: Exception, source, chunk: Chunk | None):
             column = names[idx]
     m = _CSV_ROW.search(text)
     if m and chunk is not None and chunk.byte_range is not None:
-        # pyarrow counts rows from 1 at the header of what it parsed; find the file line.
+        # pyarrow counts lines from 1 at the header of what it parsed; report the data row
+        # of the file, counted from 1 after the header.
         with open(path, "rb") as fh:
-            before = fh.read(chunk.byte_range[0]).count(b"\n")
-        row = before + int(m.group(1)) - 1  # data row number, the header being line 1
+            before = fh.read(chunk.byte_range[0]).count(b"\n")  # header + earlier rows
+        row = before + int(m.group(1)) - 2
     detail = text.split(": ", 1)[-1] if "CSV conversion error" in text else text
     detail = re.sub(r"^(In CSV column #\d+: )?(Row #\d+: )?", "", detail)
     return PipelineError(f"bad CSV ({_short(detail)})", path=path, column=column, row=row)

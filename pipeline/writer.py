@@ -197,6 +197,12 @@ class OutputFolder:
         tmp.write_text("".join(json.dumps(self.kept[i]) + "\n" for i in sorted(self.kept)))
         os.replace(tmp, p / CHUNKS)
 
+    def abandon(self) -> None:
+        """A failed --overwrite run: drop the half-built new output; the old one is untouched."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
     def append_record(self, record: dict) -> None:
         with open(self.folder / CHUNKS, "a") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -251,6 +257,9 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
             records[task.index] = rec
             folder.append_record(rec)
             bar.update(rec["rows"])
+    except BaseException:
+        folder.abandon()
+        raise
     finally:
         bar.close()
     sources = {t.index: t.source_path for t in tasks}

@@ -1,0 +1,189 @@
+"""Logistic model: scikit-learn's optimum, JSON model file, scoring and evaluation."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import read_output, run_cli
+
+import pipeline
+from pipeline.kernels import log_sigmoid, sigmoid
+from pipeline.model import ConvergenceWarning, LogisticModel
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import load_breast_cancer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score  # noqa: E402
+
+
+def objective(X, y, coef, b, C):
+    """scikit-learn's objective: C * sum(loss) + ||w||^2 / 2 (or the sum alone)."""
+    z = X @ coef + b
+    loss = -np.sum(log_sigmoid(np.where(y > 0, z, -z)))
+    return loss if C is None else C * loss + 0.5 * coef @ coef
+
+
+def sk_fit(X, y, C):
+    kw = {"C": np.inf} if C is None else {"C": C}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=500,
+                                  **kw).fit(X, y)
+
+
+def synthetic(n=5000, p=6, seed=1, scale=None):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) * (scale if scale is not None else 1.0)
+    w = rng.normal(size=p) / np.sqrt(p)
+    if scale is not None:
+        w = w / scale
+    y = (rng.random(n) < sigmoid(X @ w + 0.3)).astype(np.int64)
+    return X, y
+
+
+@pytest.mark.parametrize("C", [1.0, 0.01])
+def test_breast_cancer_raw_features_reach_sklearn_optimum(C):
+    X, y = load_breast_cancer(return_X_y=True)
+    m = LogisticModel(C=C).fit(X, y)
+    sk = sk_fit(X, y, C)
+    ours, theirs = objective(X, y, m.coef_, m.intercept_, C), \
+        objective(X, y, sk.coef_[0], sk.intercept_[0], C)
+    assert ours <= theirs * (1 + 1e-8)
+    assert abs(ours - theirs) <= 1e-8 * abs(theirs)
+    assert m.converged_
+
+
+@pytest.mark.parametrize("C", [1.0, 0.01, None])
+def test_synthetic_unscaled_features_reach_sklearn_optimum(C):
+    X, y = synthetic(scale=np.array([1e-3, 1, 10, 1e3, 0.1, 5]))
+    m = LogisticModel(C=C or 1.0, penalty=None if C is None else "l2").fit(X, y)
+    sk = sk_fit(X, y, C)
+    ours = objective(X, y, m.coef_, m.intercept_, C)
+    theirs = objective(X, y, sk.coef_[0], sk.intercept_[0], C)
+    assert abs(ours - theirs) <= 1e-8 * abs(theirs)
+
+
+def test_wide_float32_data_and_dask_input_give_the_numpy_model(tmp_path):
+    rng = np.random.default_rng(5)
+    n, p = 3000, 200
+    X = rng.standard_normal((n, p)).astype(np.float32)
+    y = (rng.random(n) < sigmoid(X.astype(np.float64) @ (rng.normal(size=p) / 20))).astype(int)
+    cols = {f"x{j}": pa.array(X[:, j]) for j in range(p)}
+    cols["label"] = pa.array(y)
+    (tmp_path / "wide").mkdir()
+    t = pa.table(cols)
+    pq.write_table(t.slice(0, 1500), tmp_path / "wide" / "a.parquet")
+    pq.write_table(t.slice(1500), tmp_path / "wide" / "b.parquet")
+    m_np = LogisticModel(C=0.5).fit(X.astype(np.float64), y)
+    df = pipeline.read(tmp_path / "wide")
+    m_dd = LogisticModel(C=0.5).fit(df, label="label")
+    np.testing.assert_allclose(m_dd.coef_, m_np.coef_, rtol=1e-9, atol=1e-12)
+    sk = sk_fit(X.astype(np.float64), y, 0.5)
+    ours = objective(X.astype(np.float64), y, m_np.coef_, m_np.intercept_, 0.5)
+    theirs = objective(X.astype(np.float64), y, sk.coef_[0], sk.intercept_[0], 0.5)
+    assert abs(ours - theirs) <= 1e-8 * abs(theirs)
+    proba = m_dd.predict_proba(df).compute().to_numpy()
+    np.testing.assert_allclose(proba[:, 1], m_np.predict_proba(X.astype(np.float64))[:, 1],
+                               rtol=1e-9)
+
+
+def _train_files(tmp_path, n=4000):
+    X, y = synthetic(n=n)
+    cols = {f"f{j}": pa.array(X[:, j]) for j in range(X.shape[1])}
+    cols["label"] = pa.array(y)
+    cols["id"] = pa.array(np.arange(n))
+    (tmp_path / "d").mkdir()
+    t = pa.table(cols)
+    pq.write_table(t.slice(0, n // 2), tmp_path / "d" / "a.parquet", row_group_size=500)
+    pq.write_table(t.slice(n // 2), tmp_path / "d" / "b.parquet", row_group_size=500)
+    return tmp_path / "d", X, y
+
+
+def test_cli_train_save_load_score_evaluate(tmp_path):
+    data, X, y = _train_files(tmp_path)
+    model_path = tmp_path / "model.json"
+    assert run_cli("train", data, model_path, "--label", "label", "--C", "0.1",
+                   "--blocksize", "8KiB", "--quiet") == 0
+    d = json.loads(model_path.read_text())
+    assert d["kind"] == "logistic" and d["version"] == 1 and d["C"] == 0.1
+    assert d["features"] == [f"f{j}" for j in range(6)] and d["rows"] == 4000
+    assert d["converged"] and d["passes"] == len(d["history"]) + 1 <= 10
+    sk = sk_fit(X, y, 0.1)
+    np.testing.assert_allclose(d["coef"], sk.coef_[0], rtol=1e-6, atol=1e-8)
+    m = LogisticModel.load(model_path)
+    assert m.to_dict()["coef"] == d["coef"]
+    # scoring equals σ(Xw + b) of the saved model
+    out = tmp_path / "scores"
+    assert run_cli("score", data, model_path, out, "--threshold", "0.3", "--quiet") == 0
+    got = read_output(out)
+    assert got.column_names == ["label", "id", "probability", "prediction"]
+    p = sigmoid(X @ np.array(d["coef"]) + d["intercept"])
+    np.testing.assert_allclose(got["probability"].to_numpy(), p, rtol=1e-13)
+    assert got["prediction"].type == pa.int8()
+    np.testing.assert_array_equal(got["prediction"].to_numpy(), (p >= 0.3).astype(np.int8))
+
+
+def test_evaluate_prints_json_metrics_matching_sklearn(tmp_path, capsys):
+    data, X, y = _train_files(tmp_path)
+    model_path = tmp_path / "model.json"
+    assert run_cli("train", data, model_path, "--label", "label", "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("evaluate", data, model_path, "--label", "label", "--quiet") == 0
+    res = json.loads(capsys.readouterr().out)
+    d = json.loads(model_path.read_text())
+    p = sigmoid(X @ np.array(d["coef"]) + d["intercept"])
+    assert res["rows"] == 4000
+    assert res["log_loss"] == pytest.approx(log_loss(y, p), rel=1e-10)
+    assert res["accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5))
+    assert abs(res["auc"] - roc_auc_score(y, p)) <= 1e-4
+
+
+def test_not_converged_warns_and_is_recorded():
+    X, y = synthetic()
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        m = LogisticModel(max_iter=1).fit(X, y)
+    assert m.converged_ is False and m.to_dict()["converged"] is False
+
+
+def test_separable_without_penalty_warns_with_finite_coefficients():
+    X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    y = np.array([0, 0, 1, 1])
+    with pytest.warns(ConvergenceWarning, match="separable"):
+        m = LogisticModel(penalty=None).fit(X, y)
+    assert np.all(np.isfinite(m.coef_))
+
+
+@pytest.mark.parametrize("param,value", [("C", 0), ("C", -1.0), ("C", float("nan")),
+                                         ("penalty", "l1"), ("tol", 0), ("max_iter", 0),
+                                         ("max_iter", 1.5)])
+def test_invalid_parameters_get_one_clear_sentence(param, value):
+    X, y = synthetic(n=50)
+    with pytest.raises(pipeline.PipelineError,
+                       match=rf"The '{param}' parameter of LogisticModel must be"):
+        LogisticModel(**{param: value}).fit(X, y)
+
+
+def test_get_set_params_like_sklearn():
+    m = LogisticModel(C=2.0)
+    assert m.get_params() == {"C": 2.0, "penalty": "l2", "tol": 1e-10, "max_iter": 50}
+    assert m.set_params(C=3.0).C == 3.0
+    from sklearn.base import clone
+
+    assert clone(m).get_params()["C"] == 3.0
+
+
+def test_sigmoid_transformer_in_a_sklearn_pipeline():
+    from sklearn.pipeline import make_pipeline
+
+    X, y = synthetic(n=300)
+    t = pipeline.SigmoidTransformer(feature_range=(-1, 1))
+    Xt = t.fit_transform(X)
+    np.testing.assert_allclose(Xt, -1 + 2 * sigmoid(X), atol=1e-15)
+    assert list(t.get_feature_names_out()) == [f"x{i}" for i in range(6)]
+    pipe = make_pipeline(pipeline.SigmoidTransformer(), LogisticRegression()).fit(X, y)
+    assert pipe.score(X, y) > 0.6

@@ -1,0 +1,287 @@
+"""Nothing lost: atomic parts, resume after SIGKILL, overwrite safety, bad input, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from conftest import (DaskProcesses, make_table, read_output, run_cli, run_proc, wait_until,
+                      write_parquet_files)
+
+
+def _many_chunks(tmp_path, groups=300, rows=2000):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((groups * rows, 4))
+    t = pa.table({"id": np.arange(groups * rows), **{f"f{j}": X[:, j] for j in range(4)}})
+    pq.write_table(t, folder / "big.parquet", row_group_size=rows)
+    return folder
+
+
+def _records(out):
+    p = out / "_chunks.jsonl"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def _snapshot(folder):
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.iterdir())}
+
+
+def test_existing_output_without_flags_is_an_error_and_untouched(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    assert run_cli("transform", data_dir, out, "--quiet") == 0
+    before = _snapshot(out)
+    assert run_cli("transform", data_dir, out, "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and str(out) in err[0]
+    assert _snapshot(out) == before
+
+
+def test_overwrite_replaces_only_when_the_new_output_is_complete(tmp_path, data_dir):
+    out = tmp_path / "out"
+    assert run_cli("transform", data_dir, out, "--quiet") == 0
+    assert run_cli("transform", data_dir, out, "--overwrite", "--temperature", "3",
+                   "--quiet") == 0
+    assert json.loads((out / "_SUCCESS").read_text())["params"]["temperature"] == 3.0
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+
+
+def test_failed_overwrite_leaves_the_old_output_whole(tmp_path, capsys):
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    t = make_table(4000, seed=2)
+    pacsv.write_csv(t, csv / "a.csv")
+    out = tmp_path / "out"
+    assert run_cli("transform", csv, out, "--quiet") == 0
+    before = _snapshot(out)
+    # a bad cell far past the type-inference sample: found while chunks are written
+    lines = (csv / "a.csv").read_text().splitlines()
+    cells = lines[3500].split(",")
+    cells[1] = "oops"
+    lines[3500] = ",".join(cells)
+    (csv / "a.csv").write_text("\n".join(lines) + "\n")
+    assert run_cli("transform", csv, out, "--overwrite", "--blocksize", "16KiB",
+                   "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "a.csv" in err and "'f0'" in err and "row 3500" in err
+    assert _snapshot(out) == before
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+
+
+def test_resume_after_sigkill_redoes_only_missing_parts(tmp_path):
+    data = _many_chunks(tmp_path)
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    assert run_cli("transform", data, clean, "--blocksize", "1", "--quiet") == 0
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "transform", str(data),
+                             str(out), "--blocksize", "1", "--quiet"],
+                            start_new_session=True, stderr=subprocess.DEVNULL)
+    assert wait_until(lambda: len(_records(out)) >= 20)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "_SUCCESS").exists()
+    parts = sorted(out.glob("part-*.parquet"))
+    assert 0 < len(parts) < 300
+    for p in parts:  # every part under its final name is complete
+        assert pq.read_metadata(p).num_rows == 2000
+    kept = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in parts}
+    assert run_cli("transform", data, out, "--blocksize", "1", "--resume", "--quiet") == 0
+    for name, ident in kept.items():  # no complete part rewritten
+        p = out / name
+        assert (p.stat().st_ino, p.stat().st_mtime_ns) == ident
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    assert manifest["resumed_parts"] == len(kept) and manifest["rows"] == 600_000
+    assert read_output(out).equals(read_output(clean))
+    assert len(_records(out)) == 300
+
+
+def test_resume_with_other_parameters_or_changed_input_is_an_error(tmp_path, data_dir,
+                                                                   capsys):
+    out = tmp_path / "out"
+    assert run_cli("transform", data_dir, out, "--quiet") == 0
+    (out / "_SUCCESS").unlink()
+    assert run_cli("transform", data_dir, out, "--resume", "--temperature", "2",
+                   "--quiet") == 2
+    assert "parameters differ" in capsys.readouterr().err
+    os.utime(data_dir / "part0.parquet", ns=(1, 1))
+    assert run_cli("transform", data_dir, out, "--resume", "--quiet") == 2
+    assert "input files" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_with_130_and_leaves_a_resumable_folder(tmp_path):
+    data = _many_chunks(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "transform", str(data),
+                             str(out), "--blocksize", "1", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: len(_records(out)) >= 10)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    assert proc.wait(30) == 130
+    assert time.time() - t0 < 10
+    assert "interrupted" in proc.stderr.read()
+    assert not (out / "_SUCCESS").exists()
+    assert run_cli("transform", data, out, "--blocksize", "1", "--resume", "--quiet") == 0
+    assert read_output(out).num_rows == 600_000
+
+
+def test_killed_dask_worker_is_survived(tmp_path):
+    data = _many_chunks(tmp_path, groups=200)
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    assert run_cli("transform", data, clean, "--blocksize", "1", "--quiet") == 0
+    cluster = DaskProcesses(workers=2)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "transform", str(data),
+                                 str(out), "--blocksize", "1", "--quiet", "--scheduler",
+                                 cluster.address], stderr=subprocess.PIPE, text=True)
+        assert wait_until(lambda: len(_records(out)) >= 10)
+        victim = cluster.workers[0]
+        assert proc.poll() is None  # the job is still running when the worker dies
+        victim.kill()
+        assert proc.wait(120) == 0, proc.stderr.read()
+        assert victim.poll() is not None
+    finally:
+        cluster.close()
+    assert read_output(out).equals(read_output(clean))
+
+
+# --- the bad-input catalogue: exit 2, one `error:` line naming the file/column, nothing lost
+
+
+def _bad_cases(tmp_path):
+    data = write_parquet_files(tmp_path / "data")
+    model = tmp_path / "model.json"
+    assert run_cli("train", data, model, "--label", "label", "--quiet") == 0
+    good_model = json.loads(model.read_text())
+    cases = {}
+
+    def folder(name):
+        p = tmp_path / name
+        p.mkdir()
+        return p
+
+    cases["missing path"] = (["transform", tmp_path / "nope"], "nope", None)
+    e = folder("empty")
+    (e / "_SUCCESS").write_text("")
+    (e / ".hidden.parquet").write_text("")
+    cases["only _ and . files"] = (["transform", e], "empty", None)
+    c = folder("corrupt")
+    (c / "x.parquet").write_bytes(os.urandom(2000))
+    cases["corrupt parquet"] = (["transform", c], "x.parquet", None)
+    tr = folder("trunc")
+    raw = (data / "part0.parquet").read_bytes()
+    (tr / "t.parquet").write_bytes(raw[: len(raw) // 2])
+    cases["truncated parquet"] = (["transform", tr], "t.parquet", None)
+    cv = folder("csvbad")
+    (cv / "a.csv").write_text("id,x,y\n1,0.5,1.0\n2,abc,2.0\n")
+    cases["csv non-numeric cell in selected column"] = (
+        ["transform", cv, "--columns", "x"], "a.csv", "x")
+    rg = folder("ragged")
+    (rg / "a.csv").write_text("id,x,y\n1,0.5,1.0\n2,0.25\n")
+    cases["csv ragged rows"] = (["transform", rg], "a.csv", None)
+    cases["selected column missing"] = (["transform", data, "--columns", "zz"], "part0", "zz")
+    cases["selected column not numeric"] = (["transform", data, "--columns", "name"],
+                                            "part0", "name")
+    sd = folder("schemadiff")
+    pq.write_table(make_table(10), sd / "a.parquet")
+    pq.write_table(make_table(10).drop(["f1"]), sd / "b.parquet")
+    cases["schema differs"] = (["transform", sd], "b.parquet", "f1")
+    mx = folder("mixed")
+    pq.write_table(make_table(10), mx / "a.parquet")
+    pacsv.write_csv(make_table(10), mx / "b.csv")
+    cases["parquet and csv mixed"] = (["transform", mx], "mixed", None)
+    cases["temperature <= 0"] = (["transform", data, "--temperature", "0"], "temperature",
+                                 None)
+    cases["empty range"] = (["transform", data, "--range", "1", "1"], "range", None)
+    cases["unparsable size"] = (["transform", data, "--blocksize", "lots"], "blocksize", None)
+    cases["label missing"] = (["train", data, tmp_path / "m1.json", "--label", "nolabel"],
+                              "part0", "nolabel")
+    lb = folder("badlabel")
+    pq.write_table(make_table(20).set_column(6, "label", pa.array([2] * 20)), lb / "a.parquet")
+    cases["label not in {0,1}"] = (["train", lb, tmp_path / "m2.json", "--label", "label"],
+                                   "a.parquet", "label")
+    nf = folder("nanfeature")
+    t = make_table(20)
+    f1 = t["f1"].to_numpy().copy()
+    f1[7] = np.inf
+    pq.write_table(t.set_column(2, "f1", pa.array(f1)), nf / "a.parquet")
+    cases["inf in a training feature"] = (["train", nf, tmp_path / "m3.json", "--label",
+                                           "label"], "a.parquet", "f1")
+    cases["C <= 0"] = (["train", data, tmp_path / "m4.json", "--label", "label", "--C", "0"],
+                       "'C'", None)
+
+    def model_file(name, content):
+        p = tmp_path / name
+        p.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+        return p
+
+    cases["model truncated"] = (["score", data, model_file("trunc.json",
+                                 model.read_bytes()[:40])], "trunc.json", None)
+    cases["model is a pickle"] = (["score", data, model_file("p.json",
+                                   pickle.dumps({"kind": "logistic"}))], "p.json", None)
+    cases["model of another kind"] = (["score", data, model_file(
+        "k.json", good_model | {"kind": "tree"})], "k.json", None)
+    cases["model of another version"] = (["score", data, model_file(
+        "v.json", good_model | {"version": 9})], "v.json", None)
+    cases["model with non-finite coef"] = (["score", data, model_file(
+        "nf.json", good_model | {"coef": [1.0, float("nan"), 0.0, 0.0]})], "nf.json", None)
+    cases["model with mis-sized coef"] = (["score", data, model_file(
+        "ms.json", good_model | {"coef": [1.0]})], "ms.json", None)
+    cases["model feature the data lacks"] = (["score", data, model_file(
+        "f.json", good_model | {"features": ["f0", "f1", "f2", "zz"]})], "part0", "zz")
+    return cases
+
+
+BAD = ["missing path", "only _ and . files", "corrupt parquet", "truncated parquet",
+       "csv non-numeric cell in selected column", "csv ragged rows", "selected column missing",
+       "selected column not numeric", "schema differs", "parquet and csv mixed",
+       "temperature <= 0", "empty range", "unparsable size", "label missing",
+       "label not in {0,1}", "inf in a training feature", "C <= 0", "model truncated",
+       "model is a pickle", "model of another kind", "model of another version",
+       "model with non-finite coef", "model with mis-sized coef",
+       "model feature the data lacks"]
+
+
+@pytest.fixture(scope="module")
+def bad_cases(tmp_path_factory):
+    return _bad_cases(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_error_line_exit_2_and_nothing_written(case, bad_cases, tmp_path,
+                                                                capsys):
+    args, names, column = bad_cases[case]
+    cmd = args[0]
+    out = tmp_path / "out"
+    k = {"transform": 2, "score": 3}.get(cmd)
+    if k is not None:
+        args = [*args[:k], out, *args[k:]]
+    code = run_cli(*args, "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert names in err[0]
+    if column:
+        assert repr(column) in err[0]
+    assert "Traceback" not in err[0]
+    assert not (out / "_SUCCESS").exists()
+    if cmd == "train":
+        assert not os.path.exists(args[2])
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    proc = run_proc("transform", tmp_path / "missing", tmp_path / "out")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'missing'}: no such file or folder"]

@@ -83,7 +83,7 @@ def run_bench(*, sizes=(1_000_000, 10_000_000), repeat: int = 5, as_json: bool =
     ulps = {name: worst_ulp(fn) for name, (fn, is_sig) in ACTIVATIONS.items() if is_sig}
     for n in sizes:
         x = rng.standard_normal(n) * 5
-        for name, (fn, is_sig) in ACTIVATIONS.items():
+        for name, (fn, _is_sig) in ACTIVATIONS.items():
             sec, added = measure(fn, x, repeat)
             rows.append({"activation": name, "elements": n, "ms_per_call": sec * 1e3,
                          "ns_per_element": sec * 1e9 / n, "memory_added_bytes": added,

@@ -76,7 +76,8 @@ def _derivative_block(x: np.ndarray, r: np.ndarray, t: np.ndarray, h: np.ndarray
     _neg_abs_exp(x, t)
     np.add(t, 1.0, out=h)
     np.multiply(h, h, out=h)
-    np.divide(t, h, out=r)
+    np.divide(t, h, out=h)
+    np.minimum(h, 0.25, out=r)  # rounding may step just past the true maximum 1/4
 
 
 def _run_blocked(block_fn, x: Any, out: np.ndarray | None) -> np.ndarray:
@@ -129,7 +130,7 @@ def _generic(xp, x, kind: str):
         res = xp.minimum(work, xp.zeros_like(work)) - xp.log1p(e)
     else:
         d = 1.0 + e
-        res = e / (d * d)
+        res = xp.minimum(e / (d * d), xp.full_like(e, 0.25))
     return xp.astype(res, dtype) if res.dtype != dtype else res
 
 

@@ -293,7 +293,7 @@ class LogisticModel:
         converged = False
         separable = False
         iterations = 0
-        for iterations in range(1, self.max_iter + 1):
+        for iterations in range(1, self.max_iter + 1):  # noqa: B007 - reported after
             step = _newton_step(H, g)
             dec = float(-g @ step)
             if dec / 2 <= self.tol * max(1.0, abs(f)) or not np.isfinite(dec):
@@ -403,7 +403,8 @@ class LogisticModel:
             return PipelineError(f"invalid model file: {msg}", path=path)
 
         if not isinstance(d, dict) or d.get("kind") != "logistic":
-            raise bad(f"kind must be 'logistic', got {d.get('kind') if isinstance(d, dict) else d!r}")
+            kind = d.get("kind") if isinstance(d, dict) else type(d).__name__
+            raise bad(f"kind must be 'logistic', got {kind!r}")
         if d.get("version") != 1:
             raise bad(f"version {d.get('version')!r} is not supported (expected 1)")
         feats, coef = d.get("features"), d.get("coef")

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .device import to_device, to_host
+from .device import to_host
 from .errors import PipelineError
 
 # Margin bins for the AUC (uniform in z over ±AUC_RANGE, the ends open): pairs within one bin

@@ -86,10 +86,8 @@ def discover(input_path: str | os.PathLike) -> tuple[list[str], str]:
             for root, dirs, names in os.walk(text)
             for name in names
         )
-        paths = [
-            p for p in paths
-            if not any(part.startswith(("_", ".")) for part in os.path.relpath(p, text).split(os.sep))
-        ]
+        paths = [p for p in paths if not any(
+            part.startswith(("_", ".")) for part in os.path.relpath(p, text).split(os.sep))]
         if not paths:
             raise PipelineError("folder holds no input files (names starting with _ or . are "
                                 "not input)", path=text)
@@ -163,7 +161,8 @@ def _plan_csv(paths: list[str], blocksize: int) -> Source:
             if header is None:
                 header = first
                 sample = first + f.read(_CSV_SAMPLE)
-                sample = sample[: sample.rfind(b"\n") + 1] if b"\n" in sample[len(first):] else sample
+                if b"\n" in sample[len(first):]:  # whole lines only
+                    sample = sample[: sample.rfind(b"\n") + 1]
                 schema = _csv_sample_schema(path, sample)
             elif first.rstrip(b"\r\n") != header.rstrip(b"\r\n"):
                 raise PipelineError(f"CSV header differs from {paths[0]}: "

@@ -15,8 +15,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import (DaskProcesses, make_table, read_output, run_cli, run_proc, wait_until,
-                      write_parquet_files)
+from conftest import (
+    DaskProcesses,
+    make_table,
+    read_output,
+    run_cli,
+    run_proc,
+    wait_until,
+    write_parquet_files,
+)
 
 
 def _many_chunks(tmp_path, groups=300, rows=2000):

@@ -40,7 +40,7 @@ def test_parquet_chunks_pack_whole_row_groups_up_to_the_blocksize(tmp_path):
     src = plan(data, blocksize=bound)
     first = [c for c in src.chunks if c.path.endswith("part0.parquet")]
     assert [g for c in first for g in c.row_groups] == list(range(10))  # whole, in order
-    for c, nxt in zip(first, first[1:]):
+    for c, nxt in zip(first, first[1:], strict=False):
         size = sum(sizes[g] for g in c.row_groups)
         assert size <= bound < size + sizes[nxt.row_groups[0]]  # packed up to the bound
     assert 2 < len(first) < 10 and sum(c.rows for c in src.chunks) == 2000

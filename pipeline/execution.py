@@ -248,6 +248,9 @@ def open_executor(opts: ExecOptions | None = None, client=None):
             client.close()
             cluster.close()
         return
+    from .buffers import use_fast_pool
+
+    use_fast_pool()
     executor = LocalExecutor(opts.threads_per_worker)
     try:
         yield executor

@@ -23,7 +23,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from . import kernels
 from .errors import PipelineError
@@ -438,6 +437,8 @@ class LogisticModel:
 
 def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Solve H d = -g after Jacobi rescaling (conditions raw, unscaled features)."""
+    import scipy.linalg  # here, not at import: the CLI's start-up is paid on every run
+
     dscale = np.sqrt(np.maximum(np.diag(H), np.finfo(float).tiny))
     Hs = H / dscale[:, None] / dscale[None, :]
     gs = g / dscale

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
+from .buffers import empty_column, to_arrow
 from .device import to_device, to_host
 from .errors import PipelineError
 
@@ -32,7 +33,8 @@ class SigmoidOp:
     def __post_init__(self) -> None:
         validate_sigmoid_options(self.temperature, self.feature_range, self.output)
 
-    def apply_array(self, x: np.ndarray) -> np.ndarray:
+    def apply_array(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The transformed column, written into ``out`` when given (CPU)."""
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         kernel = {"value": kernels.sigmoid, "derivative": kernels.sigmoid_derivative,
                   "log": kernels.log_sigmoid}[self.output]
@@ -41,10 +43,11 @@ class SigmoidOp:
             res = to_device(np.asarray(x, dtype=dtype), "gpu")
             res = kernel(res / dtype.type(self.temperature) if scale else res)
         elif scale:
-            res = np.divide(x, self.temperature, dtype=dtype)
+            res = np.divide(x, self.temperature, dtype=dtype, out=out)
             kernel(res, out=res)  # the kernels write each block once, last: in place is safe
         else:
-            res = kernel(x.astype(dtype, copy=False), out=np.empty(x.shape, dtype))
+            res = kernel(x.astype(dtype, copy=False),
+                         out=out if out is not None else np.empty(x.shape, dtype))
         lo, hi = self.feature_range
         if self.output == "value" and (lo, hi) != (0.0, 1.0):
             res *= dtype.type(hi - lo)
@@ -57,9 +60,15 @@ class SigmoidOp:
             i = table.schema.get_field_index(name)
             col = table.column(i)
             x = col.to_numpy()  # zero-copy view when there are no nulls
-            values = self.apply_array(x)
+            buf = None
+            if self.device == "cpu":
+                dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+                out, buf = empty_column(len(x), dtype)
+                values = self.apply_array(x, out)
+            else:
+                values = self.apply_array(x)
             mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
-            cols[i] = pa.array(values, mask=mask)
+            cols[i] = to_arrow(values, buf, mask)
         return pa.Table.from_arrays(cols, schema=_out_schema(table.schema, self.columns))
 
     def apply_frame(self, frame):

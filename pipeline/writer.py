@@ -47,13 +47,12 @@ def part_name(index: int, fmt: str = "parquet") -> str:
     return f"part-{index:05d}.{fmt}"
 
 
-def write_part_file(data, folder: str, index: int, fmt: str = "parquet") -> int:
-    """Write one part as ``folder/part-NNNNN.<fmt>``: temporary name, fsync, rename.
+def write_part_file(data, folder: str, index: int, fmt: str = "parquet") -> tuple[str, int]:
+    """Write one part under a temporary name in ``folder``; returns (temporary path, rows).
 
     ``data`` is a ``pyarrow.Table`` or an iterator of Tables (streamed, one row group each,
-    so a part can be larger than memory). Returns the rows written.
+    so a part can be larger than memory). :func:`commit_part` makes it final.
     """
-    final = os.path.join(folder, part_name(index, fmt))
     tmp = os.path.join(folder, f".{part_name(index, fmt)}.{uuid.uuid4().hex}.tmp")
     tables = [data] if isinstance(data, pa.Table) else data
     rows = 0
@@ -68,14 +67,25 @@ def write_part_file(data, folder: str, index: int, fmt: str = "parquet") -> int:
                 rows += table.num_rows
             if writer is not None:
                 writer.close()
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return rows
+    return tmp, rows
+
+
+def commit_part(tmp: str, folder: str, index: int, fmt: str = "parquet") -> None:
+    """fsync the temporary part, then rename it to its final name: absent or complete.
+
+    The writer's loop calls this as records arrive, so the wait for the disk overlaps the
+    workers' next chunks instead of holding a worker thread.
+    """
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(folder, part_name(index, fmt)))
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
@@ -101,9 +111,10 @@ def _fsync_dir(folder: str) -> None:
 def run_chunk_task(task, *, folder: str, device: str, fmt: str = "parquet") -> dict:
     """Produce one chunk's table, write its part, and return its record (runs on a worker)."""
     with ChunkTimer() as timer:
-        rows = write_part_file(task.produce(), folder, task.index, fmt)
-    return timer.record(chunk=task.index, part=part_name(task.index, fmt),
-                        source=task.source_path, rows=rows, device=device).to_dict()
+        tmp, rows = write_part_file(task.produce(), folder, task.index, fmt)
+    rec = timer.record(chunk=task.index, part=part_name(task.index, fmt),
+                       source=task.source_path, rows=rows, device=device).to_dict()
+    return rec, tmp
 
 
 @dataclass
@@ -208,6 +219,7 @@ class OutputFolder:
             fh.write(json.dumps(record) + "\n")
 
     def finish(self, manifest: dict, extras: dict | None = None) -> None:
+        _fsync_dir(str(self.folder))  # the parts' renames are durable before _SUCCESS
         for name, obj in (extras or {}).items():
             write_json_atomic(self.folder / name, obj)
         write_json_atomic(self.folder / SUCCESS, manifest)
@@ -253,7 +265,8 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         bar.update(rec.get("rows", 0))
     fn = functools.partial(run_chunk_task, folder=str(folder.folder), device=device, fmt=fmt)
     try:
-        for task, rec in executor.map_unordered(fn, todo):
+        for task, (rec, tmp) in executor.map_unordered(fn, todo, in_flight=executor.slots + 2):
+            commit_part(tmp, str(folder.folder), task.index, fmt)
             records[task.index] = rec
             folder.append_record(rec)
             bar.update(rec["rows"])

@@ -19,30 +19,30 @@ FEATURES = 20
 
 POLARS = """
 import sys, polars as pl
-cols = [f"f{j}" for j in range(%d)]
+cols = [f"f{j}" for j in range(N_FEATURES)]
 lf = pl.scan_parquet(sys.argv[1] + "/*.parquet")
 lf = lf.with_columns([(1 / (1 + (-pl.col(c)).exp())).alias(c) for c in cols])
 lf.sink_parquet(sys.argv[2], compression="snappy")
-""" % FEATURES
+""".replace("N_FEATURES", str(FEATURES))
 
 DUCKDB = """
 import sys, duckdb
-cols = ", ".join(f"1 / (1 + exp(-f{j})) AS f{j}" for j in range(%d))
+cols = ", ".join(f"1 / (1 + exp(-f{j})) AS f{j}" for j in range(N_FEATURES))
 duckdb.sql(f"COPY (SELECT id, {cols}, label FROM read_parquet('{sys.argv[1]}/*.parquet')) "
            f"TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION snappy, PER_THREAD_OUTPUT true)")
-""" % FEATURES
+""".replace("N_FEATURES", str(FEATURES))
 
 DASK = """
 import sys, dask.dataframe as dd
 from scipy.special import expit
-cols = [f"f{j}" for j in range(%d)]
+cols = [f"f{j}" for j in range(N_FEATURES)]
 def f(df):
     df = df.copy()
     df[cols] = expit(df[cols].to_numpy())
     return df
 df = dd.read_parquet(sys.argv[1] + "/*.parquet")
 df.map_partitions(f, meta=df._meta).to_parquet(sys.argv[2], compression="snappy")
-""" % FEATURES
+""".replace("N_FEATURES", str(FEATURES))
 
 
 def main() -> None:

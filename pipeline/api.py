@@ -132,14 +132,20 @@ class TrainChunk:
     task: FileChunkTask
     features: tuple[str, ...]
     label: str
+    device: str = "cpu"
 
     @property
     def source_path(self) -> str:
         return self.task.source_path
 
     def load(self):
-        return load_block(self.task.read(), self.features, self.label, self.task.source_path,
+        X, y = load_block(self.task.read(), self.features, self.label, self.task.source_path,
                           first_row=-1)
+        if self.device == "gpu":  # cached in GPU memory; each pass runs there
+            import cupy
+
+            return cupy.asarray(X), cupy.asarray(y)
+        return X, y
 
 
 def train_files(input_path, model_out, *, label: str = "label", features=None,
@@ -153,7 +159,7 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if model_out is not None and os.path.exists(model_out) and not options.overwrite:
         raise PipelineError("model file already exists; pass --overwrite to replace it",
                             path=os.fspath(model_out))
-    resolve_device(options.device)
+    device = resolve_device(options.device)
     source = plan(input_path, blocksize=options.blocksize_bytes())
     if label not in source.schema.names:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
@@ -166,7 +172,7 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     model.features_ = list(features)
     model.label_ = label
     tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features))
-    chunks = [TrainChunk(t, tuple(features), label) for t in tasks]
+    chunks = [TrainChunk(t, tuple(features), label, device) for t in tasks]
     with open_executor(options, client) as ex:
         cache = _fits_in_memory(source, len(features), ex)
         model._fit_chunks(chunks, ex, cache=cache, log=log)

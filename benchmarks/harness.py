@@ -13,6 +13,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,9 +47,10 @@ def clean(*paths: Path) -> None:
 
 def run_measured(cmd: list[str], *, env: dict | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of the whole process tree of ``cmd``."""
+    err = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=err)
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -66,7 +68,8 @@ def run_measured(cmd: list[str], *, env: dict | None = None) -> tuple[float, int
         time.sleep(0.02)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed: {proc.stderr.read().decode()[-2000:]}")
+        err.seek(0)
+        raise RuntimeError(f"{cmd[:4]} failed: {err.read().decode()[-2000:]}")
     return wall, peak
 
 

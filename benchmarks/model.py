@@ -37,8 +37,10 @@ from dask_ml.linear_model import LogisticRegression
 if __name__ == "__main__":
     with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster):
         df = dd.read_parquet(sys.argv[1])
-        X = df[[f"f{j}" for j in range(N_FEATURES)]].to_dask_array(lengths=True)
-        y = df["label"].to_dask_array(lengths=True)
+        X = df[[f"f{j}" for j in range(N_FEATURES)]].to_dask_array()
+        y = df["label"].to_dask_array()
+        X.compute_chunk_sizes()
+        y.compute_chunk_sizes()
         m = LogisticRegression(solver=sys.argv[3], C=1.0).fit(X.persist(), y.persist())
         json.dump({"coef": list(map(float, m.coef_)), "intercept": float(m.intercept_)},
                   open(sys.argv[2], "w"))
@@ -86,7 +88,7 @@ def main() -> None:
     ours = out / "pipeline-model.json"
     contenders = {
         "pipeline train": ([PY, "-m", "pipeline", "train", str(data), str(ours), "--label",
-                            "label", "--quiet"], [ours]),
+                            "label", "--overwrite", "--quiet"], [ours]),
         "scikit-learn load + fit (lbfgs, default)": (
             [PY, "-c", SKLEARN, str(data), str(out / "sk-lbfgs.json"), "lbfgs"],
             [out / "sk-lbfgs.json"]),

@@ -85,11 +85,7 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
         raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
     device = resolve_device(options.device)
     source = plan(input_path, blocksize=options.blocksize_bytes())
-    for name in model.features_:
-        if name not in source.schema.names:
-            raise PipelineError("the model's feature is missing from the input",
-                                path=source.paths[0], column=name)
-    source.require_columns(model.features_)
+    _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
         n for n in source.schema.names if n not in model.features_)
     source.require_columns(keep, numeric=False)
@@ -111,11 +107,8 @@ def evaluate_files(input_path, model, *, label: str = "label",
     source = plan(input_path, blocksize=options.blocksize_bytes())
     if label not in source.schema.names:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
-    for name in model.features_:
-        if name not in source.schema.names:
-            raise PipelineError("the model's feature is missing from the input",
-                                path=source.paths[0], column=name)
-    source.require_columns([*model.features_, label])
+    _require_model_features(source, model)
+    source.require_columns([label])
     op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
                 label, device)
     tasks = file_tasks(source, op, columns=(*model.features_, label),
@@ -123,6 +116,14 @@ def evaluate_files(input_path, model, *, label: str = "label",
     with open_executor(options, client) as ex:
         parts = [r for _, r in ex.map_unordered(run_reduce_task, tasks)]
     return combine_eval(parts)
+
+
+def _require_model_features(source, model: LogisticModel) -> None:
+    for name in model.features_:
+        if name not in source.schema.names:
+            raise PipelineError("the model's feature is missing from the input",
+                                path=source.paths[0], column=name)
+    source.require_columns(model.features_)
 
 
 @dataclass(frozen=True)

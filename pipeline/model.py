@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from . import kernels
 from .errors import PipelineError
@@ -42,16 +43,19 @@ def load_block(table_or_frame, features, label: str | None, source: str = "",
     X is column-major, so each column is one contiguous copy; its memory comes from
     pyarrow's pool (no fresh huge-page mappings per chunk).
     """
-    from .buffers import empty_column
+    from .buffers import empty_column, fill_column
 
-    cols = [_column(table_or_frame, name, source) for name in features]
+    cols = [_column(table_or_frame, name, source, raw=True) for name in features]
     n = len(cols[0]) if cols else _num_rows(table_or_frame)
     flat, _ = empty_column(n * len(cols), np.float64)
     X = flat.reshape((len(cols), n)).T  # (n, p), column-major
     for j, (name, col) in enumerate(zip(features, cols, strict=True)):
         try:
-            X[:, j] = col
-        except (TypeError, ValueError):
+            if isinstance(col, pa.ChunkedArray | pa.Array):
+                fill_column(col, X[:, j])
+            else:
+                X[:, j] = col
+        except (TypeError, ValueError, pa.ArrowException):
             raise PipelineError("column is not numeric", path=source or None,
                                 column=name) from None
         if not np.isfinite(X[:, j].sum()):  # cheap; NaN and inf propagate into the sum
@@ -79,17 +83,22 @@ def _num_rows(t) -> int:
     return t.num_rows if hasattr(t, "num_rows") else len(t)
 
 
-def _column(t, name, source):
+def _column(t, name, source, raw: bool = False):
     names = t.column_names if hasattr(t, "column_names") else list(t.columns)
     if name not in names:
         raise PipelineError("no such column in the input", path=source or None, column=name)
     col = t.column(name) if hasattr(t, "column_names") else t[name]
     if hasattr(col, "null_count") and col.null_count:
         raise PipelineError("column has missing values", path=source or None, column=name)
+    if raw and isinstance(col, pa.ChunkedArray):
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            raise PipelineError("column is not numeric", path=source or None, column=name)
+        return col
     if hasattr(col, "to_numpy"):
+        from .buffers import column_numpy
+
         try:
-            return col.to_numpy() if not hasattr(t, "column_names") else \
-                col.to_numpy(zero_copy_only=False)
+            return col.to_numpy() if not hasattr(t, "column_names") else column_numpy(col)
         except (TypeError, ValueError):
             raise PipelineError("column is not numeric", path=source or None,
                                 column=name) from None

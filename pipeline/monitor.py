@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -91,12 +92,14 @@ class RssSampler:
 
 def worker_name() -> str:
     """The Dask worker's address when running on one, else host:pid/thread."""
-    try:
+    if "distributed" in sys.modules:  # never import it just to ask (0.5 s of start-up)
         from distributed import get_worker
 
-        return get_worker().address
-    except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}/{threading.current_thread().name}"
+        try:
+            return get_worker().address
+        except ValueError:
+            pass
+    return f"{socket.gethostname()}:{os.getpid()}/{threading.current_thread().name}"
 
 
 class ChunkTimer:

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
+from .buffers import column_numpy, to_arrow
 from .device import to_host
 from .errors import PipelineError
 
@@ -35,7 +36,7 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source: str = "",
         if col.null_count:
             raise PipelineError("feature column has missing values", path=source or None,
                                 column=name)
-        cols.append(col.to_numpy())
+        cols.append(column_numpy(col))
     if device == "gpu":
         import cupy
 
@@ -71,7 +72,7 @@ class ScoreOp:
                          self.device)
         p = to_host(kernels.sigmoid(z) if self.device == "gpu" else kernels.sigmoid(z, out=z))
         pred = (p >= self.threshold).astype(np.int8)
-        arrays = [table.column(k) for k in self.keep] + [pa.array(p), pa.array(pred)]
+        arrays = [table.column(k) for k in self.keep] + [to_arrow(p), to_arrow(pred)]
         return pa.Table.from_arrays(arrays, names=[*self.keep, "probability", "prediction"])
 
 
@@ -88,7 +89,7 @@ class EvalOp:
     def __call__(self, table: pa.Table, source: str = "") -> dict:
         if self.label not in table.column_names:
             raise PipelineError("no such label column", path=source or None, column=self.label)
-        y = table.column(self.label).to_numpy(zero_copy_only=False)
+        y = column_numpy(table.column(self.label))
         try:
             y = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):

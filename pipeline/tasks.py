@@ -41,7 +41,14 @@ class FileChunkTask:
 
     def produce(self) -> pa.Table:
         table = self.read()
-        return self.op(table, self.chunk.path) if self.op is not None else table
+        if self.op is None:
+            return table
+        batches = table.to_batches()
+        if len(batches) <= 1:
+            return self.op(table, self.chunk.path)
+        # batch by batch: each column is one contiguous buffer there (no combining copy)
+        return pa.concat_tables([self.op(pa.Table.from_batches([b]), self.chunk.path)
+                                 for b in batches])
 
 
 @dataclass(frozen=True)

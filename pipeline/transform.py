@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .buffers import empty_column, to_arrow
+from .buffers import column_numpy, empty_column, to_arrow
 from .device import to_device, to_host
 from .errors import PipelineError
 
@@ -59,7 +59,7 @@ class SigmoidOp:
         for name in self.columns:
             i = table.schema.get_field_index(name)
             col = table.column(i)
-            x = col.to_numpy()  # zero-copy view when there are no nulls
+            x = column_numpy(col)  # zero-copy view when there are no nulls
             buf = None
             if self.device == "cpu":
                 dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64

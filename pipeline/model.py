@@ -18,6 +18,7 @@ import functools
 import json
 import math
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -137,31 +138,59 @@ def partition_stats(block, coef, intercept: float) -> tuple:
     loss = 0.0
     wrong = 0
     coef = np.asarray(coef, dtype=np.float64)
+    B = _STATS_BLOCK
+    # Scratch reused across blocks and calls on this thread: fresh multi-MB temporaries are
+    # mmap/munmap pairs whose page faults and address-space lock serialise the threads.
+    z, e, r, h, w = (_scratch(f"v{i}", (B,)) for i in range(5))
+    Xh = _scratch("Xh", (p, B)).T  # (B, p), column-major like X
     with np.errstate(over="ignore", under="ignore"):
-        for s in range(0, n, _STATS_BLOCK):
-            Xb, yb = X[s:s + _STATS_BLOCK], y[s:s + _STATS_BLOCK]
-            z = Xb @ coef
-            z += intercept
-            e = np.abs(z)
-            np.negative(e, out=e)
-            np.exp(e, out=e)
-            negm = z * (1.0 - 2.0 * yb)              # -m: positive when wrong
-            wrong += int(np.count_nonzero(negm >= 0))
-            np.maximum(negm, 0.0, out=negm)
-            loss += float(np.sum(np.log1p(e))) + float(np.sum(negm))
-            d = e + 1.0
-            r = np.maximum(e, z >= 0)
-            r /= d
-            r -= yb                                  # σ(z) - y
-            h = e / (d * d)                          # σ'(z), exact in the tails
-            grad[:p] += r @ Xb
-            grad[p] += r.sum()
-            hess[p, :p] += h @ Xb
-            hess[p, p] += h.sum()
-            Xb_h = Xb * h[:, None]
-            hess[:p, :p] += Xb.T @ Xb_h
+        for s in range(0, n, B):
+            m = min(B, n - s)
+            Xb, yb = X[s:s + m], y[s:s + m]
+            zb, eb, rb, hb, wb = z[:m], e[:m], r[:m], h[:m], w[:m]
+            np.matmul(Xb, coef, out=zb)
+            zb += intercept
+            np.abs(zb, out=eb)
+            np.negative(eb, out=eb)
+            np.exp(eb, out=eb)                        # e = exp(-|z|)
+            np.multiply(yb, -2.0, out=wb)
+            wb += 1.0
+            wb *= zb                                  # -m: >= 0 when wrong
+            wrong += int(np.count_nonzero(wb >= 0))
+            np.maximum(wb, 0.0, out=wb)
+            loss += float(wb.sum())
+            np.log1p(eb, out=wb)
+            loss += float(wb.sum())                   # -log σ(m) = log1p(e) + max(-m, 0)
+            np.greater_equal(zb, 0.0, out=rb)
+            np.maximum(eb, rb, out=rb)
+            np.add(eb, 1.0, out=wb)                   # d = 1 + e
+            rb /= wb
+            rb -= yb                                  # σ(z) - y
+            np.multiply(wb, wb, out=hb)
+            np.divide(eb, hb, out=hb)                 # σ'(z) = e / d², exact in the tails
+            grad[:p] += rb @ Xb
+            grad[p] += rb.sum()
+            hess[p, :p] += hb @ Xb
+            hess[p, p] += hb.sum()
+            Xhb = Xh[:m]
+            np.multiply(Xb, hb[:, None], out=Xhb)
+            hess[:p, :p] += Xb.T @ Xhb
     hess[:p, p] = hess[p, :p]
     return n, loss, grad, hess, wrong
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple) -> np.ndarray:
+    key = (name, shape)
+    cache = getattr(_SCRATCH, "arrays", None)
+    if cache is None:
+        cache = _SCRATCH.arrays = {}
+    arr = cache.get(key)
+    if arr is None:
+        arr = cache[key] = np.empty(shape)
+    return arr
 
 
 def _partition_stats_xp(X, y, coef, intercept):

@@ -42,7 +42,7 @@ def clean(*paths: Path) -> None:
         elif p.exists():
             p.unlink()
     subprocess.run(["sync"], check=False)
-    time.sleep(0.5)
+    time.sleep(3.0)  # let the disk settle: a run must not pay for the previous one's writes
 
 
 def run_measured(cmd: list[str], *, env: dict | None = None) -> tuple[float, int]:

@@ -195,10 +195,5 @@ def _fits_in_memory(source, p: int, executor) -> bool:
     return need <= 0.5 * budget
 
 
-def exec_options(**kwargs) -> ExecOptions:
-    known = {k: v for k, v in kwargs.items() if k in ExecOptions.__dataclass_fields__}
-    return ExecOptions(**known)
-
-
 __all__ = ["read", "write", "transform_files", "score_files", "evaluate_files", "train_files",
            "ExecOptions"]

@@ -22,7 +22,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,25 +142,31 @@ class OutputFolder:
             raise PipelineError("--overwrite and --resume cannot be used together", path=str(p))
         if p.exists() and not p.is_dir():
             raise PipelineError("output exists and is not a folder", path=str(p))
+        staging = p.parent / f".{p.name}.pipeline-new"
+        if not p.exists() and (staging / SUCCESS).exists():
+            os.replace(staging, p)  # an --overwrite killed inside its swap: finish it
+            shutil.rmtree(p.parent / f".{p.name}.pipeline-old", ignore_errors=True)
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             p.mkdir()
             write_json_atomic(p / JOB, self.job)
             return
         if self.resume:
+            if (staging / JOB).exists():  # an interrupted --overwrite: continue its new output
+                self.staging = staging
             self._open_resume(expected_rows, fmt)
             return
         if not self.overwrite:
             raise PipelineError("output already exists; pass --overwrite to replace it or "
                                 "--resume to continue it", path=str(p))
-        self.staging = p.parent / f".{p.name}.pipeline-new"
+        self.staging = staging
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir()
         write_json_atomic(self.staging / JOB, self.job)
 
     def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
-        p = self.path
+        p = self.folder
         try:
             old = json.loads((p / JOB).read_text())
         except FileNotFoundError:
@@ -209,7 +214,10 @@ class OutputFolder:
         os.replace(tmp, p / CHUNKS)
 
     def abandon(self) -> None:
-        """A failed --overwrite run: drop the half-built new output; the old one is untouched."""
+        """A failed --overwrite run: drop the half-built new output; the old one is untouched.
+
+        Not called on an interruption (Ctrl-C, SIGKILL), which ``--resume`` continues.
+        """
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
@@ -223,6 +231,10 @@ class OutputFolder:
         for name, obj in (extras or {}).items():
             write_json_atomic(self.folder / name, obj)
         write_json_atomic(self.folder / SUCCESS, manifest)
+        self.swap_in()
+
+    def swap_in(self) -> None:
+        """Replace the old output by the complete new one built beside it (--overwrite)."""
         if self.staging is not None:
             old = self.path.parent / f".{self.path.name}.pipeline-old"
             if old.exists():
@@ -257,6 +269,7 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
     folder = OutputFolder(Path(out), job, overwrite=overwrite, resume=resume)
     folder.open({t.index: t.rows for t in tasks}, fmt)
     if folder.complete_manifest is not None:
+        folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
         return folder.complete_manifest
     todo = [t for t in tasks if t.index not in folder.kept]
     records = dict(folder.kept)
@@ -270,7 +283,7 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
             records[task.index] = rec
             folder.append_record(rec)
             bar.update(rec["rows"])
-    except BaseException:
+    except Exception:
         folder.abandon()
         raise
     finally:
@@ -293,12 +306,3 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
 
 def job_identity(command: str, params: dict, fingerprint) -> dict:
     return {"command": command, "params": params, "input": fingerprint}
-
-
-def iter_parts(out: str | os.PathLike) -> Iterable[Path]:
-    """The part files of a complete output folder, in order."""
-    out = Path(out)
-    if not (out / SUCCESS).exists():
-        raise PipelineError(f"not a complete output (no {SUCCESS})", path=str(out))
-    manifest = json.loads((out / SUCCESS).read_text())
-    return [out / p["part"] for p in manifest["parts"]]

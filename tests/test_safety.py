@@ -113,6 +113,28 @@ def test_resume_after_sigkill_redoes_only_missing_parts(tmp_path):
     assert len(_records(out)) == 300
 
 
+def test_sigkill_during_overwrite_keeps_the_old_output_and_resumes_the_new(tmp_path):
+    data = _many_chunks(tmp_path, groups=200)
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    assert run_cli("transform", data, out, "--blocksize", "1", "--quiet") == 0
+    assert run_cli("transform", data, clean, "--blocksize", "1", "--temperature", "2",
+                   "--quiet") == 0
+    old = read_output(out)
+    staging = tmp_path / ".out.pipeline-new"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "transform", str(data),
+                             str(out), "--blocksize", "1", "--temperature", "2", "--overwrite",
+                             "--quiet"], start_new_session=True, stderr=subprocess.DEVNULL)
+    assert wait_until(lambda: len(_records(staging)) >= 10)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_output(out).equals(old)  # the old output is whole and still the output
+    assert run_cli("transform", data, out, "--blocksize", "1", "--temperature", "2",
+                   "--resume", "--quiet") == 0
+    assert json.loads((out / "_SUCCESS").read_text())["resumed_parts"] >= 10
+    assert read_output(out).equals(read_output(clean))
+    assert not staging.exists()
+
+
 def test_resume_with_other_parameters_or_changed_input_is_an_error(tmp_path, data_dir,
                                                                    capsys):
     out = tmp_path / "out"

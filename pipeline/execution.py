@@ -85,12 +85,15 @@ class LocalExecutor:
                 fut.cancel()
             wait(pending)  # let running chunks end before the caller cleans up after them
 
-    def cache(self, fn: Callable, items: list) -> list:
-        """Run ``fn`` on every item and keep the results here (in this process's memory)."""
-        out = [None] * len(items)
-        for (i, _), value in self.map_unordered(lambda p: fn(p[1]), list(enumerate(items))):
-            out[i] = value
-        return out
+    def cache(self, fn: Callable, items: list) -> tuple[list, list]:
+        """Run ``fn`` (returning ``(kept, result)``) on every item; keep ``kept`` here.
+
+        Returns the kept values (in this process's memory) and the small results, in order.
+        """
+        kept, results = [None] * len(items), [None] * len(items)
+        for (i, _), (k, r) in self.map_unordered(lambda p: fn(p[1]), list(enumerate(items))):
+            kept[i], results[i] = k, r
+        return kept, results
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -151,16 +154,26 @@ class DaskExecutor:
             for fut, _ in futures.values():
                 fut.cancel()
 
-    def cache(self, fn: Callable, items: list) -> list:
-        """Run ``fn`` on every item and keep the results in the workers' memory (futures)."""
-        futures = [self.client.submit(fn, item, pure=False) for item in items]
+    def cache(self, fn: Callable, items: list) -> tuple[list, list]:
+        """Run ``fn`` (returning ``(kept, result)``) on every item; keep ``kept`` on the workers.
+
+        Returns futures of the kept values (in the workers' memory) and the small results.
+        """
+        import operator
+
         from distributed import wait as dwait
 
-        dwait(futures)
-        for fut, item in zip(futures, items, strict=True):
+        pairs = [self.client.submit(fn, item, pure=False) for item in items]
+        dwait(pairs)
+        for fut, item in zip(pairs, items, strict=True):
             if fut.status == "error":
                 raise _worker_error(fut.exception(), item)
-        return futures
+        kept = [self.client.submit(operator.itemgetter(0), f, pure=False) for f in pairs]
+        results = self.client.gather(
+            [self.client.submit(operator.itemgetter(1), f, pure=False) for f in pairs])
+        dwait(kept)
+        del pairs  # the kept blocks stay under their own keys
+        return kept, results
 
     def close(self) -> None:
         pass

@@ -337,29 +337,31 @@ class LogisticModel:
     def _fit_chunks(self, loaders: list, executor, *, cache: bool, log=None) -> LogisticModel:
         """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not."""
         self.passes_ = 0
+        t0 = time.perf_counter()
         if cache:
-            blocks = executor.cache(_call_load, loaders)
-            self.passes_ += 1
-        else:
-            blocks = loaders
-        return self._solve(blocks, executor, log=log)
+            # the loading pass also evaluates the first point (w = 0): one pass fewer
+            blocks, first = executor.cache(_load_and_stats, loaders)
+            return self._solve(blocks, executor, log=log, first=first, t0=t0)
+        return self._solve(loaders, executor, log=log, t0=t0)
 
-    def _solve(self, blocks: list, executor, *, log=None) -> LogisticModel:
+    def _solve(self, blocks: list, executor, *, log=None, first=None,
+               t0: float | None = None) -> LogisticModel:
         p = len(self.features_)
         lam_scale = 0.0 if self.penalty is None else 1.0 / float(self.C)
         coef = np.zeros(p)
         b = 0.0
         self.passes_ = getattr(self, "passes_", 0)
         self.history_ = []
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if t0 is None else t0
 
-        def evaluate(coef, b):
+        def evaluate(coef, b, parts=None):
             fn = functools.partial(_block_stats, coef=coef, intercept=b)
-            items = blocks
-            if executor is None:
-                parts = [fn(item) for item in items]
+            if parts is not None:
+                pass  # computed while loading
+            elif executor is None:
+                parts = [fn(item) for item in blocks]
             else:
-                parts = [r for _, r in executor.map_unordered(fn, items)]
+                parts = [r for _, r in executor.map_unordered(fn, blocks)]
             self.passes_ += 1
             n = sum(q[0] for q in parts)
             if n == 0:
@@ -382,7 +384,7 @@ class LogisticModel:
                 log(entry)
             return n, f, g, H, wrong
 
-        n, f, g, H, wrong = evaluate(coef, b)
+        n, f, g, H, wrong = evaluate(coef, b, first)
         converged = False
         separable = False
         iterations = 0
@@ -563,8 +565,10 @@ def _block_stats(item, *, coef, intercept):
     return partition_stats(block, coef, intercept)
 
 
-def _call_load(loader):
-    return loader.load()
+def _load_and_stats(loader):
+    """Load one chunk's block and evaluate the starting point (w = 0) on it."""
+    block = loader.load()
+    return block, partition_stats(block, np.zeros(block[0].shape[1]), 0.0)
 
 
 @dataclass

@@ -29,7 +29,7 @@ class FileChunkTask:
 
     @property
     def source_path(self) -> str:
-        return self.chunk.path
+        return self.chunk.source
 
     @property
     def rows(self) -> int | None:

@@ -38,13 +38,29 @@ def test_parquet_chunks_pack_whole_row_groups_up_to_the_blocksize(tmp_path):
     sizes = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
     bound = 3 * max(sizes)
     src = plan(data, blocksize=bound)
-    first = [c for c in src.chunks if c.path.endswith("part0.parquet")]
-    assert [g for c in first for g in c.row_groups] == list(range(10))  # whole, in order
-    for c, nxt in zip(first, first[1:], strict=False):
-        size = sum(sizes[g] for g in c.row_groups)
+    first = [p for c in src.chunks for p in c.pieces if p.path.endswith("part0.parquet")]
+    assert [g for p in first for g in p.row_groups] == list(range(10))  # whole, in order
+    for p, nxt in zip(first, first[1:], strict=False):
+        size = sum(sizes[g] for g in p.row_groups)
         assert size <= bound < size + sizes[nxt.row_groups[0]]  # packed up to the bound
-    assert 2 < len(first) < 10 and sum(c.rows for c in src.chunks) == 2000
-    assert len(plan(data).chunks) == 2  # default: a file of small groups is one chunk
+    assert 2 < len(src.chunks) < 20 and sum(c.rows for c in src.chunks) == 2000
+    assert len(plan(data).chunks) == 1  # default: two small files are one chunk
+
+
+def test_many_small_files_are_packed_into_few_chunks_in_order(tmp_path):
+    data = write_parquet_files(tmp_path / "data", files=40, rows=50, row_group=50)
+    src = plan(data, blocksize=64 * 1024)
+    assert len(src.chunks) < 10
+    assert [p.path for c in src.chunks for p in c.pieces] == sorted(map(str, data.iterdir()))
+    assert "more files" in src.chunks[0].source
+    out = tmp_path / "out"
+    assert run_cli("transform", data, out, "--blocksize", "64KiB", "--quiet") == 0
+    got = read_output(out)
+    expected = [i for f in sorted(map(str, data.iterdir()))
+                for i in pq.read_table(f)["id"].to_pylist()]  # input order: sorted paths
+    assert got["id"].to_pylist() == expected
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    assert len(manifest["parts"]) == len(src.chunks)
 
 
 def test_chunks_log_and_success_manifest(tmp_path, data_dir):

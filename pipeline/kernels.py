@@ -119,19 +119,25 @@ def _run_blocked(block_fn, x: Any, out: np.ndarray | None) -> np.ndarray:
 # --- array-API kernels: the same expressions, written once for any namespace.
 
 
+def astype(xp, a, dtype):
+    """``xp.astype`` where the namespace has it (array API 2022.12+), else the method."""
+    fn = getattr(xp, "astype", None)
+    return fn(a, dtype) if fn is not None else a.astype(dtype)
+
+
 def _generic(xp, x, kind: str):
     dtype = x.dtype
-    work = xp.astype(x, xp.float64) if dtype == xp.float32 else x
+    work = astype(xp, x, xp.float64) if dtype == xp.float32 else x
     e = xp.exp(-xp.abs(work))
     if kind == "sigmoid":
-        num = xp.maximum(e, xp.astype(work >= 0, work.dtype))
+        num = xp.maximum(e, astype(xp, work >= 0, work.dtype))
         res = num / (1.0 + e)
     elif kind == "log":
         res = xp.minimum(work, xp.zeros_like(work)) - xp.log1p(e)
     else:
         d = 1.0 + e
         res = xp.minimum(e / (d * d), xp.full_like(e, 0.25))
-    return xp.astype(res, dtype) if res.dtype != dtype else res
+    return astype(xp, res, dtype) if res.dtype != dtype else res
 
 
 def _dispatch(kind: str, block_fn, x: Any, out=None):

@@ -201,7 +201,7 @@ def _partition_stats_xp(X, y, coef, intercept):
     e = xp.exp(-xp.abs(z))
     negm = z * (1.0 - 2.0 * y)
     loss = float(xp.sum(xp.log1p(e)) + xp.sum(xp.maximum(negm, xp.zeros_like(negm))))
-    wrong = int(xp.sum(xp.astype(negm >= 0, xp.int64)))
+    wrong = int(xp.sum(kernels.astype(xp, negm >= 0, xp.int64)))
     d = 1.0 + e
     r = kernels.sigmoid(z) - y
     h = e / (d * d)

@@ -84,3 +84,19 @@ def test_scoring_path_runs_on_array_api_strict_arrays():
     proba = m.predict_proba(xp.asarray(X))
     assert type(proba) is type(xp.asarray(X))
     np.testing.assert_allclose(np.asarray(proba), m.predict_proba(X), rtol=1e-14)
+
+
+def test_training_statistics_run_on_array_api_strict_arrays():
+    xp = pytest.importorskip("array_api_strict")
+    from pipeline.model import partition_stats
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((500, 4))
+    y = (rng.random(500) < 0.5).astype(np.float64)
+    coef = np.array([0.3, -0.2, 0.1, 0.0])
+    ref = partition_stats((X, y), coef, 0.2)
+    got = partition_stats((xp.asarray(X), xp.asarray(y)), coef, 0.2)
+    assert got[0] == ref[0] and got[4] == ref[4]
+    assert got[1] == pytest.approx(ref[1], rel=1e-13)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(got[3], ref[3], rtol=1e-12, atol=1e-13)

@@ -216,6 +216,15 @@ def current_client(client=None):
         return None
 
 
+def _quiet_distributed() -> None:
+    """A cluster we start ourselves logs nothing below CRITICAL: what goes wrong reaches the
+    user as one ``error:`` line (a worker killed for memory, say), not as log noise."""
+    import logging
+
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"  # the worker processes inherit it
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
 @contextmanager
 def open_executor(opts: ExecOptions | None = None, client=None):
     """The executor for one command; a cluster started here is closed at the end.
@@ -245,6 +254,7 @@ def open_executor(opts: ExecOptions | None = None, client=None):
         return
     memory = opts.memory_limit_bytes()
     if opts.workers or memory:
+        _quiet_distributed()
         from distributed import Client, LocalCluster
 
         cluster = LocalCluster(

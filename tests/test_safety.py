@@ -185,6 +185,22 @@ def test_killed_dask_worker_is_survived(tmp_path):
     assert read_output(out).equals(read_output(clean))
 
 
+def test_chunk_that_kills_its_workers_stops_the_job_naming_its_file(tmp_path):
+    (tmp_path / "oom").mkdir()
+    n = 3_000_000
+    t = pa.table({f"f{j}": np.random.default_rng(j).standard_normal(n) for j in range(6)})
+    pq.write_table(t, tmp_path / "oom" / "big.parquet", row_group_size=n)  # one 144 MB chunk
+    proc = run_proc("transform", tmp_path / "oom", tmp_path / "out", "--workers", "1",
+                    "--memory-limit", "250MiB", "--quiet", timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and "big.parquet" in lines[0]
+    assert "killed the workers" in lines[0]
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert not list((tmp_path / "out").glob("part-*"))
+
+
 # --- the bad-input catalogue: exit 2, one `error:` line naming the file/column, nothing lost
 
 

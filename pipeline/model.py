@@ -141,13 +141,15 @@ def partition_stats(block, coef, intercept: float) -> tuple:
     B = _STATS_BLOCK
     # Scratch reused across blocks and calls on this thread: fresh multi-MB temporaries are
     # mmap/munmap pairs whose page faults and address-space lock serialise the threads.
-    z, e, r, h, w = (_scratch(f"v{i}", (B,)) for i in range(5))
+    z, e, w = (_scratch(f"v{i}", (B,)) for i in range(3))
+    rh = _scratch("rh", (2, B))  # r and h as rows: one product with X gives both sums
     Xh = _scratch("Xh", (p, B)).T  # (B, p), column-major like X
     with np.errstate(over="ignore", under="ignore"):
         for s in range(0, n, B):
             m = min(B, n - s)
             Xb, yb = X[s:s + m], y[s:s + m]
-            zb, eb, rb, hb, wb = z[:m], e[:m], r[:m], h[:m], w[:m]
+            zb, eb, wb = z[:m], e[:m], w[:m]
+            rb, hb = rh[0, :m], rh[1, :m]
             np.matmul(Xb, coef, out=zb)
             zb += intercept
             np.abs(zb, out=eb)
@@ -168,9 +170,10 @@ def partition_stats(block, coef, intercept: float) -> tuple:
             rb -= yb                                  # σ(z) - y
             np.multiply(wb, wb, out=hb)
             np.divide(eb, hb, out=hb)                 # σ'(z) = e / d², exact in the tails
-            grad[:p] += rb @ Xb
+            gh = rh[:, :m] @ Xb                       # (r @ X, h @ X) in one pass over X
+            grad[:p] += gh[0]
             grad[p] += rb.sum()
-            hess[p, :p] += hb @ Xb
+            hess[p, :p] += gh[1]
             hess[p, p] += hb.sum()
             Xhb = Xh[:m]
             np.multiply(Xb, hb[:, None], out=Xhb)

@@ -38,7 +38,31 @@ class ExecOptions:
         return parse_size(self.memory_limit, name="--memory-limit")
 
 
-class LocalExecutor:
+class Executor:
+    """What every command needs from where chunks run (see the two kinds below)."""
+
+    kind = ""
+    threads = 1
+    memory_limit: int | None = None  # the workers' total, when known
+
+    @property
+    def slots(self) -> int:
+        """Chunks that can run at once."""
+        return self.threads
+
+    def map_unordered(self, fn: Callable, items: Iterable, *, in_flight: int | None = None
+                      ) -> Iterator[tuple[object, object]]:
+        """(item, fn(item)) as chunks finish, with at most ``in_flight`` submitted."""
+        raise NotImplementedError
+
+    def cache(self, fn: Callable, items: list) -> tuple[list, list]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor(Executor):
     """Chunks on threads of this process: no cluster to start, no data to serialise.
 
     NumPy, pyarrow's readers and writers release the GIL, so the threads use every core.
@@ -57,10 +81,6 @@ class LocalExecutor:
             self._blas = threadpool_limits(limits=1, user_api="blas")
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             self._blas = None
-
-    @property
-    def slots(self) -> int:
-        return self.threads
 
     def map_unordered(self, fn: Callable, items: Iterable, *, in_flight: int | None = None
                       ) -> Iterator[tuple[object, object]]:
@@ -101,7 +121,7 @@ class LocalExecutor:
             self._blas.restore_original_limits()
 
 
-class DaskExecutor:
+class DaskExecutor(Executor):
     """Chunks as tasks on a ``distributed`` cluster; records name the cluster's workers."""
 
     kind = "dask"
@@ -114,10 +134,6 @@ class DaskExecutor:
         self.threads = sum(w.get("nthreads", 1) for w in workers.values()) or 1
         limits = [w.get("memory_limit") or 0 for w in workers.values()]
         self.memory_limit = sum(limits) if limits and all(limits) else None
-
-    @property
-    def slots(self) -> int:
-        return self.threads
 
     def map_unordered(self, fn: Callable, items: Iterable, *, in_flight: int | None = None
                       ) -> Iterator[tuple[object, object]]:
@@ -174,9 +190,6 @@ class DaskExecutor:
         dwait(kept)
         del pairs  # the kept blocks stay under their own keys
         return kept, results
-
-    def close(self) -> None:
-        pass
 
 
 def _accepts_n_workers(client) -> bool:

@@ -164,3 +164,15 @@ def test_bench_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["activation"] for r in rows} >= {"tanh", "relu"}
     assert all(r["ns_per_element"] > 0 for r in rows)
+
+
+def test_job_on_an_existing_scheduler(tmp_path, dask_cluster):
+    job = _write_job(tmp_path, f"[cluster]\nscheduler = '{dask_cluster.address}'\n"
+                     "[[steps]]\ncommand = 'generate'\nout = 'g'\nrows = 4000\nfeatures = 2\n"
+                     "files = 2\n[[steps]]\ncommand = 'train'\ninput = 'g'\nmodel = 'm.json'\n"
+                     "label = 'label'\n[[steps]]\ncommand = 'score'\ninput = 'g'\n"
+                     "model = 'm.json'\nout = 's'\n")
+    assert run_cli("run", job) == 0
+    recs = [json.loads(x) for x in (tmp_path / "s" / "_chunks.jsonl").read_text().splitlines()]
+    assert all(r["worker"].startswith("tcp://127.0.0.1") for r in recs)
+    assert json.loads((tmp_path / "m.json").read_text())["converged"]

@@ -275,7 +275,7 @@ def open_executor(opts: ExecOptions | None = None, client=None):
             threads_per_worker=opts.threads_per_worker or 1,
             memory_limit=memory or "auto",
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # its HTTP routes on a free port: never a clash
         )
         client = Client(cluster)
         try:

@@ -79,7 +79,7 @@ class DaskProcesses:
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         self.scheduler = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-             "--port", str(port), "--no-dashboard"],
+             "--port", str(port), "--no-dashboard", "--dashboard-address", ":0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         self.workers = [
             subprocess.Popen(

@@ -321,13 +321,16 @@ class LogisticModel:
                       for i in range(0, len(X), 65536)] or [block]
             self.features_ = [f"x{j}" for j in range(X.shape[1])]
             self.label_ = "label"
+            self.passes_ = 0
             return self._solve(blocks, None, log=log)
         # a dask DataFrame: each partition is loaded and validated on the workers
         from .execution import open_executor
 
-        if features is None:
-            features = [c for c in X.columns if c != label and np.issubdtype(X.dtypes[c],
-                                                                               np.number)]
+        if features is None:  # every floating-point column but the label, as the CLI does
+            import pandas as pd
+
+            features = [c for c in X.columns
+                        if c != label and pd.api.types.is_float_dtype(X.dtypes[c])]
         self.features_ = list(features)
         self.label_ = label
         loaders = [_PartitionLoader(i, p, tuple(features), label)
@@ -353,7 +356,6 @@ class LogisticModel:
         lam_scale = 0.0 if self.penalty is None else 1.0 / float(self.C)
         coef = np.zeros(p)
         b = 0.0
-        self.passes_ = getattr(self, "passes_", 0)
         self.history_ = []
         t0 = time.perf_counter() if t0 is None else t0
 

@@ -157,8 +157,13 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     options = options or ExecOptions()
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
     model._validate_params()
-    if model_out is not None and os.path.exists(model_out) and not options.overwrite:
-        raise PipelineError("model file already exists; pass --overwrite to replace it",
+    exists = model_out is not None and os.path.exists(model_out)
+    if exists and options.overwrite and options.resume:
+        raise PipelineError("--overwrite and --resume cannot be used together",
+                            path=os.fspath(model_out))
+    if exists and not (options.overwrite or options.resume):
+        raise PipelineError("model file already exists; pass --overwrite to replace it or "
+                            "--resume to keep it when it was trained the same way",
                             path=os.fspath(model_out))
     device = resolve_device(options.device)
     source = plan(input_path, blocksize=options.blocksize_bytes())
@@ -172,6 +177,16 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     source.require_columns([*features, label])
     model.features_ = list(features)
     model.label_ = label
+    model.input_ = source.fingerprint()
+    if exists and options.resume:
+        # Training is one atomic write at the end, so an interrupted run left no model file;
+        # an existing one is kept only if it is this very job's result.
+        old = LogisticModel.load(model_out)
+        if not _same_training(old, model):
+            raise PipelineError("cannot resume: the model file was trained with other "
+                                "parameters or input; rerun with --overwrite",
+                                path=os.fspath(model_out))
+        return old
     tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features))
     chunks = [TrainChunk(t, tuple(features), label, device) for t in tasks]
     with open_executor(options, client) as ex:
@@ -180,6 +195,14 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if model_out is not None:
         model.save(model_out)
     return model
+
+
+def _same_training(old: LogisticModel, new: LogisticModel) -> bool:
+    a, b = old.to_dict(), new.get_params()
+    return (a["features"] == new.features_ and a["label"] == new.label_
+            and a["C"] == (None if b["penalty"] is None else float(b["C"]))
+            and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
+            and getattr(old, "input_", None) == new.input_)
 
 
 def _fits_in_memory(source, p: int, executor) -> bool:

@@ -475,6 +475,7 @@ class LogisticModel:
             "rows": self.rows_, "passes": self.passes_, "iterations": self.iterations_,
             "converged": self.converged_, "loss": self.loss_, "history": self.history_,
             "tol": self.tol, "max_iter": self.max_iter,
+            **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -533,6 +534,7 @@ class LogisticModel:
         m.converged_ = bool(d.get("converged", True))
         m.loss_ = float(d.get("loss", float("nan")))
         m.history_ = list(d.get("history", []))
+        m.input_ = d.get("input")
         return m
 
 

@@ -187,3 +187,17 @@ def test_sigmoid_transformer_in_a_sklearn_pipeline():
     assert list(t.get_feature_names_out()) == [f"x{i}" for i in range(6)]
     pipe = make_pipeline(pipeline.SigmoidTransformer(), LogisticRegression()).fit(X, y)
     assert pipe.score(X, y) > 0.6
+
+
+def test_train_resume_keeps_the_same_jobs_model_and_refuses_another(tmp_path, capsys):
+    data, X, y = _train_files(tmp_path)
+    model_path = tmp_path / "model.json"
+    assert run_cli("train", data, model_path, "--label", "label", "--quiet") == 0
+    before = model_path.stat().st_mtime_ns, model_path.read_bytes()
+    assert run_cli("train", data, model_path, "--label", "label", "--resume", "--quiet") == 0
+    assert (model_path.stat().st_mtime_ns, model_path.read_bytes()) == before
+    assert run_cli("train", data, model_path, "--label", "label", "--C", "0.5", "--resume",
+                   "--quiet") == 2
+    assert "trained with other parameters" in capsys.readouterr().err
+    assert model_path.read_bytes() == before[1]
+    assert run_cli("train", data, model_path, "--label", "label", "--quiet") == 2

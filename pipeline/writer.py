@@ -107,8 +107,10 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def run_chunk_task(task, *, folder: str, device: str, fmt: str = "parquet") -> dict:
-    """Produce one chunk's table, write its part, and return its record (runs on a worker)."""
+def run_chunk_task(task, *, folder: str, device: str, fmt: str = "parquet"
+                   ) -> tuple[dict, str]:
+    """Produce one chunk's table and write its part under a temporary name (on a worker);
+    returns its record and the temporary path, which the writer loop commits."""
     with ChunkTimer() as timer:
         tmp, rows = write_part_file(task.produce(), folder, task.index, fmt)
     rec = timer.record(chunk=task.index, part=part_name(task.index, fmt),

@@ -24,6 +24,10 @@ def _namespace(x: Any):
     """Return the array-API namespace of ``x``, or None for NumPy and array-likes."""
     if isinstance(x, np.ndarray | np.generic):
         return None
+    if type(x).__module__.partition(".")[0] == "cupy":
+        import cupy  # its main namespace follows the NumPy 2 / array API functions we use
+
+        return cupy
     get = getattr(x, "__array_namespace__", None)
     if get is None:
         return None
@@ -31,6 +35,11 @@ def _namespace(x: Any):
     if getattr(xp, "__name__", "") in ("numpy", "numpy.array_api"):
         return None
     return xp
+
+
+def namespace(x: Any):
+    """The array namespace of ``x``: NumPy for NumPy arrays and array-likes."""
+    return _namespace(x) or np
 
 
 def _as_float_array(x: Any) -> np.ndarray:

@@ -112,7 +112,7 @@ def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
 
 
 def _xp(a):
-    return np if isinstance(a, np.ndarray) else a.__array_namespace__()
+    return kernels.namespace(a)
 
 
 # Rows per block in partition_stats: a block of X (16384 x 20 float64 = 2.5 MiB) stays in

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
-from .transform import validate_sigmoid_options
+from .transform import SigmoidOp, validate_sigmoid_options
 
 try:
     from sklearn.base import BaseEstimator, TransformerMixin
@@ -62,15 +61,9 @@ class SigmoidTransformer(TransformerMixin, BaseEstimator):
         if a.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {a.shape[1]} features, but SigmoidTransformer is "
                              f"expecting {self.n_features_in_} features as input")
-        dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
-        x = a.astype(dtype) / dtype.type(self.temperature)
-        kernel = {"value": kernels.sigmoid, "derivative": kernels.sigmoid_derivative,
-                  "log": kernels.log_sigmoid}[self.output]
-        res = kernel(x)
         lo, hi = self.feature_range
-        if self.output == "value" and (lo, hi) != (0, 1):
-            res = lo + (hi - lo) * res
-        return res.astype(dtype, copy=False)
+        op = SigmoidOp((), float(self.temperature), (float(lo), float(hi)), self.output)
+        return op.apply_array(np.ascontiguousarray(a))  # the CLI's own per-chunk function
 
     def get_feature_names_out(self, input_features=None):
         if input_features is None:

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .buffers import column_numpy, to_arrow
+from .buffers import column_numpy, empty_column, to_arrow
 from .device import to_host
 from .errors import PipelineError
 
@@ -42,7 +42,8 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source: str = "",
 
         X = cupy.stack([cupy.asarray(c, dtype=cupy.float64) for c in cols], axis=1)
         return X @ cupy.asarray(coef) + intercept
-    z = np.full(n, intercept, dtype=np.float64)
+    z, _ = empty_column(n, np.float64)  # from the pool: no fresh mapping per chunk
+    z.fill(intercept)
     tmp = np.empty(min(n, 65536))
     for start in range(0, n, 65536):  # cache-sized blocks: z stays in L2 across columns
         stop = min(start + 65536, n)

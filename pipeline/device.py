@@ -46,5 +46,10 @@ def to_device(array, device: str):
 
 
 def to_host(array):
+    """A NumPy array of ``array``'s values: CuPy's copy to the host, or a no-copy view."""
+    import numpy as np
+
     get = getattr(array, "get", None)
-    return get() if get is not None and not hasattr(array, "__array_interface__") else array
+    if get is not None and not hasattr(array, "__array_interface__"):
+        return get()
+    return np.asarray(array)

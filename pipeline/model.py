@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
+from .device import to_host
 from .errors import PipelineError
 
 
@@ -107,12 +108,8 @@ def _column(t, name, source, raw: bool = False):
 
 
 def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
-    xp = _xp(X)
+    xp = kernels.namespace(X)
     return X @ xp.asarray(coef) + intercept
-
-
-def _xp(a):
-    return kernels.namespace(a)
 
 
 # Rows per block in partition_stats: a block of X (16384 x 20 float64 = 2.5 MiB) stays in
@@ -198,7 +195,7 @@ def _scratch(name: str, shape: tuple) -> np.ndarray:
 
 def _partition_stats_xp(X, y, coef, intercept):
     """The same statistics with any array namespace (CuPy on a GPU), results on the host."""
-    xp = _xp(X)
+    xp = kernels.namespace(X)
     n, p = X.shape
     z = X @ xp.asarray(coef) + intercept
     e = xp.exp(-xp.abs(z))
@@ -211,17 +208,12 @@ def _partition_stats_xp(X, y, coef, intercept):
     Xh = X * h[:, None]
     grad = np.empty(p + 1)
     hess = np.empty((p + 1, p + 1))
-    grad[:p] = _host(r @ X)
+    grad[:p] = to_host(r @ X)
     grad[p] = float(xp.sum(r))
-    hess[:p, :p] = _host(X.T @ Xh)
-    hess[p, :p] = hess[:p, p] = _host(xp.sum(Xh, axis=0))
+    hess[:p, :p] = to_host(X.T @ Xh)
+    hess[p, :p] = hess[:p, p] = to_host(xp.sum(Xh, axis=0))
     hess[p, p] = float(xp.sum(h))
     return n, loss, grad, hess, wrong
-
-
-def _host(a) -> np.ndarray:
-    get = getattr(a, "get", None)
-    return np.asarray(get() if get is not None else a)
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -360,13 +352,10 @@ class LogisticModel:
         t0 = time.perf_counter() if t0 is None else t0
 
         def evaluate(coef, b, parts=None):
-            fn = functools.partial(_block_stats, coef=coef, intercept=b)
-            if parts is not None:
-                pass  # computed while loading
-            elif executor is None:
-                parts = [fn(item) for item in blocks]
-            else:
-                parts = [r for _, r in executor.map_unordered(fn, blocks)]
+            if parts is None:  # else computed while loading
+                fn = functools.partial(_block_stats, coef=coef, intercept=b)
+                parts = [fn(item) for item in blocks] if executor is None else \
+                    [r for _, r in executor.map_unordered(fn, blocks)]
             self.passes_ += 1
             n = sum(q[0] for q in parts)
             if n == 0:
@@ -450,7 +439,7 @@ class LogisticModel:
 
             return z.map_partitions(_frame_proba, meta=pd.DataFrame(
                 {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
-        xp = _xp(z)
+        xp = kernels.namespace(z)
         p1 = kernels.sigmoid(z)
         p0 = kernels.sigmoid(-z)
         return xp.stack([p0, p1], axis=1)

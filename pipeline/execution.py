@@ -188,7 +188,6 @@ class DaskExecutor(Executor):
         results = self.client.gather(
             [self.client.submit(operator.itemgetter(1), f, pure=False) for f in pairs])
         dwait(kept)
-        del pairs  # the kept blocks stay under their own keys
         return kept, results
 
 

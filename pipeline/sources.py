@@ -60,10 +60,6 @@ class Chunk:
             return None
         return sum(p.rows for p in self.pieces)
 
-    @property
-    def row_groups(self) -> tuple[int, ...]:
-        return tuple(g for p in self.pieces for g in p.row_groups)
-
 
 def pack(pieces: list[Piece], fmt: str, blocksize: int) -> list[Chunk]:
     """Consecutive pieces packed into chunks of at most ``blocksize`` input bytes (a larger

@@ -330,3 +330,23 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing'}: no such file or folder"]
+
+
+@pytest.mark.parametrize("case", ["out is a file", "overwrite and resume", "no scheduler"])
+def test_bad_usage_is_one_error_line_and_nothing_written(case, tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    extra = []
+    if case == "out is a file":
+        out.write_text("keep me")
+    elif case == "overwrite and resume":
+        assert run_cli("transform", data_dir, out, "--quiet") == 0
+        extra = ["--overwrite", "--resume"]
+    else:
+        extra = ["--scheduler", "tcp://127.0.0.1:1"]
+    before = _snapshot(out) if out.is_dir() else (out.read_bytes() if out.exists() else None)
+    capsys.readouterr()
+    assert run_cli("transform", data_dir, out, *extra, "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    after = _snapshot(out) if out.is_dir() else (out.read_bytes() if out.exists() else None)
+    assert after == before

@@ -14,7 +14,7 @@ from .score import EvalOp, ScoreOp, combine_eval
 from .sources import plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, validate_sigmoid_options
-from .writer import job_identity, write_parts
+from .writer import job_identity, refuse_overlap, write_parts
 
 
 def read(input_path, columns=None, blocksize=None):
@@ -63,6 +63,7 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
     validate_sigmoid_options(temperature, feature_range, output)
     device = resolve_device(options.device)
     source = plan(input_path, blocksize=options.blocksize_bytes())
+    refuse_overlap(out, source.paths, input_arg=input_path)
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
         raise PipelineError("no floating-point columns to transform; name them with "
@@ -85,6 +86,7 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
         raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
     device = resolve_device(options.device)
     source = plan(input_path, blocksize=options.blocksize_bytes())
+    refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
         n for n in source.schema.names if n not in model.features_)
@@ -167,6 +169,8 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                             path=os.fspath(model_out))
     device = resolve_device(options.device)
     source = plan(input_path, blocksize=options.blocksize_bytes())
+    if model_out is not None:
+        _check_model_out(model_out, source, options)
     if label not in source.schema.names:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
     if features is None:
@@ -195,6 +199,21 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if model_out is not None:
         model.save(model_out)
     return model
+
+
+def _check_model_out(model_out, source, options: ExecOptions) -> None:
+    """The model file is never an input file, and --overwrite replaces only a model file."""
+    path = os.fspath(model_out)
+    if os.path.isdir(path):
+        raise PipelineError("model path is a folder, not a file", path=path)
+    if any(os.path.realpath(path) == os.path.realpath(p) for p in source.paths):
+        raise PipelineError("the model path is an input file; choose another", path=path)
+    if os.path.exists(path) and options.overwrite:
+        try:
+            LogisticModel.load(path)
+        except PipelineError:
+            raise PipelineError("--overwrite replaces only a model file of this tool, and "
+                                "this file is not one; not touched", path=path) from None
 
 
 def _same_training(old: LogisticModel, new: LogisticModel) -> bool:

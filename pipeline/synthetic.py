@@ -39,6 +39,10 @@ class GenerateTask:
     def source_path(self) -> str:
         return f"generated rows {self.first_row}..{self.first_row + self.rows - 1}"
 
+    @property
+    def plan_key(self) -> list[int]:
+        return [self.first_row, self.rows]
+
     def produce(self):
         coef, intercept = truth(self.features, self.seed)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.index]))

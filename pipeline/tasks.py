@@ -35,6 +35,11 @@ class FileChunkTask:
     def rows(self) -> int | None:
         return self.chunk.rows
 
+    @property
+    def plan_key(self) -> list:
+        """What this chunk reads: part of the resume identity."""
+        return [[p.path, list(p.row_groups), p.byte_range] for p in self.chunk.pieces]
+
     def read(self) -> pa.Table:
         cols = list(self.columns) if self.columns is not None else None
         return self.reader.read(self.chunk, cols, self.numeric)
@@ -62,6 +67,10 @@ class PartitionTask:
     @property
     def source_path(self) -> str:
         return f"partition {self.index}"
+
+    @property
+    def plan_key(self) -> int:
+        return self.index  # the frame's graph, in the job identity, decides the rest
 
     def produce(self) -> pa.Table:
         frame = self.partition.compute(scheduler="sync")

@@ -16,10 +16,15 @@ is complete, so the old output stays whole until then.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
+import hashlib
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -87,7 +92,7 @@ def commit_part(tmp: str, folder: str, index: int, fmt: str = "parquet") -> None
     os.replace(tmp, os.path.join(folder, part_name(index, fmt)))
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
+def write_json_atomic(path: str | os.PathLike, obj, *, crash_before_rename: str = "") -> None:
     path = os.fspath(path)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     with open(tmp, "w") as fh:
@@ -95,6 +100,7 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
+    crash_point(crash_before_rename)
     os.replace(tmp, path)
     _fsync_dir(os.path.dirname(path) or ".")
 
@@ -118,9 +124,36 @@ def run_chunk_task(task, *, folder: str, device: str, fmt: str = "parquet"
     return rec, tmp
 
 
+def read_job(folder: str | os.PathLike) -> dict | None:
+    """The ``_job.json`` of an output of this tool, or None when ``folder`` is not one."""
+    try:
+        job = json.loads((Path(folder) / JOB).read_text())
+    except (OSError, ValueError):
+        return None
+    return job if isinstance(job, dict) and isinstance(job.get("command"), str) else None
+
+
+# What --resume compares, with the words of its refusal.
+_IDENTITY = {
+    "command": "command",
+    "params": "parameters",
+    "input": "input files (paths, sizes or times)",
+    "plan": "chunk plan (another --blocksize?)",
+    "device": "device (--device)",
+}
+
+
+def _is_empty_dir(p: Path) -> bool:
+    return p.is_dir() and not any(p.iterdir())
+
+
 @dataclass
 class OutputFolder:
-    """Decides where a run writes, from what is already at ``path`` and the flags."""
+    """Decides where a run writes, from what is already at ``path`` and the flags.
+
+    ``path`` is resolved (``..`` and symlinks) before anything is decided; ``display`` is
+    the user's spelling, used in messages.
+    """
 
     path: Path
     job: dict
@@ -128,66 +161,95 @@ class OutputFolder:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        self.display = os.fspath(self.path)
+        self.path = Path(os.path.realpath(self.path))
         self.staging: Path | None = None
         self.kept: dict[int, dict] = {}
         self.complete_manifest: dict | None = None
+        self.fresh = False  # this run made the folder: it holds nothing of the user's
 
     @property
     def folder(self) -> Path:
         return self.staging or self.path
 
+    @property
+    def _new(self) -> Path:
+        return self.path.parent / f".{self.path.name}.pipeline-new"
+
+    @property
+    def _old(self) -> Path:
+        return self.path.parent / f".{self.path.name}.pipeline-old"
+
+    def _error(self, message: str) -> PipelineError:
+        return PipelineError(message, path=self.display)
+
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         """Check the flags against what exists, then make the folder ready to write."""
         p = self.path
         if self.overwrite and self.resume:
-            raise PipelineError("--overwrite and --resume cannot be used together", path=str(p))
+            raise self._error("--overwrite and --resume cannot be used together")
         if p.exists() and not p.is_dir():
-            raise PipelineError("output exists and is not a folder", path=str(p))
-        staging = p.parent / f".{p.name}.pipeline-new"
-        if not p.exists() and (staging / SUCCESS).exists():
-            os.replace(staging, p)  # an --overwrite killed inside its swap: finish it
-            shutil.rmtree(p.parent / f".{p.name}.pipeline-old", ignore_errors=True)
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.mkdir()
+            raise self._error("output exists and is not a folder")
+        self._finish_interrupted_swap()
+        if not p.exists() or _is_empty_dir(p):
+            if read_job(self._new) is not None:  # a stale half-built --overwrite of a
+                shutil.rmtree(self._new)          # folder that is gone since
+            self.fresh = not p.exists()
+            p.mkdir(parents=True, exist_ok=True)
             write_json_atomic(p / JOB, self.job)
             return
+        current = read_job(p)
         if self.resume:
-            if (staging / JOB).exists():  # an interrupted --overwrite: continue its new output
-                self.staging = staging
+            if current is not None and (p / SUCCESS).exists() and self._same_job(current):
+                # complete already (an --overwrite killed after its swap leaves the old
+                # output in the hidden sibling: it is ours, and replaced)
+                self.complete_manifest = json.loads((p / SUCCESS).read_text())
+                if read_job(self._new) is not None:
+                    shutil.rmtree(self._new)
+                return
+            if read_job(self._new) is not None:  # an interrupted --overwrite: continue it
+                self.staging = self._new
             self._open_resume(expected_rows, fmt)
             return
         if not self.overwrite:
-            raise PipelineError("output already exists; pass --overwrite to replace it or "
-                                "--resume to continue it", path=str(p))
-        self.staging = staging
+            raise self._error("output already exists; pass --overwrite to replace it or "
+                              "--resume to continue it")
+        if current is None:
+            raise self._error(f"--overwrite replaces only an output of this tool, and this "
+                              f"folder has no readable {JOB}; not touched")
+        self.staging = self._new
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir()
         write_json_atomic(self.staging / JOB, self.job)
 
+    def _same_job(self, old: dict) -> bool:
+        return all(old.get(k) == self.job.get(k) for k in _IDENTITY)
+
+    def _finish_interrupted_swap(self) -> None:
+        """Without RENAME_EXCHANGE the swap is two renames; a kill between them leaves no
+        OUT and a complete new output beside it: finish the swap."""
+        if not self.path.exists() and (self._new / SUCCESS).exists():
+            os.replace(self._new, self.path)
+            _fsync_dir(str(self.path.parent))
+            shutil.rmtree(self._old, ignore_errors=True)
+
     def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
         p = self.folder
-        try:
-            old = json.loads((p / JOB).read_text())
-        except FileNotFoundError:
-            raise PipelineError(f"cannot resume: no {JOB}, so this is not an output of this "
-                                "tool", path=str(p)) from None
-        except json.JSONDecodeError:
-            raise PipelineError(f"cannot resume: {JOB} is damaged", path=str(p)) from None
-        for key in ("command", "params", "input"):
+        old = read_job(p)
+        if old is None:
+            raise self._error(f"cannot resume: no readable {JOB}, so this is not an output "
+                              "of this tool")
+        for key, what in _IDENTITY.items():
             if old.get(key) != self.job.get(key):
-                what = {"command": "command", "params": "parameters",
-                        "input": "input files (paths, sizes or times)"}[key]
-                raise PipelineError(f"cannot resume: the {what} differ from the interrupted "
-                                    f"run's; rerun with --overwrite", path=str(p))
+                raise self._error(f"cannot resume: the {what} differ from the interrupted "
+                                  "run's; rerun with --overwrite")
         if (p / SUCCESS).exists():
             self.complete_manifest = json.loads((p / SUCCESS).read_text())
             return
-        for stray in p.glob(".part-*.tmp"):
+        for stray in p.glob("*.tmp"):  # parts, _chunks.jsonl or _SUCCESS cut short
             stray.unlink()
-        for stray in p.glob("*.tmp"):  # a _chunks.jsonl or _SUCCESS rewrite cut short
+        for stray in p.glob(".*.tmp"):
             stray.unlink()
         records = {}
         if (p / CHUNKS).exists():
@@ -197,32 +259,41 @@ class OutputFolder:
                     records[int(rec["chunk"])] = rec
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a line cut by the interruption
-        for index, rows in expected_rows.items():
-            part = p / part_name(index, fmt)
-            if not part.exists():
-                continue
-            # A part under its final name was renamed after fsync, so it is complete; its
-            # footer (Parquet) and row count are checked all the same.
-            num_rows = _part_rows(part, fmt)
-            if num_rows is None or (rows is not None and num_rows != rows):
+        planned = {part_name(i, fmt): i for i in expected_rows}
+        for part in p.glob("part-*"):
+            index = planned.get(part.name)
+            if index is None:  # not a part of this plan: never left beside the manifest
                 part.unlink()
                 continue
-            rec = records.get(index) or {"chunk": index, "part": part.name, "rows": num_rows}
-            rec["rows"] = num_rows
-            self.kept[index] = rec
+            # A part under its final name was renamed after fsync, so it is complete; its
+            # footer and row count are checked all the same, against the plan's count
+            # (Parquet) or the chunk's record (CSV input: no count before reading).
+            num_rows = _part_rows(part, fmt)
+            rec = records.get(index)
+            expected = expected_rows[index]
+            if expected is None:
+                expected = rec.get("rows") if rec is not None else None
+            if num_rows is None or expected is None or num_rows != expected:
+                part.unlink()
+                continue
+            self.kept[index] = rec or {"chunk": index, "part": part.name, "rows": num_rows}
         # Keep only the records of the parts kept, in one atomic rewrite.
-        tmp = p / f"{CHUNKS}.tmp"
+        tmp = p / f"{CHUNKS}.{uuid.uuid4().hex}.tmp"
         tmp.write_text("".join(json.dumps(self.kept[i]) + "\n" for i in sorted(self.kept)))
         os.replace(tmp, p / CHUNKS)
 
-    def abandon(self) -> None:
-        """A failed --overwrite run: drop the half-built new output; the old one is untouched.
+    def discard(self, *, bad_input: bool) -> None:
+        """A run that failed (not interrupted: Ctrl-C and SIGKILL leave it for --resume).
 
-        Not called on an interruption (Ctrl-C, SIGKILL), which ``--resume`` continues.
+        A half-built --overwrite output is dropped (the old one is untouched), and so is a
+        folder this very run created and that failed on bad input: it held nothing of the
+        user's, and the corrected rerun needs no flag.
         """
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+        elif bad_input and self.fresh:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def append_record(self, record: dict) -> None:
         with open(self.folder / CHUNKS, "a") as fh:
@@ -232,20 +303,72 @@ class OutputFolder:
         _fsync_dir(str(self.folder))  # the parts' renames are durable before _SUCCESS
         for name, obj in (extras or {}).items():
             write_json_atomic(self.folder / name, obj)
-        write_json_atomic(self.folder / SUCCESS, manifest)
+        crash_point("before-success")
+        write_json_atomic(self.folder / SUCCESS, manifest, crash_before_rename="success-tmp")
+        crash_point("after-success")
         self.swap_in()
 
     def swap_in(self) -> None:
-        """Replace the old output by the complete new one built beside it (--overwrite)."""
-        if self.staging is not None:
-            old = self.path.parent / f".{self.path.name}.pipeline-old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.path, old)
+        """Put the complete new output built beside OUT in its place (--overwrite).
+
+        On Linux one ``renameat2(RENAME_EXCHANGE)`` swaps the two folders, so there is no
+        moment without an output at OUT; elsewhere two renames, whose interruption
+        :meth:`_finish_interrupted_swap` completes.
+        """
+        if self.staging is None:
+            return
+        if exchange_paths(self.staging, self.path):
+            crash_point("swap-exchanged")
+            _fsync_dir(str(self.path.parent))
+            shutil.rmtree(self.staging)  # the old output, now in the hidden sibling
+        else:
+            if self._old.exists():
+                shutil.rmtree(self._old)
+            os.replace(self.path, self._old)
+            crash_point("swap-moved-old")
             os.replace(self.staging, self.path)
             _fsync_dir(str(self.path.parent))
-            shutil.rmtree(old)
-            self.staging = None
+            shutil.rmtree(self._old)
+        self.staging = None
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``).
+
+    Returns False where the platform or the file system cannot, and nothing was changed.
+    """
+    rename = _renameat2()
+    if rename is None or os.environ.get("PIPELINE_NO_RENAME_EXCHANGE"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if rename(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(a), None, os.fspath(b))
+
+
+@functools.cache
+def _renameat2():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # glibc < 2.28, musl
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-consistency tests: SIGKILL this process at the named
+    step when ``PIPELINE_KILL_AT`` names it (``part-K``: after the K-th part this run
+    commits; ``before-success``, ``success-tmp``, ``after-success``, ``swap-exchanged``,
+    ``swap-moved-old``)."""
+    if os.environ.get("PIPELINE_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _part_rows(part: Path, fmt: str) -> int | None:
@@ -263,11 +386,13 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
                 fmt: str = "parquet", extras: dict | None = None) -> dict:
     """Run every chunk task through ``executor``, writing one part each; return the manifest.
 
-    Each task has ``index``, ``source_path``, ``rows`` (or None) and ``produce()`` returning a
-    ``pyarrow.Table`` or an iterator of them. The job's identity (``job``) is what
-    ``--resume`` compares; ``extras`` are JSON files written just before ``_SUCCESS``.
+    Each task has ``index``, ``source_path``, ``rows`` (or None), ``plan_key`` and
+    ``produce()`` returning a ``pyarrow.Table`` or an iterator of them. The job's identity
+    (``job``, with the chunk plan and the device added here) is what ``--resume`` compares;
+    ``extras`` are JSON files written just before ``_SUCCESS``.
     """
     t0 = time.perf_counter()
+    job = {**job, "plan": plan_digest(tasks), "device": device}
     folder = OutputFolder(Path(out), job, overwrite=overwrite, resume=resume)
     folder.open({t.index: t.rows for t in tasks}, fmt)
     if folder.complete_manifest is not None:
@@ -280,13 +405,16 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         bar.update(rec.get("rows", 0))
     fn = functools.partial(run_chunk_task, folder=str(folder.folder), device=device, fmt=fmt)
     try:
+        done = 0
         for task, (rec, tmp) in executor.map_unordered(fn, todo, in_flight=executor.slots + 2):
             commit_part(tmp, str(folder.folder), task.index, fmt)
             records[task.index] = rec
             folder.append_record(rec)
             bar.update(rec["rows"])
-    except Exception:
-        folder.abandon()
+            done += 1
+            crash_point(f"part-{done}")
+    except Exception as exc:
+        folder.discard(bad_input=isinstance(exc, PipelineError))
         raise
     finally:
         bar.close()
@@ -306,5 +434,37 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
     return manifest
 
 
+def plan_digest(tasks: list) -> dict:
+    """The chunk plan in a few bytes: the number of chunks and a hash of what each reads
+    (files and row groups or byte ranges); another --blocksize gives another plan."""
+    keys = json.dumps([[t.index, t.plan_key] for t in tasks], default=str)
+    return {"chunks": len(tasks), "sha256": hashlib.sha256(keys.encode()).hexdigest()}
+
+
 def job_identity(command: str, params: dict, fingerprint) -> dict:
     return {"command": command, "params": params, "input": fingerprint}
+
+
+def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
+                   what: str = "OUT") -> None:
+    """OUT equal to, inside or containing the input is refused before any work (after
+    resolving ``..`` and symlinks): --overwrite would delete the data it reads, and a
+    folder input would read its own output.
+
+    ``inputs`` are the input files; ``input_arg`` the INPUT as given (a folder counts as
+    the input, a glob as its files).
+    """
+    target = os.path.realpath(out)
+    roots = [os.path.realpath(p) for p in inputs]
+    if input_arg is not None and os.path.isdir(input_arg):
+        roots.append(os.path.realpath(input_arg))
+    for root in roots:
+        if target == root or _inside(target, root) or _inside(root, target):
+            relation = ("is" if target == root else
+                        "is inside" if _inside(target, root) else "contains")
+            raise PipelineError(f"{what} {relation} the input {root}; choose another "
+                                f"{what}", path=os.fspath(out))
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child.startswith(parent.rstrip(os.sep) + os.sep)

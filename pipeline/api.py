@@ -51,7 +51,8 @@ def _write_tasks(command, tasks, source, out, params, options, client, device):
     with open_executor(options, client) as ex:
         return write_parts(tasks, out, executor=ex, job=job, overwrite=options.overwrite,
                            resume=options.resume, device=device, progress=not options.quiet,
-                           total_rows=source.total_rows)
+                           total_rows=source.total_rows,
+                           storage_options=options.storage_options)
 
 
 def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,

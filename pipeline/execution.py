@@ -30,6 +30,7 @@ class ExecOptions:
     overwrite: bool = False
     resume: bool = False
     quiet: bool = False
+    storage_options: dict | None = None  # for URLs (s3://...): passed to the file system
 
     def blocksize_bytes(self) -> int | None:
         return parse_size(self.blocksize, name="--blocksize")

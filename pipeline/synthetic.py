@@ -93,4 +93,5 @@ def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parqu
     with open_executor(options, client) as ex:
         return write_parts(tasks, out, executor=ex, job=job, overwrite=options.overwrite,
                            resume=options.resume, progress=not options.quiet,
-                           total_rows=rows, fmt=fmt, extras=extras)
+                           total_rows=rows, fmt=fmt, extras=extras,
+                           storage_options=options.storage_options)

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import pyarrow.parquet as pq
 from .errors import PipelineError
 from .monitor import ChunkTimer, RssSampler
 from .progress import Progress
+from .storage import open_storage, redact
 
 SUCCESS = "_SUCCESS"
 JOB = "_job.json"
@@ -113,14 +115,48 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def run_chunk_task(task, *, folder: str, device: str, fmt: str = "parquet"
-                   ) -> tuple[dict, str]:
-    """Produce one chunk's table and write its part under a temporary name (on a worker);
-    returns its record and the temporary path, which the writer loop commits."""
+@dataclass(frozen=True)
+class PartTarget:
+    """Where a worker puts a part (small, picklable).
+
+    Local disk (``storage`` None): under a temporary name in ``folder``, which the writer
+    loop fsyncs and renames. Object store: written to the worker's local temporary disk,
+    then uploaded whole under ``part-NNNNN-<attempt>`` (one PUT, or a multipart upload
+    completed only at the end), so a part object is absent or complete, and a retried or
+    duplicated task rewrites the same object with the same bytes.
+    """
+
+    folder: str
+    fmt: str = "parquet"
+    storage: object = None
+    attempt: str = ""
+
+    def name(self, index: int) -> str:
+        if not self.attempt:
+            return part_name(index, self.fmt)
+        return f"part-{index:05d}-{self.attempt}.{self.fmt}"
+
+
+def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str | None]:
+    """Produce one chunk's table and write its part (on a worker); returns its record and
+    the temporary path the writer loop commits (None when the part is already uploaded)."""
+    name = target.name(task.index)
+    uploaded = {}
     with ChunkTimer() as timer:
-        tmp, rows = write_part_file(task.produce(), folder, task.index, fmt)
-    rec = timer.record(chunk=task.index, part=part_name(task.index, fmt),
-                       source=task.source_path, rows=rows, device=device).to_dict()
+        if target.storage is None:
+            tmp, rows = write_part_file(task.produce(), target.folder, task.index, target.fmt)
+        else:
+            local, rows = write_part_file(task.produce(), tempfile.gettempdir(), task.index,
+                                          target.fmt)
+            try:
+                uploaded = target.storage.put_file(local, target.storage.join(target.folder,
+                                                                              name))
+            finally:
+                os.unlink(local)
+            tmp = None
+    rec = timer.record(chunk=task.index, part=name, source=task.source_path, rows=rows,
+                       device=device).to_dict()
+    rec.update(uploaded)
     return rec, tmp
 
 
@@ -295,6 +331,9 @@ class OutputFolder:
         elif bad_input and self.fresh:
             shutil.rmtree(self.path, ignore_errors=True)
 
+    def target(self, fmt: str) -> PartTarget:
+        return PartTarget(str(self.folder), fmt)
+
     def append_record(self, record: dict) -> None:
         with open(self.folder / CHUNKS, "a") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -330,6 +369,182 @@ class OutputFolder:
             _fsync_dir(str(self.path.parent))
             shutil.rmtree(self._old)
         self.staging = None
+
+
+PENDING = "_pending"
+
+
+class ManifestFolder:
+    """An output on a store without rename or append (S3, GCS, Azure): committed by one PUT
+    of its manifest, ``_SUCCESS``, which lists every part with its size, ETag and rows.
+
+    Steps (README, "Object storage and clusters"):
+
+    1. A run (an *attempt*, with a random id) writes ``_pending/<id>/_job.json``. Nothing
+       at OUT's top level changes, so an existing output stays whole and readable.
+    2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
+       object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
+    3. Commit: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are PUT, then
+       ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
+    4. Cleanup: objects the new manifest does not list (an old output's parts, other
+       attempts) and ``_pending/<id>`` are deleted.
+
+    ``--resume`` finds the attempt with the same identity, keeps each part whose record and
+    object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
+    """
+
+    def __init__(self, storage, root: str, job: dict, *, overwrite: bool = False,
+                 resume: bool = False, display: str | None = None) -> None:
+        self.storage = storage
+        self.root = root.rstrip("/")
+        self.job = job
+        self.overwrite = overwrite
+        self.resume = resume
+        self.display = display or storage.url(root)
+        self.kept: dict[int, dict] = {}
+        self.complete_manifest: dict | None = None
+        self.attempt = ""
+        self.fresh = False
+
+    @property
+    def folder(self) -> str:
+        return self.root
+
+    def _path(self, *names: str) -> str:
+        return self.storage.join(self.root, *names)
+
+    def _error(self, message: str) -> PipelineError:
+        return PipelineError(message, path=self.display)
+
+    def _read_json(self, path: str) -> dict | None:
+        try:
+            obj = json.loads(self.storage.read_text(path))
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    def _attempts(self) -> dict[str, dict]:
+        found = {}
+        for path in self.storage.find(self._path(PENDING)) if self.storage.exists(
+                self._path(PENDING)) else []:
+            if path.endswith("/" + JOB):
+                job = self._read_json(path)
+                if job is not None:
+                    found[path.rsplit("/", 2)[-2]] = job
+        return found
+
+    def _same_job(self, old: dict) -> bool:
+        return all(old.get(k) == self.job.get(k) for k in _IDENTITY)
+
+    def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
+        if self.overwrite and self.resume:
+            raise self._error("--overwrite and --resume cannot be used together")
+        current = self._read_json(self._path(SUCCESS))
+        attempts = self._attempts()
+        if self.resume:
+            if current is not None and self._same_job(current):
+                self.complete_manifest = current
+                self._cleanup(current)
+                return
+            for attempt, job in attempts.items():
+                if self._same_job(job):
+                    self.attempt = attempt
+                    self._open_resume(expected_rows, fmt)
+                    return
+            if attempts:
+                old = next(iter(attempts.values()))
+                what = next(w for k, w in _IDENTITY.items() if old.get(k) != self.job.get(k))
+                raise self._error(f"cannot resume: the {what} differ from the interrupted "
+                                  "run's; rerun with --overwrite")
+        exists = self.storage.exists(self.root) and bool(self.storage.find(self.root))
+        if exists and not (self.overwrite or self.resume):
+            raise self._error("output already exists; pass --overwrite to replace it or "
+                              "--resume to continue it")
+        ours = current is not None or attempts or \
+            self._read_json(self._path(JOB)) is not None
+        if exists and not ours:
+            raise self._error(f"--overwrite replaces only an output of this tool, and this "
+                              f"folder has no readable {JOB}; not touched")
+        if exists and self.resume and current is not None:
+            raise self._error("cannot resume: the output is complete with other parameters; "
+                              "rerun with --overwrite")
+        self.fresh = not exists
+        self.attempt = uuid.uuid4().hex[:12]
+        self.storage.makedirs(self._path(PENDING, self.attempt))
+        self.storage.write_text(self._path(PENDING, self.attempt, JOB),
+                                json.dumps({**self.job, "attempt": self.attempt}))
+
+    def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
+        target = self.target(fmt)
+        folder = self._path(PENDING, self.attempt)
+        for path in self.storage.find(folder):
+            name = path.rsplit("/", 1)[-1]
+            if name == JOB or not name.endswith(".json"):
+                continue
+            rec = self._read_json(path)
+            try:
+                index = int(rec["chunk"])
+            except (TypeError, KeyError, ValueError):
+                continue
+            if index not in expected_rows or rec.get("part") != target.name(index):
+                continue
+            expected = expected_rows[index]
+            if expected is not None and rec.get("rows") != expected:
+                continue
+            head = self.storage.head(self._path(rec["part"]))
+            if head is None or head.get("size") != rec.get("size") or (
+                    rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
+                continue
+            self.kept[index] = rec
+
+    def target(self, fmt: str) -> PartTarget:
+        return PartTarget(self.root, fmt, self.storage, self.attempt)
+
+    def append_record(self, record: dict) -> None:
+        self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
+                                json.dumps(record))
+
+    def finish(self, manifest: dict, extras: dict | None = None) -> None:
+        records = {}
+        folder = self._path(PENDING, self.attempt)
+        for path in self.storage.find(folder):
+            rec = self._read_json(path) if not path.endswith("/" + JOB) else None
+            if rec is not None and "chunk" in rec:
+                records[int(rec["chunk"])] = rec
+        for name, obj in (extras or {}).items():
+            self.storage.write_text(self._path(name), json.dumps(obj, indent=1, default=str))
+        self.storage.write_text(self._path(CHUNKS), "".join(
+            json.dumps(records[i]) + "\n" for i in sorted(records)))
+        self.storage.write_text(self._path(JOB), json.dumps(self.job, indent=1))
+        crash_point("before-success")
+        self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
+                                                                  default=str))
+        crash_point("after-success")
+        self._cleanup(manifest)
+
+    def _cleanup(self, manifest: dict) -> None:
+        """After the commit: delete what the manifest does not list (old parts, attempts)."""
+        listed = {p["part"] for p in manifest.get("parts", [])}
+        for path in self.storage.find(self.root):
+            name = path[len(self.root):].lstrip("/")
+            if name.startswith(PENDING + "/") or (name.startswith("part-") and
+                                                  name not in listed):
+                self.storage.rm(path)
+
+    def discard(self, *, bad_input: bool) -> None:
+        """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
+        deleted, parts and records; the old output is untouched. Other failures keep the
+        attempt for --resume, as on a local disk."""
+        if not self.attempt or not (bad_input or self.overwrite):
+            return
+        for path in self.storage.find(self.root):
+            name = path[len(self.root):].lstrip("/")
+            if name.startswith(f"{PENDING}/{self.attempt}/") or (
+                    name.startswith("part-") and f"-{self.attempt}." in name):
+                self.storage.rm(path)
+
+    def swap_in(self) -> None:
+        """Nothing to swap: the manifest PUT was the commit."""
 
 
 def exchange_paths(a: Path, b: Path) -> bool:
@@ -383,17 +598,26 @@ def _part_rows(part: Path, fmt: str) -> int | None:
 def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
                 overwrite: bool = False, resume: bool = False, device: str = "cpu",
                 progress: bool = False, total_rows: int | None = None,
-                fmt: str = "parquet", extras: dict | None = None) -> dict:
+                fmt: str = "parquet", extras: dict | None = None,
+                storage_options: dict | None = None) -> dict:
     """Run every chunk task through ``executor``, writing one part each; return the manifest.
 
     Each task has ``index``, ``source_path``, ``rows`` (or None), ``plan_key`` and
     ``produce()`` returning a ``pyarrow.Table`` or an iterator of them. The job's identity
     (``job``, with the chunk plan and the device added here) is what ``--resume`` compares;
-    ``extras`` are JSON files written just before ``_SUCCESS``.
+    ``extras`` are JSON files written just before ``_SUCCESS``. OUT on a store without
+    rename (an object store) is committed by its manifest (:class:`ManifestFolder`).
     """
     t0 = time.perf_counter()
     job = {**job, "plan": plan_digest(tasks), "device": device}
-    folder = OutputFolder(Path(out), job, overwrite=overwrite, resume=resume)
+    if storage_options:
+        job["storage_options"] = redact(storage_options)
+    storage, root = open_storage(out, storage_options)
+    if storage.atomic_rename:
+        folder = OutputFolder(Path(root), job, overwrite=overwrite, resume=resume)
+    else:
+        folder = ManifestFolder(storage, root, job, overwrite=overwrite, resume=resume,
+                                display=os.fspath(out))
     folder.open({t.index: t.rows for t in tasks}, fmt)
     if folder.complete_manifest is not None:
         folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
@@ -403,11 +627,12 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
     bar = Progress(total_rows, len(tasks), enabled=progress)
     for rec in folder.kept.values():
         bar.update(rec.get("rows", 0))
-    fn = functools.partial(run_chunk_task, folder=str(folder.folder), device=device, fmt=fmt)
+    fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
     try:
         done = 0
         for task, (rec, tmp) in executor.map_unordered(fn, todo, in_flight=executor.slots + 2):
-            commit_part(tmp, str(folder.folder), task.index, fmt)
+            if tmp is not None:
+                commit_part(tmp, str(folder.folder), task.index, fmt)
             records[task.index] = rec
             folder.append_record(rec)
             bar.update(rec["rows"])
@@ -419,8 +644,13 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
     finally:
         bar.close()
     sources = {t.index: t.source_path for t in tasks}
-    parts = [{"part": part_name(i, fmt), "rows": records[i]["rows"], "source": sources[i]}
-             for i in sorted(records)]
+    parts = []
+    for i in sorted(records):
+        rec = records[i]
+        part = {"part": rec.get("part") or part_name(i, fmt), "rows": rec["rows"],
+                "source": sources[i]}
+        part.update({k: rec[k] for k in ("size", "etag") if rec.get(k) is not None})
+        parts.append(part)
     peaks = [r.get("peak_rss_bytes", 0) for r in records.values()]
     manifest = {
         **job,

@@ -121,3 +121,80 @@ def wait_until(pred, timeout=60.0, interval=0.005):
             return True
         time.sleep(interval)
     return False
+
+
+# --- a real S3 API on loopback: moto's server ---------------------------------------------------
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing-access-key",
+    "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-never-written-4f9a",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_SHARED_CREDENTIALS_FILE": "",
+    "AWS_CONFIG_FILE": "",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class MotoServer:
+    """moto's S3 server as its own process on 127.0.0.1 (closer to a separate service)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, **S3_ENV))
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1)
+                return True
+            except OSError:
+                return False
+
+        if not wait_until(up, timeout=30, interval=0.1):
+            self.close()
+            raise RuntimeError("moto server did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer()
+    saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]}
+    os.environ.update(S3_ENV)
+    os.environ["AWS_ENDPOINT_URL"] = server.endpoint  # botocore reads it (s3fs, dask workers)
+    os.environ.pop("AWS_PROFILE", None)
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.close()
+
+
+@pytest.fixture
+def bucket(moto_server):
+    """A fresh, empty bucket (its ``s3://`` URL) on the moto server."""
+    import uuid
+
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_server.endpoint})
+    fs.mkdir(name)
+    return f"s3://{name}"
+
+
+def s3fs_client(moto_server):
+    import s3fs
+
+    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_server.endpoint},
+                             skip_instance_cache=True)

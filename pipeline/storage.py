@@ -1,0 +1,273 @@
+"""Where inputs and outputs live: one seam for listing, reading, writing and deleting.
+
+:func:`open_storage` turns a path or URL (``s3://``, ``gs://``, ``abfs://``, ``file://``,
+``memory://``, or a local path) into a :class:`Storage` and the path within it, as fsspec's
+``url_to_fs`` does. Callers never branch on the protocol: they ask what the store can do.
+:attr:`Storage.atomic_rename` decides the commit protocol of an output folder (see writer.py):
+a local disk renames atomically (temporary name, fsync, rename); an object store has no rename
+and no append, so there an output is committed by one PUT of its manifest.
+
+Local paths use ``os`` directly (today's speed: memory-mapped Parquet, no fsspec layer).
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import json
+import os
+import shutil
+import uuid
+from typing import IO, Any
+
+from .errors import PipelineError
+
+# URL schemes and the extra that brings their file system.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "az": "azure",
+          "abfss": "azure"}
+# Option names whose values are secrets: never written anywhere.
+_SECRET_WORDS = ("key", "secret", "token", "password", "sas", "credential")
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    text = os.fspath(path)
+    return "://" in text and text.split("://", 1)[0].isidentifier()
+
+
+def redact(options: dict | None) -> dict:
+    """Storage options as they may be recorded: secret-looking values replaced."""
+    out = {}
+    for key, value in (options or {}).items():
+        secret = any(w in str(key).lower() for w in _SECRET_WORDS)
+        out[key] = "<redacted>" if secret else value
+    return out
+
+
+def parse_storage_options(items) -> dict:
+    """``KEY=VALUE`` strings (``--storage-option``) to a dict; values parsed as JSON where
+    they are JSON (``true``, ``3``), else kept as text."""
+    options: dict[str, Any] = {}
+    for item in items or ():
+        if isinstance(item, dict):
+            options.update(item)
+            continue
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--storage-option must be KEY=VALUE; got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+class LocalStorage:
+    """A local disk: ``os`` calls, atomic rename, fsync."""
+
+    atomic_rename = True
+    protocol = "file"
+
+    def url(self, path: str) -> str:
+        """The path as the user would write it (messages, manifests)."""
+        return path
+
+    def join(self, *parts: str) -> str:
+        return os.path.join(*parts)
+
+    def parent(self, path: str) -> str:
+        return os.path.dirname(path.rstrip("/")) or "."
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def find(self, folder: str) -> list[str]:
+        """Every file under ``folder``, sorted."""
+        return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                      for name in names)
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(_glob.glob(pattern, recursive=True))
+
+    def fingerprint(self, path: str) -> dict:
+        st = os.stat(path)
+        return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    def size(self, path: str) -> int:
+        return os.path.getsize(path)
+
+    def open(self, path: str, mode: str = "rb") -> IO:
+        return open(path, mode)
+
+    def open_parquet(self, path: str):
+        """What ``pyarrow.parquet.ParquetFile`` reads from."""
+        return path
+
+    def read_range(self, path: str, start: int, stop: int) -> bytes:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            return fh.read(stop - start)
+
+    def read_text(self, path: str) -> str:
+        with open(path) as fh:
+            return fh.read()
+
+    def write_text(self, path: str, text: str) -> None:
+        """Atomically: temporary name, fsync, rename."""
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def put_file(self, local: str, path: str) -> dict:
+        """Upload a finished local file whole; returns its size and version."""
+        shutil.copyfile(local, path)
+        return {"size": os.path.getsize(path)}
+
+    def head(self, path: str) -> dict | None:
+        try:
+            return {"size": os.path.getsize(path)}
+        except OSError:
+            return None
+
+    def rm(self, path: str, recursive: bool = False) -> None:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+
+class FsspecStorage:
+    """Any fsspec file system: object stores (no rename, no append), memory, ...
+
+    The same methods as :class:`LocalStorage`; parts are uploaded whole (:meth:`put_file`)
+    and small files are one PUT each (:meth:`write_text`).
+    """
+
+    def __init__(self, fs, protocol: str) -> None:
+        self.fs = fs
+        self.protocol = protocol
+        self.atomic_rename = False
+
+    def url(self, path: str) -> str:
+        return self.fs.unstrip_protocol(path) if self.protocol != "file" else path
+
+    def join(self, *parts: str) -> str:
+        return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
+
+    def parent(self, path: str) -> str:
+        return self.fs._parent(path)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return self.fs.isdir(path)
+
+    def find(self, folder: str) -> list[str]:
+        return sorted(self.fs.find(folder))
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(self.fs.glob(pattern))
+
+    def _info(self, path: str) -> dict:
+        return self.fs.info(path)
+
+    def fingerprint(self, path: str) -> dict:
+        info = self._info(path)
+        version = _version(info)
+        return {"path": self.url(path), "size": int(info.get("size") or 0), "version": version}
+
+    def size(self, path: str) -> int:
+        return int(self._info(path).get("size") or 0)
+
+    def open(self, path: str, mode: str = "rb") -> IO:
+        return self.fs.open(path, mode)
+
+    def open_parquet(self, path: str):
+        return self.fs.open(path, "rb", cache_type="none")
+
+    def read_range(self, path: str, start: int, stop: int) -> bytes:
+        return self.fs.cat_file(path, start=start, end=stop)
+
+    def read_text(self, path: str) -> str:
+        return self.fs.cat_file(path).decode()
+
+    def write_text(self, path: str, text: str) -> None:
+        self.fs.pipe_file(path, text.encode())  # one PUT: atomic per object
+
+    def put_file(self, local: str, path: str) -> dict:
+        self.fs.put_file(local, path)
+        self.fs.invalidate_cache(self.parent(path))
+        return self.head(path) or {}
+
+    def head(self, path: str) -> dict | None:
+        try:
+            info = self.fs.info(path, refresh=True) if _takes_refresh(self.fs) else \
+                self.fs.info(path)
+        except (FileNotFoundError, OSError):
+            return None
+        return {"size": int(info.get("size") or 0), "etag": _version(info)}
+
+    def rm(self, path: str, recursive: bool = False) -> None:
+        try:
+            self.fs.rm(path, recursive=recursive)
+        except FileNotFoundError:
+            pass
+        self.fs.invalidate_cache()
+
+    def makedirs(self, path: str) -> None:
+        if self.protocol in ("memory", "file"):
+            self.fs.makedirs(path, exist_ok=True)
+
+
+def _version(info: dict) -> str | None:
+    for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "created"):
+        if info.get(key) is not None:
+            return str(info[key]).strip('"')
+    return None
+
+
+def _takes_refresh(fs) -> bool:
+    return type(fs).__name__ in ("S3FileSystem", "GCSFileSystem", "AzureBlobFileSystem")
+
+
+Storage = LocalStorage | FsspecStorage
+LOCAL = LocalStorage()
+
+
+def open_storage(path: str | os.PathLike, storage_options: dict | None = None
+                 ) -> tuple[Storage, str]:
+    """The storage that holds ``path`` and the path within it.
+
+    A local path (or ``file://``) is the local disk; any other URL goes through fsspec with
+    ``storage_options``; a URL whose file system is not installed is one error naming the
+    extra to install.
+    """
+    text = os.fspath(path)
+    if not is_url(text):
+        return LOCAL, text
+    scheme = text.split("://", 1)[0].lower()
+    if scheme == "file":
+        return LOCAL, text[len("file://"):]
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:  # pragma: no cover - fsspec comes with dask
+        raise PipelineError("URLs need fsspec (pip install fsspec)", path=text) from None
+    try:
+        fs, inner = url_to_fs(text, **(storage_options or {}))
+    except ImportError:
+        extra = EXTRAS.get(scheme)
+        hint = f"pip install 'pipeline[{extra}]'" if extra else "install its fsspec package"
+        raise PipelineError(f"no file system for {scheme}:// is installed ({hint})",
+                            path=text) from None
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(f"cannot open this URL ({exc})", path=text) from None
+    fs.invalidate_cache()  # listings cached by an earlier command of this process are stale
+    return FsspecStorage(fs, scheme), inner

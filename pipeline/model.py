@@ -29,6 +29,7 @@ import pyarrow as pa
 from . import kernels
 from .device import to_host
 from .errors import PipelineError
+from .params import check
 
 
 class ConvergenceWarning(UserWarning):
@@ -222,27 +223,6 @@ def _partition_stats_xp(X, y, coef, intercept):
 _PENALTIES = ("l2", None)
 
 
-@dataclass
-class _Constraint:
-    name: str
-    check: object
-    text: str
-
-
-def _positive_real(v) -> bool:
-    return isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool) \
-        and math.isfinite(v) and v > 0
-
-
-_CONSTRAINTS = [
-    _Constraint("C", _positive_real, "a float in the range (0, inf)"),
-    _Constraint("penalty", lambda v: v in _PENALTIES, "one of 'l2' or None"),
-    _Constraint("tol", _positive_real, "a float in the range (0, inf)"),
-    _Constraint("max_iter", lambda v: isinstance(v, int | np.integer) and not isinstance(v, bool)
-                and v >= 1, "an int in the range [1, inf)"),
-]
-
-
 class LogisticModel:
     """Binary logistic regression with scikit-learn's objective, fitted out of core.
 
@@ -290,11 +270,15 @@ class LogisticModel:
         return f"LogisticModel({args})"
 
     def _validate_params(self) -> None:
-        for c in _CONSTRAINTS:
-            v = getattr(self, c.name)
-            if not c.check(v):
-                raise PipelineError(f"The {c.name!r} parameter of LogisticModel must be "
-                                    f"{c.text}. Got {v!r} instead.")
+        """Check the parameters against the rules ``pipeline train`` declares for them."""
+        from .commands import constraint
+
+        if self.penalty not in _PENALTIES:
+            raise PipelineError("The 'penalty' parameter of LogisticModel must be one of 'l2' "
+                                f"or None; got {self.penalty!r}")
+        for name in ("C", "tol", "max_iter"):
+            check(f"The {name!r} parameter of LogisticModel", getattr(self, name),
+                  constraint("train", name))
 
     # fitting
     def fit(self, X, y=None, *, label: str = "label", features=None, client=None,

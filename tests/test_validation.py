@@ -1,0 +1,149 @@
+"""Every option, job key, model field and output folder is checked; nothing is lost.
+
+Bad values are generated from the rules declared on the commands' ``Arg``s, so a new option
+with a rule is tested without a new line here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_cli, write_parquet_files
+
+import pipeline
+from pipeline.commands import COMMANDS
+from pipeline.execution import ExecOptions
+from pipeline.model import LogisticModel
+from pipeline.params import COUNT, INCREASING_PAIR, POSITIVE, PROBABILITY, SIZE
+
+# --- 1. options: one rule each, one sentence, before any work --------------------------------
+
+# invalid values of each rule, as CLI text
+INVALID = {
+    id(COUNT): ["0", "-1", "1.5", "x"],
+    id(POSITIVE): ["0", "-2", "nan", "inf", "x"],
+    id(PROBABILITY): ["-0.1", "1.5", "nan"],
+    id(SIZE): ["0", "-1GiB", "0.1", "lots"],
+    id(INCREASING_PAIR): [("1", "1"), ("2", "1"), ("nan", "1"), ("0", "inf")],
+}
+
+# the least a command needs to parse, with paths that need not exist: no work may start
+REQUIRED = {
+    "generate": ["OUT", "--rows", "10", "--features", "2"],
+    "transform": ["IN", "OUT"],
+    "train": ["IN", "MODEL.json", "--label", "label"],
+    "score": ["IN", "MODEL.json", "OUT"],
+    "evaluate": ["IN", "MODEL.json", "--label", "label"],
+    "bench": [],
+}
+
+
+def _option_cases():
+    for cmd in COMMANDS.values():
+        for arg in cmd.all_args():
+            if arg.check is None:
+                continue
+            assert id(arg.check) in INVALID, f"no invalid values for {arg.option}'s rule"
+            for bad in INVALID[id(arg.check)]:
+                yield pytest.param(cmd.name, arg, bad, id=f"{cmd.name} {arg.option} {bad}")
+
+
+@pytest.mark.parametrize("command,arg,bad", list(_option_cases()))
+def test_every_option_outside_its_rule_is_one_error_line_naming_it(command, arg, bad, tmp_path,
+                                                                   capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    given = [arg.option, *bad] if isinstance(bad, tuple) else [f"{arg.option}={bad}"]
+    argv = [command, *REQUIRED[command], *given]
+    if command == "bench" and arg.name != "sizes":
+        argv += ["--sizes", "10"]  # were the rule not checked, a short run, not a long one
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    shown = " ".join(repr(float(b)) for b in bad) if isinstance(bad, tuple) else None
+    assert err[0].startswith(f"error: {arg.option} must be {arg.check}; got "), err
+    if shown is not None:
+        assert err[0].endswith(f"got {shown}")
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_blocksize_zero_says_it_must_be_positive_not_unparsable(tmp_path, capsys):
+    assert run_cli("transform", write_parquet_files(tmp_path / "d"), tmp_path / "o",
+                   "--blocksize", "0") == 2
+    err = capsys.readouterr().err
+    assert err == "error: --blocksize must be a size > 0 (e.g. 64MiB, 1GiB, 1000000); " \
+                  "got '0'\n"
+
+
+def test_workers_zero_is_an_error_not_threads(tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    assert run_cli("transform", data, tmp_path / "o", "--workers", "0", "--quiet") == 2
+    assert capsys.readouterr().err == "error: --workers must be an integer >= 1; got 0\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_negative_workers_and_threads_are_errors_not_a_hang_or_traceback(tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    assert run_cli("transform", data, tmp_path / "o", "--workers", "-1") == 2
+    assert capsys.readouterr().err == "error: --workers must be an integer >= 1; got -1\n"
+    assert run_cli("transform", data, tmp_path / "o", "--threads-per-worker", "-1") == 2
+    assert capsys.readouterr().err == \
+        "error: --threads-per-worker must be an integer >= 1; got -1\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_scheduler_with_a_local_cluster_size_is_refused_not_ignored(tmp_path, capsys):
+    assert run_cli("transform", "IN", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1",
+                   "--workers", "2") == 2
+    assert capsys.readouterr().err == ("error: --scheduler (an existing cluster) cannot be "
+                                       "combined with --workers, which sizes a local cluster\n")
+
+
+def test_library_errors_name_the_parameter_and_are_value_errors():
+    with pytest.raises(ValueError, match=r"^workers must be an integer >= 1; got 0$"):
+        ExecOptions(workers=0)
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"^memory_limit must be a size > 0 .*; got '0GiB'$"):
+        ExecOptions(memory_limit="0GiB")
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"^threads_per_worker must be an integer >= 1; got True$"):
+        ExecOptions(threads_per_worker=True)
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"^The 'tol' parameter of LogisticModel must be a finite number "
+                             r"> 0; got 'x'$"):
+        LogisticModel(tol="x").fit(np.eye(2), [0, 1])
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"^temperature must be a finite number > 0; got inf$"):
+        pipeline.transform_files("IN", "OUT", temperature=float("inf"))
+
+
+def test_a_job_file_breaks_a_rule_with_the_same_sentence_as_the_cli(tmp_path, capsys):
+    assert run_cli("train", "IN", "M.json", "--label", "label", "--max-iter", "0") == 2
+    cli = capsys.readouterr().err.strip()
+    job = tmp_path / "job.toml"
+    job.write_text("[[steps]]\ncommand = 'train'\ninput = 'IN'\nmodel = 'M.json'\n"
+                   "label = 'label'\nmax-iter = 0\n")
+    assert run_cli("run", job) == 2
+    err = capsys.readouterr().err.strip()
+    assert cli == "error: --max-iter must be an integer >= 1; got 0"
+    assert err == f"error: {job}: step 1 (train): key 'max-iter' must be an integer >= 1; got 0"
+
+
+@pytest.mark.parametrize("cluster,message", [
+    ("workers = -1", "[cluster]: key 'workers' must be an integer >= 1; got -1"),
+    ("workers = true", "[cluster]: key 'workers' must be an integer >= 1; got True"),
+    ("threads_per_worker = 0", "[cluster]: key 'threads_per_worker' must be an integer >= 1; "
+                               "got 0"),
+    ("memory_limit = 0", "[cluster]: key 'memory_limit' must be a size > 0"),
+    ("scheduler = 'tcp://127.0.0.1:1'\nworkers = 2",
+     "[cluster]: key 'scheduler' (an existing cluster) cannot be combined with key "
+     "'workers', which sizes a local cluster"),
+])
+def test_every_cluster_key_is_checked_before_the_first_step(tmp_path, capsys, cluster,
+                                                            message):
+    job = tmp_path / "job.toml"
+    job.write_text(f"[cluster]\n{cluster}\n[[steps]]\ncommand = 'generate'\nout = 'g'\n"
+                   "rows = 10\nfeatures = 2\n")
+    assert run_cli("run", job) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {job}: ") and message in err[0], err
+    assert not (tmp_path / "g").exists()

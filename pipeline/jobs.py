@@ -139,8 +139,8 @@ def _check_value(arg, value, path, where, key, base):
 def run_job(path: str | os.PathLike) -> None:
     """Validate the whole job, then run its steps in order on one shared cluster."""
     cluster, steps = load_job(path)
-    shared = {k: v for k, v in cluster.items() if k != "threads_per_worker"}
-    with open_executor(ExecOptions(**shared) if shared else None) as ex:
+    # every [cluster] key is honoured: the shared cluster is started with all of them
+    with open_executor(ExecOptions(**cluster) if cluster else None) as ex:
         client = getattr(ex, "client", None)
         for i, (name, values) in enumerate(steps, start=1):
             print(f"step {i}/{len(steps)}: {name}", file=sys.stderr)

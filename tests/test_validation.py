@@ -6,11 +6,14 @@ with a rule is tested without a new line here.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
-from conftest import run_cli, write_parquet_files
+from conftest import read_output, run_cli, write_parquet_files
 
 import pipeline
+from pipeline import jobs
 from pipeline.commands import COMMANDS
 from pipeline.execution import ExecOptions
 from pipeline.model import LogisticModel
@@ -147,3 +150,26 @@ def test_every_cluster_key_is_checked_before_the_first_step(tmp_path, capsys, cl
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {job}: ") and message in err[0], err
     assert not (tmp_path / "g").exists()
+
+
+# --- 2. job files: every [cluster] key honoured ----------------------------------------------
+
+
+def test_job_cluster_threads_per_worker_reaches_the_local_cluster(tmp_path, monkeypatch):
+    seen = []
+    real = jobs.open_executor
+
+    @contextlib.contextmanager
+    def spy(options=None, client=None):
+        with real(options, client) as ex:
+            info = ex.client.scheduler_info()
+            seen.append(sorted(w["nthreads"] for w in info["workers"].values()))
+            yield ex
+
+    monkeypatch.setattr(jobs, "open_executor", spy)
+    job = tmp_path / "job.toml"
+    job.write_text("[cluster]\nworkers = 1\nthreads_per_worker = 2\nmemory_limit = '1GiB'\n"
+                   "[[steps]]\ncommand = 'generate'\nout = 'g'\nrows = 100\nfeatures = 2\n")
+    assert run_cli("run", job) == 0
+    assert seen == [[2]]  # one worker, with the two threads the job asked for
+    assert read_output(tmp_path / "g").num_rows == 100

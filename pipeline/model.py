@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import threading
 import time
@@ -29,7 +28,18 @@ import pyarrow as pa
 from . import kernels
 from .device import to_host
 from .errors import PipelineError
-from .params import check
+from .params import (
+    COUNT,
+    FINITE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Constraint,
+    InstanceOf,
+    ListOf,
+    Nullable,
+    Options,
+    check,
+)
 
 
 class ConvergenceWarning(UserWarning):
@@ -473,42 +483,64 @@ class LogisticModel:
 
     @classmethod
     def from_dict(cls, d: dict, *, path: str | None = None) -> LogisticModel:
-        def bad(msg):
-            return PipelineError(f"invalid model file: {msg}", path=path)
+        """A fitted model from a model file's object, every field checked (see MODEL_FIELDS).
 
-        if not isinstance(d, dict) or d.get("kind") != "logistic":
-            kind = d.get("kind") if isinstance(d, dict) else type(d).__name__
-            raise bad(f"kind must be 'logistic', got {kind!r}")
-        if d.get("version") != 1:
-            raise bad(f"version {d.get('version')!r} is not supported (expected 1)")
-        feats, coef = d.get("features"), d.get("coef")
-        if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats) or not feats:
-            raise bad("features must be a non-empty list of column names")
-        if not isinstance(coef, list) or len(coef) != len(feats):
-            raise bad(f"coef has {len(coef) if isinstance(coef, list) else 'no'} values for "
-                      f"{len(feats)} features")
-        try:
-            c = np.array(coef, dtype=np.float64)
-            b = float(d.get("intercept"))
-        except (TypeError, ValueError):
-            raise bad("coef and intercept must be numbers") from None
-        if not (np.all(np.isfinite(c)) and math.isfinite(b)):
-            raise bad("coef and intercept must be finite")
+        Raises :class:`PipelineError` naming ``path`` and the first bad field. Fields this
+        version does not know are ignored, so a newer writer's additions do not break it.
+        """
+        if not isinstance(d, dict):
+            raise PipelineError("invalid model file: expected a JSON object; got "
+                                f"{type(d).__name__}", path=path)
+        for name, (rule, required) in MODEL_FIELDS.items():
+            if name in d:
+                check(f"invalid model file: field {name!r}", d[name], rule, path=path)
+            elif required:
+                raise PipelineError(f"invalid model file: field {name!r} is missing", path=path)
+        feats, coef = d["features"], d["coef"]
+        if len(coef) != len(feats):
+            raise PipelineError(f"invalid model file: field 'coef' has {len(coef)} values for "
+                                f"{len(feats)} features", path=path)
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
-                tol=float(d.get("tol", 1e-10)), max_iter=int(d.get("max_iter", 50)))
-        m.features_ = feats
-        m.coef_ = c
-        m.intercept_ = b
+                tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50))
+        m.features_ = list(feats)
+        m.coef_ = np.array(coef, dtype=np.float64)
+        m.intercept_ = float(d["intercept"])
         m.label_ = d.get("label", "label")
-        m.rows_ = int(d.get("rows", 0))
-        m.passes_ = int(d.get("passes", 0))
-        m.iterations_ = int(d.get("iterations", 0))
-        m.converged_ = bool(d.get("converged", True))
-        m.loss_ = float(d.get("loss", float("nan")))
+        m.rows_ = d.get("rows", 0)
+        m.passes_ = d.get("passes", 0)
+        m.iterations_ = d.get("iterations", 0)
+        m.converged_ = d.get("converged", True)
+        loss = d.get("loss")
+        m.loss_ = None if loss is None else float(loss)
         m.history_ = list(d.get("history", []))
         m.input_ = d.get("input")
         return m
+
+
+_NAMES = ListOf(InstanceOf(str, "a string"), "a non-empty list of unique column names",
+                non_empty=True, unique=True)
+
+# Every field of a model file: (rule, required). Scoring needs the first five; the rest
+# describe the fit and default when absent (rows, passes, iterations 0; converged true).
+MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
+    "kind": (Options("logistic"), True),
+    "version": (Options(1), True),
+    "features": (_NAMES, True),
+    "coef": (ListOf(FINITE, "a list of finite numbers"), True),
+    "intercept": (FINITE, True),
+    "label": (InstanceOf(str, "a string"), False),
+    "C": (Nullable(POSITIVE), False),
+    "tol": (POSITIVE, False),
+    "max_iter": (COUNT, False),
+    "rows": (NON_NEGATIVE, False),
+    "passes": (NON_NEGATIVE, False),
+    "iterations": (NON_NEGATIVE, False),
+    "converged": (InstanceOf(bool, "true or false"), False),
+    "loss": (Nullable(FINITE), False),
+    "history": (ListOf(InstanceOf(dict, "an object"), "a list of objects"), False),
+    "input": (Nullable(InstanceOf(list, "a list")), False),
+}
 
 
 def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:

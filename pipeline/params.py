@@ -24,7 +24,8 @@ from typing import Any
 
 from .errors import PipelineError
 
-__all__ = ["Constraint", "Interval", "Size", "IncreasingPair", "check", "COUNT", "POSITIVE",
+__all__ = ["Constraint", "Interval", "Size", "IncreasingPair", "Options", "InstanceOf",
+           "Nullable", "ListOf", "check", "COUNT", "NON_NEGATIVE", "FINITE", "POSITIVE",
            "PROBABILITY", "SIZE", "INCREASING_PAIR", "Integral", "Real"]
 
 
@@ -132,8 +133,68 @@ class IncreasingPair(Constraint):
         return "two finite numbers LO HI with LO < HI"
 
 
+class Options(Constraint):
+    """One of a few exact values (``'logistic'``; ``1``, not ``1.0`` or ``true``)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return any(type(value) is type(v) and value == v for v in self.values)
+
+    def __str__(self) -> str:
+        shown = [repr(v) for v in self.values]
+        return shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
+
+
+class InstanceOf(Constraint):
+    """A value of one Python type (``bool``: exactly True or False), described in words."""
+
+    def __init__(self, kind: type, text: str) -> None:
+        self.kind, self.text = kind, text
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, self.kind)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Nullable(Constraint):
+    """``None`` (JSON null) or a value obeying ``rule``."""
+
+    def __init__(self, rule: Constraint) -> None:
+        self.rule = rule
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return value is None or self.rule.is_satisfied_by(value)
+
+    def __str__(self) -> str:
+        return f"{self.rule} or null"
+
+
+class ListOf(Constraint):
+    """A list whose items each obey ``item``; optionally non-empty and without repeats."""
+
+    def __init__(self, item: Constraint, text: str, *, non_empty: bool = False,
+                 unique: bool = False) -> None:
+        self.item, self.text, self.non_empty, self.unique = item, text, non_empty, unique
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if not isinstance(value, list) or (self.non_empty and not value):
+            return False
+        if not all(self.item.is_satisfied_by(v) for v in value):
+            return False
+        return not self.unique or len(set(value)) == len(value)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 # the rules this package uses, each declared once
 COUNT = Interval(Integral, 1, None, closed="left")
+NON_NEGATIVE = Interval(Integral, 0, None, closed="left")
+FINITE = Interval(Real, None, None)
 POSITIVE = Interval(Real, 0, None, closed="neither")
 PROBABILITY = Interval(Real, 0, 1, closed="both")
 SIZE = Size()

@@ -7,6 +7,7 @@ with a rule is tested without a new line here.
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 import pytest
@@ -173,3 +174,77 @@ def test_job_cluster_threads_per_worker_reaches_the_local_cluster(tmp_path, monk
     assert run_cli("run", job) == 0
     assert seen == [[2]]  # one worker, with the two threads the job asked for
     assert read_output(tmp_path / "g").num_rows == 100
+
+
+# --- 3. model files: every field's type and range ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("model")
+    data = write_parquet_files(tmp / "data", files=1, rows=400)
+    model = tmp / "model.json"
+    assert run_cli("train", data, model, "--label", "label", "--quiet") == 0
+    return data, json.loads(model.read_text())
+
+
+BAD_FIELDS = [
+    ("kind", 5), ("version", True), ("version", "1"), ("features", []),
+    ("features", ["f0", "f0", "f1", "f2"]), ("features", "f0"), ("coef", ["x", 0, 0, 0]),
+    ("coef", [True, 0.0, 0.0, 0.0]), ("coef", 1.0), ("intercept", "x"), ("intercept", True),
+    ("intercept", float("inf")), ("label", 5), ("C", "big"), ("C", 0), ("C", -1.0),
+    ("C", float("nan")), ("tol", "x"), ("tol", 0), ("max_iter", 0), ("max_iter", 2.5),
+    ("max_iter", True), ("rows", -1), ("rows", True), ("rows", 1.5), ("passes", -1),
+    ("iterations", "3"), ("converged", "yes"), ("converged", 1), ("loss", "x"),
+    ("loss", float("nan")), ("history", 5), ("history", [1, 2]), ("input", "data"),
+]
+
+
+@pytest.mark.parametrize("field,value", BAD_FIELDS, ids=[f"{f}={v!r}" for f, v in BAD_FIELDS])
+def test_every_model_field_is_checked_with_one_error_line(field, value, trained, tmp_path,
+                                                          capsys):
+    data, good = trained
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(good | {field: value}))
+    assert run_cli("score", data, path, tmp_path / "out", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"error: {path}: invalid model file: field {field!r} ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_required_model_field_is_named(trained, tmp_path, capsys):
+    data, good = trained
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "intercept"}))
+    assert run_cli("evaluate", data, path, "--label", "label") == 2
+    assert capsys.readouterr().err == \
+        f"error: {path}: invalid model file: field 'intercept' is missing\n"
+
+
+@pytest.mark.parametrize("field,value", [("tol", "x"), ("C", "big"), ("history", 5),
+                                         ("rows", -3)])
+def test_every_command_that_reads_a_model_refuses_a_bad_field(field, value, trained, tmp_path,
+                                                              capsys):
+    data, good = trained
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(good | {field: value}))
+    commands = [["evaluate", data, path, "--label", "label"],
+                ["train", data, path, "--label", "label", "--resume"],
+                ["score", data, path, tmp_path / "out"]]
+    for argv in commands:
+        assert run_cli(*argv, "--quiet") == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: invalid model file: field {field!r} must be ")
+        assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unknown_model_fields_are_ignored_and_known_ones_kept(trained, tmp_path, capsys):
+    data, good = trained
+    path = tmp_path / "extra.json"
+    path.write_text(json.dumps(good | {"written_by": "a newer version"}))
+    m = LogisticModel.load(path)
+    assert m.coef_.tolist() == good["coef"] and m.rows_ == good["rows"] == 400
+    assert m.history_ == good["history"] and m.converged_ is good["converged"]
+    assert run_cli("evaluate", data, path, "--label", "label") == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 400

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,66 @@ def test_unknown_model_fields_are_ignored_and_known_ones_kept(trained, tmp_path,
     assert m.history_ == good["history"] and m.converged_ is good["converged"]
     assert run_cli("evaluate", data, path, "--label", "label") == 0
     assert json.loads(capsys.readouterr().out)["rows"] == 400
+
+
+# --- 4. report: every folder this tool can leave ----------------------------------------------
+
+
+def _transformed(tmp_path) -> Path:
+    data = write_parquet_files(tmp_path / "data")
+    out = tmp_path / "out"
+    assert run_cli("transform", data, out, "--blocksize", "10KiB", "--quiet") == 0
+    return out
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "_chunks.jsonl").read_text().splitlines()]
+
+
+def test_report_on_a_resumed_output_whose_records_lack_timings(tmp_path, capsys):
+    out = _transformed(tmp_path)
+    n = len(_records(out))
+    assert n >= 2
+    # killed after the parts' renames but before their records were appended
+    (out / "_SUCCESS").unlink()
+    (out / "_chunks.jsonl").write_text("")
+    assert run_cli("transform", tmp_path / "data", out, "--blocksize", "10KiB", "--resume",
+                   "--quiet") == 0
+    records = _records(out)
+    assert len(records) == n and all("seconds" not in r and "worker" not in r for r in records)
+    capsys.readouterr()
+    assert run_cli("report", out) == 0
+    cap = capsys.readouterr()
+    assert cap.err == ""
+    assert "complete: yes (transform)" in cap.out and "rows: 2,000" in cap.out
+    assert f"chunks without timings: {n}" in cap.out
+    page = (out / "_report.html").read_text()
+    assert page.count("<tr><td>") == n  # a table row a chunk, timings blank
+
+
+def test_report_on_an_incomplete_output_says_so_and_draws_what_exists(tmp_path, capsys):
+    out = _transformed(tmp_path)
+    records = _records(out)
+    (out / "_SUCCESS").unlink()
+    with open(out / "_chunks.jsonl", "a") as fh:
+        fh.write('{"rows": 5}\n[1, 2]\n{"chunk": 99, "ro')  # damaged lines, skipped
+    capsys.readouterr()
+    assert run_cli("report", out) == 0
+    cap = capsys.readouterr()
+    assert cap.err == ""
+    assert "the output is incomplete" in cap.out
+    assert f"chunks: {len(records)}" in cap.out and "rows: 2,000" in cap.out
+    page = (out / "_report.html").read_text()
+    # one mark per chunk in each per-chunk plot (seconds, rows/s, peak RSS, timeline)
+    assert page.count('class="mark"') == 4 * len(records)
+
+
+def test_report_on_an_output_killed_before_its_first_record(tmp_path, capsys):
+    out = _transformed(tmp_path)
+    for p in out.iterdir():
+        if p.name != "_job.json":
+            p.unlink()
+    capsys.readouterr()
+    assert run_cli("report", out) == 0
+    cap = capsys.readouterr()
+    assert "chunks: 0" in cap.out and "the output is incomplete" in cap.out and cap.err == ""

@@ -85,6 +85,18 @@ class Executor:
         """(item, fn(item)) as chunks finish, with at most ``in_flight`` submitted."""
         raise NotImplementedError
 
+    def fits_in_memory(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` of parsed blocks may be kept here between passes.
+
+        The one caching rule (``pipeline train`` and ``LogisticModel.fit``): at most half
+        of the workers' memory limit (their total), or of this machine's available memory
+        when there is no limit; larger data is streamed, re-read on every pass.
+        """
+        import psutil
+
+        budget = self.memory_limit or psutil.virtual_memory().available
+        return nbytes <= 0.5 * budget
+
     def cache(self, fn: Callable, items: list) -> tuple[list, list]:
         raise NotImplementedError
 

@@ -118,6 +118,11 @@ def _column(t, name, source, raw: bool = False):
     return col
 
 
+def block_nbytes(rows: int, p: int) -> int:
+    """Bytes of ``rows`` parsed rows: ``p`` float64 features and the float64 label."""
+    return rows * (p + 1) * 8
+
+
 def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
     xp = kernels.namespace(X)
     return X @ xp.asarray(coef) + intercept
@@ -322,19 +327,35 @@ class LogisticModel:
         loaders = [_PartitionLoader(i, p, tuple(features), label)
                    for i, p in enumerate(X.to_delayed())]
         if executor is not None:
-            return self._fit_chunks(loaders, executor, cache=True, log=log)
+            return self._fit_chunks(loaders, executor, cache=None, log=log)
         with open_executor(client=client) as ex:
-            return self._fit_chunks(loaders, ex, cache=True, log=log)
+            return self._fit_chunks(loaders, ex, cache=None, log=log)
 
-    def _fit_chunks(self, loaders: list, executor, *, cache: bool, log=None) -> LogisticModel:
-        """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not."""
+    def _fit_chunks(self, loaders: list, executor, *, cache: bool | None,
+                    log=None) -> LogisticModel:
+        """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not.
+
+        ``cache=None`` decides by the data's size, unknown before a pass: the first pass is
+        streamed, evaluates the starting point (w = 0) and counts the rows, and the blocks
+        are then cached only if :meth:`Executor.fits_in_memory` says so. ``cached_`` records
+        the choice.
+        """
         self.passes_ = 0
         t0 = time.perf_counter()
-        if cache:
+        first = None
+        if cache is None:
+            fn = functools.partial(_block_stats, coef=np.zeros(len(self.features_)),
+                                   intercept=0.0)
+            first = [r for _, r in executor.map_unordered(fn, loaders)]
+            rows = sum(q[0] for q in first)
+            cache = executor.fits_in_memory(block_nbytes(rows, len(self.features_)))
+            if cache:
+                blocks, _ = executor.cache(_load_only, loaders)
+        elif cache:
             # the loading pass also evaluates the first point (w = 0): one pass fewer
             blocks, first = executor.cache(_load_and_stats, loaders)
-            return self._solve(blocks, executor, log=log, first=first, t0=t0)
-        return self._solve(loaders, executor, log=log, t0=t0)
+        self.cached_ = bool(cache)
+        return self._solve(blocks if cache else loaders, executor, log=log, first=first, t0=t0)
 
     def _solve(self, blocks: list, executor, *, log=None, first=None,
                t0: float | None = None) -> LogisticModel:
@@ -575,6 +596,11 @@ class _ArrayTable:
 def _block_stats(item, *, coef, intercept):
     block = item.load() if hasattr(item, "load") else item
     return partition_stats(block, coef, intercept)
+
+
+def _load_only(loader):
+    """Load one chunk's block, to be kept (the pass's statistics are already known)."""
+    return loader.load(), None
 
 
 def _load_and_stats(loader):

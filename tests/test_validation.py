@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import read_output, run_cli, write_parquet_files
 
@@ -312,3 +315,77 @@ def test_report_on_an_output_killed_before_its_first_record(tmp_path, capsys):
     assert run_cli("report", out) == 0
     cap = capsys.readouterr()
     assert "chunks: 0" in cap.out and "the output is incomplete" in cap.out and cap.err == ""
+
+
+# --- 5. LogisticModel.fit caches only what fits ---------------------------------------------
+
+
+def _counted_frame(folder: Path, log: Path):
+    """A dask DataFrame over the Parquet files that appends a line to ``log`` per read."""
+    import dask.dataframe as dd
+
+    files = sorted(str(p) for p in folder.glob("*.parquet"))
+    meta = pq.read_table(files[0]).slice(0, 0).to_pandas()
+    return dd.from_map(_read_counted, files, log=str(log), meta=meta), files
+
+
+def _read_counted(path, log):
+    with open(log, "a") as fh:  # one short line, appended whole: safe across processes
+        fh.write(os.path.basename(path) + "\n")
+    return pq.read_table(path).to_pandas()
+
+
+def test_fit_streams_a_dask_frame_larger_than_the_workers_memory(tmp_path):
+    import dask
+    from distributed import Client, LocalCluster
+
+    rows, features, files = 250_000, 4, 4  # 4 x 250k x 5 x 8 B = 40 MB parsed
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for k in range(files):
+        X = rng.standard_normal((rows, features))
+        y = (rng.random(rows) < 1 / (1 + np.exp(-(X @ [1.0, -0.5, 0.25, 0.0])))).astype(int)
+        cols = {f"f{j}": X[:, j] for j in range(features)} | {"label": y}
+        pq.write_table(pa.table(cols), folder / f"p{k}.parquet")
+
+    log = tmp_path / "reads.log"
+    df, names = _counted_frame(folder, log)
+    limit = 20 * 2**20  # half the data: the fit may not keep it
+    # the worker must not be paused or killed for holding a chunk: only the budget matters
+    quiet_memory = {f"distributed.worker.memory.{k}": False
+                    for k in ("target", "spill", "pause", "terminate")}
+    with dask.config.set(quiet_memory), \
+            LocalCluster(n_workers=1, threads_per_worker=1, memory_limit=limit,
+                         processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        streamed = LogisticModel(C=1.0).fit(df, label="label", client=client)
+    reads = log.read_text().split()
+    assert streamed.cached_ is False
+    # every pass re-read every partition
+    assert {n: reads.count(os.path.basename(n)) for n in names} == \
+        {n: streamed.passes_ for n in names}
+    assert streamed.passes_ >= 3
+
+    log.unlink()
+    cached = LogisticModel(C=1.0).fit(df, label="label")  # threads: this machine's memory
+    reads = log.read_text().split()
+    assert cached.cached_ is True
+    assert {reads.count(os.path.basename(n)) for n in names} == {2}  # counted, then kept
+    np.testing.assert_allclose(streamed.coef_, cached.coef_, rtol=0, atol=1e-10)
+    assert abs(streamed.intercept_ - cached.intercept_) <= 1e-10
+    assert streamed.rows_ == cached.rows_ == rows * files
+
+
+def test_train_decides_by_the_same_rule_as_fit(tmp_path, monkeypatch):
+    from pipeline.execution import Executor
+    from pipeline.model import block_nbytes
+
+    asked = []
+    monkeypatch.setattr(Executor, "fits_in_memory",
+                        lambda self, nbytes: asked.append(nbytes) or False)
+    data = write_parquet_files(tmp_path / "d")  # 2 x 1000 rows, features f0 f1 f2 g32
+    assert run_cli("train", data, tmp_path / "m.json", "--label", "label", "--quiet") == 0
+    assert asked == [block_nbytes(2000, 4)]
+    model = LogisticModel.load(tmp_path / "m.json")
+    assert model.rows_ == 2000 and model.converged_

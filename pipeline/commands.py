@@ -32,14 +32,14 @@ class Arg:
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
 
-    def convert(self, text: str):
+    def convert(self, text: str) -> Any:
         """CLI text as ``type``; text that is not one is kept, for :meth:`validate` to name."""
         try:
             return self.type(text) if self.type in (int, float) else text
         except ValueError:
             return text
 
-    def validate(self, value, name: str | None = None, *, path: str | None = None):
+    def validate(self, value: Any, name: str | None = None, *, path: str | None = None) -> Any:
         """``value`` if it obeys ``check`` (None, an absent option, always does), else a
         :class:`PipelineError` naming ``name`` (default: the option, ``--workers``)."""
         if self.check is None or value is None:

@@ -124,6 +124,18 @@ def test_library_errors_name_the_parameter_and_are_value_errors():
         pipeline.transform_files("IN", "OUT", temperature=float("inf"))
 
 
+def test_generate_in_the_library_checks_its_counts_by_the_same_rules(tmp_path):
+    with pytest.raises(pipeline.PipelineError, match=r"^rows must be an integer >= 1; got True$"):
+        pipeline.generate(tmp_path / "g", True, 2)  # not one row: a bool is not a count
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"^features must be an integer >= 1; got 0$"):
+        pipeline.generate(tmp_path / "g", 10, 0)
+    with pytest.raises(pipeline.PipelineError, match=r"^files must be at most rows \(10\); "
+                                                     r"got 11$"):
+        pipeline.generate(tmp_path / "g", 10, 2, files=11)
+    assert not (tmp_path / "g").exists()
+
+
 def test_a_job_file_breaks_a_rule_with_the_same_sentence_as_the_cli(tmp_path, capsys):
     assert run_cli("train", "IN", "M.json", "--label", "label", "--max-iter", "0") == 2
     cli = capsys.readouterr().err.strip()

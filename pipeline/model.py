@@ -298,7 +298,12 @@ class LogisticModel:
     # fitting
     def fit(self, X, y=None, *, label: str = "label", features=None, client=None,
             executor=None, log=None) -> LogisticModel:
-        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``."""
+        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``.
+
+        A dask DataFrame's partitions are kept in memory between passes only when they fit
+        (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses); otherwise every
+        pass re-reads them. ``cached_`` records which.
+        """
         self._validate_params()
         if isinstance(X, np.ndarray) or (y is not None and not hasattr(X, "npartitions")):
             X = np.asarray(X, dtype=np.float64)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .device import resolve_device
 from .errors import PipelineError, parse_size
 from .execution import ExecOptions, open_executor
-from .model import LogisticModel, load_block
+from .model import LogisticModel, block_nbytes, load_block
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
@@ -226,16 +226,13 @@ def _same_training(old: LogisticModel, new: LogisticModel) -> bool:
 
 
 def _fits_in_memory(source, p: int, executor) -> bool:
-    """Cache the parsed blocks when they take at most half the workers' memory."""
-    import psutil
-
+    """Cache the parsed blocks when the executor can hold them (``Executor.fits_in_memory``)."""
     rows = source.total_rows
     if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
         need = sum(os.path.getsize(f) for f in source.paths)
     else:
-        need = rows * (p + 1) * 8
-    budget = executor.memory_limit or psutil.virtual_memory().available
-    return need <= 0.5 * budget
+        need = block_nbytes(rows, p)
+    return executor.fits_in_memory(need)
 
 
 __all__ = ["read", "write", "transform_files", "score_files", "evaluate_files", "train_files",

@@ -12,6 +12,7 @@ import warnings
 
 from .commands import COMMANDS, execute
 from .errors import PipelineError
+from .execution import validate_exec_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
             elif a.type is bool:
                 p.add_argument(a.option, dest=a.name, action="store_true", help=a.help)
             else:
-                typ = str if a.type == "path" else a.type
+                # a checked option is converted leniently and checked after parsing, so a
+                # bad value, a number or not, gets its rule's one sentence
+                typ = a.convert if a.check else str if a.type == "path" else a.type
                 p.add_argument(a.option, dest=a.name, type=typ, nargs=a.nargs,
                                default=a.default, choices=a.choices, required=a.required,
                                help=a.help)
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         values = vars(args)
+        cmd = COMMANDS[values["command"]]
+        for a in cmd.all_args():
+            a.validate(values.get(a.name))
+        if cmd.data:
+            validate_exec_options(values, named=lambda a: a.option)
         if values["command"] == "train" and values.get("no_penalty") and \
                 "--C" in (argv if argv is not None else sys.argv):
             raise PipelineError("--C and --no-penalty exclude each other")

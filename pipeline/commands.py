@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import PipelineError
+from .params import COUNT, INCREASING_PAIR, POSITIVE, PROBABILITY, SIZE, Constraint, check
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,29 @@ class Arg:
     required: bool = False
     help: str = ""
     flag: str | None = None         # a flag other than --name
+    check: Constraint | None = None  # the rule its value (each item of a "+" list) obeys
 
     @property
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
+
+    def convert(self, text: str) -> Any:
+        """CLI text as ``type``; text that is not one is kept, for :meth:`validate` to name."""
+        try:
+            return self.type(text) if self.type in (int, float) else text
+        except ValueError:
+            return text
+
+    def validate(self, value: Any, name: str | None = None, *, path: str | None = None) -> Any:
+        """``value`` if it obeys ``check`` (None, an absent option, always does), else a
+        :class:`PipelineError` naming ``name`` (default: the option, ``--workers``)."""
+        if self.check is None or value is None:
+            return value
+        name = name or self.option
+        items = value if self.nargs == "+" else [value]
+        for item in items:
+            check(name, item, self.check, path=path)
+        return value
 
     @property
     def is_path(self) -> bool:
@@ -37,10 +57,12 @@ class Arg:
 
 EXEC_ARGS = [
     Arg("scheduler", help="address of an existing Dask scheduler (default: run locally)"),
-    Arg("workers", int, help="start a local Dask cluster of N worker processes"),
-    Arg("threads_per_worker", int, help="threads per worker (local threads without --workers)"),
-    Arg("memory_limit", help="memory limit per worker, e.g. 1GiB (starts a local cluster)"),
-    Arg("blocksize", help="upper bound of one chunk's input bytes, e.g. 128MiB"),
+    Arg("workers", int, check=COUNT, help="start a local Dask cluster of N worker processes"),
+    Arg("threads_per_worker", int, check=COUNT,
+        help="threads per worker (local threads without --workers)"),
+    Arg("memory_limit", check=SIZE,
+        help="memory limit per worker, e.g. 1GiB (starts a local cluster)"),
+    Arg("blocksize", check=SIZE, help="upper bound of one chunk's input bytes, e.g. 128MiB"),
     Arg("device", choices=("cpu", "gpu", "auto"), default="cpu", help="where chunks compute"),
     Arg("overwrite", bool, help="replace an existing output once the new one is complete"),
     Arg("resume", bool, help="continue an interrupted run with the same parameters"),
@@ -65,28 +87,31 @@ class Command:
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("generate", "write a synthetic logistic data set", [
         Arg("out", "path", positional=True, help="output folder"),
-        Arg("rows", int, required=True), Arg("features", int, required=True),
-        Arg("files", int, default=1), Arg("format", choices=("parquet", "csv"),
-                                          default="parquet"),
+        Arg("rows", int, required=True, check=COUNT),
+        Arg("features", int, required=True, check=COUNT),
+        Arg("files", int, default=1, check=COUNT),
+        Arg("format", choices=("parquet", "csv"), default="parquet"),
         Arg("dtype", choices=("float64", "float32"), default="float64"),
         Arg("seed", int, default=0)], outputs=("out",)),
     Command("transform", "stable sigmoid of columns, streamed to an output folder", [
         Arg("input", "path", positional=True), Arg("out", "path", positional=True),
         Arg("columns", nargs="+", help="columns to transform (default: every float column)"),
-        Arg("temperature", float, default=1.0), Arg("range", float, nargs=2,
-                                                    default=(0.0, 1.0)),
+        Arg("temperature", float, default=1.0, check=POSITIVE),
+        Arg("range", float, nargs=2, default=(0.0, 1.0), check=INCREASING_PAIR),
         Arg("output", choices=("value", "derivative", "log"), default="value")],
         outputs=("out",), inputs=("input",)),
     Command("train", "fit a logistic regression out of core", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("label", required=True), Arg("features", nargs="+"),
-        Arg("C", float, default=1.0, flag="--C"), Arg("no_penalty", bool),
-        Arg("tol", float, default=1e-10), Arg("max_iter", int, default=50)],
+        Arg("C", float, default=1.0, flag="--C", check=POSITIVE), Arg("no_penalty", bool),
+        Arg("tol", float, default=1e-10, check=POSITIVE),
+        Arg("max_iter", int, default=50, check=COUNT)],
         outputs=("model",), inputs=("input",)),
     Command("score", "probability and prediction per row", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("out", "path", positional=True), Arg("keep", nargs="+"),
-        Arg("threshold", float, default=0.5)], outputs=("out",), inputs=("input", "model")),
+        Arg("threshold", float, default=0.5, check=PROBABILITY)],
+        outputs=("out",), inputs=("input", "model")),
     Command("evaluate", "log loss, accuracy and AUC as JSON on stdout", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("label", required=True)], inputs=("input", "model")),
@@ -96,9 +121,14 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Arg("out", "path", positional=True)], data=False, inputs=("out",)),
     Command("bench", "the activation benchmark", [
         Arg("json", bool, help="print JSON instead of a table"),
-        Arg("sizes", int, nargs="+", default=(1_000_000, 10_000_000)),
-        Arg("repeat", int, default=5)], data=False),
+        Arg("sizes", int, nargs="+", default=(1_000_000, 10_000_000), check=COUNT),
+        Arg("repeat", int, default=5, check=COUNT)], data=False),
 ]}
+
+
+def constraint(command: str, name: str) -> Constraint | None:
+    """The rule declared for one option of a command (or of the execution options)."""
+    return next(a.check for a in COMMANDS[command].all_args() if a.name == name)
 
 
 def exec_options(values: dict):

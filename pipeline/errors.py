@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 
-class PipelineError(Exception):
-    """Bad input or usage (exit status 2). The message names the file, column and row."""
+class PipelineError(ValueError):
+    """Bad input or usage (exit status 2). The message names the file, column and row.
+
+    A ``ValueError``, as scikit-learn's ``InvalidParameterError`` is, so library callers may
+    catch either; the CLI maps it to ``error: …`` and exit status 2.
+    """
 
     def __init__(
         self,
@@ -37,23 +41,9 @@ def _rebuild(message, path, column, row):
 
 
 def parse_size(text: str | int | None, *, name: str = "size") -> int | None:
-    """Parse ``64MiB``, ``1GB``, ``1e6`` or a plain byte count."""
-    if text is None or isinstance(text, int):
-        return text
-    units = {
-        "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-        "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20,
-        "g": 2**30,
-    }
-    s = str(text).strip().lower().replace(" ", "")
-    i = len(s)
-    while i > 0 and s[i - 1].isalpha():
-        i -= 1
-    number, unit = s[:i], s[i:]
-    try:
-        value = float(number)
-    except ValueError:
-        value = None
-    if value is None or unit not in units or not value > 0 or value != value:
-        raise PipelineError(f"cannot parse {name} {text!r} (examples: 64MiB, 1GiB, 1000000)")
-    return int(value * units[unit])
+    """Parse ``64MiB``, ``1GB``, ``1e6`` or a plain byte count (> 0; None stays None)."""
+    from .params import SIZE, check
+
+    if text is None:
+        return None
+    return SIZE.to_bytes(check(name, text, SIZE))

@@ -19,7 +19,12 @@ from .errors import PipelineError, parse_size
 
 @dataclass
 class ExecOptions:
-    """The execution options every data command takes."""
+    """The execution options every data command takes, checked when made.
+
+    Each option's rule is declared once, on its ``Arg`` in :mod:`pipeline.commands`; a bad
+    value raises :class:`PipelineError` naming the parameter (``workers must be an integer
+    >= 1; got -1``).
+    """
 
     scheduler: str | None = None
     workers: int | None = None
@@ -32,11 +37,36 @@ class ExecOptions:
     quiet: bool = False
     storage_options: dict | None = None  # for URLs (s3://...): passed to the file system
 
+    def __post_init__(self) -> None:
+        validate_exec_options(vars(self))
+
     def blocksize_bytes(self) -> int | None:
         return parse_size(self.blocksize, name="--blocksize")
 
     def memory_limit_bytes(self) -> int | None:
         return parse_size(self.memory_limit, name="--memory-limit")
+
+
+LOCAL_CLUSTER_KEYS = ("workers", "threads_per_worker", "memory_limit")
+
+
+def validate_exec_options(values: dict, *, named: Callable = lambda arg: arg.name) -> None:
+    """Check every execution option against its declared rule, and their combination.
+
+    ``named(arg)`` is what the message calls an option: the parameter (``workers``), the
+    CLI's flag (``--workers``) or a job file's key.
+    """
+    from .commands import EXEC_ARGS
+
+    args = {a.name: a for a in EXEC_ARGS}
+    for a in EXEC_ARGS:
+        a.validate(values.get(a.name), named(a))
+    if values.get("scheduler"):
+        local = [k for k in LOCAL_CLUSTER_KEYS if values.get(k) is not None]
+        if local:  # would be silently ignored: an existing cluster has its own size
+            raise PipelineError(f"{named(args['scheduler'])} (an existing cluster) cannot be "
+                                f"combined with {named(args[local[0]])}, which sizes a local "
+                                "cluster")
 
 
 class Executor:
@@ -55,6 +85,18 @@ class Executor:
                       ) -> Iterator[tuple[object, object]]:
         """(item, fn(item)) as chunks finish, with at most ``in_flight`` submitted."""
         raise NotImplementedError
+
+    def fits_in_memory(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` of parsed blocks may be kept here between passes.
+
+        The one caching rule (``pipeline train`` and ``LogisticModel.fit``): at most half
+        of the workers' memory limit (their total), or of this machine's available memory
+        when there is no limit; larger data is streamed, re-read on every pass.
+        """
+        import psutil
+
+        budget = self.memory_limit or psutil.virtual_memory().available
+        return nbytes <= 0.5 * budget
 
     def cache(self, fn: Callable, items: list) -> tuple[list, list]:
         raise NotImplementedError

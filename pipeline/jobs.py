@@ -15,6 +15,7 @@ import tomllib
 
 from .commands import CLUSTER_KEYS, COMMANDS, EXEC_ARGS, execute
 from .errors import PipelineError
+from .execution import ExecOptions, open_executor, validate_exec_options
 
 STEP_COMMANDS = ("generate", "transform", "train", "score", "evaluate", "report")
 
@@ -42,6 +43,10 @@ def load_job(path: str | os.PathLike) -> tuple[dict, list[tuple[str, dict]]]:
                                 f"{', '.join(CLUSTER_KEYS)})", path=path)
         arg = next(a for a in EXEC_ARGS if a.name == k)
         cluster[k] = _check_value(arg, value, path, "[cluster]", key, base)
+    try:
+        validate_exec_options(cluster, named=lambda a: f"key {a.name!r}")
+    except PipelineError as exc:
+        raise PipelineError(f"[cluster]: {exc.detail}", path=path) from None
     steps_doc = doc.get("steps")
     if not isinstance(steps_doc, list) or not steps_doc:
         raise PipelineError("a job needs at least one [[steps]] table", path=path)
@@ -92,6 +97,13 @@ def _check_value(arg, value, path, where, key, base):
     def bad(expected):
         return PipelineError(f"{where}: key {key!r} must be {expected}; got {value!r}", path=path)
 
+    if arg.check is not None:  # the option's declared rule: the CLI's sentence, here
+        if arg.nargs == "+" and not isinstance(value, list):
+            value = [value]
+        arg.validate(value, f"{where}: key {key!r}", path=path)
+        if arg.type is float:
+            return [float(v) for v in value] if arg.nargs else float(value)
+        return value
     if arg.nargs == "+":
         if isinstance(value, str):
             value = [value]
@@ -115,8 +127,6 @@ def _check_value(arg, value, path, where, key, base):
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise bad("a number")
         return float(value)
-    if arg.name == "memory_limit" and isinstance(value, int) and not isinstance(value, bool):
-        return value
     if not isinstance(value, str):
         raise bad("a string")
     if arg.choices and value not in arg.choices:
@@ -128,11 +138,9 @@ def _check_value(arg, value, path, where, key, base):
 
 def run_job(path: str | os.PathLike) -> None:
     """Validate the whole job, then run its steps in order on one shared cluster."""
-    from .execution import ExecOptions, open_executor
-
     cluster, steps = load_job(path)
-    shared = {k: v for k, v in cluster.items() if k != "threads_per_worker"}
-    with open_executor(ExecOptions(**shared) if shared else None) as ex:
+    # every [cluster] key is honoured: the shared cluster is started with all of them
+    with open_executor(ExecOptions(**cluster) if cluster else None) as ex:
         client = getattr(ex, "client", None)
         for i, (name, values) in enumerate(steps, start=1):
             print(f"step {i}/{len(steps)}: {name}", file=sys.stderr)

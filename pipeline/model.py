@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import threading
 import time
@@ -29,6 +28,18 @@ import pyarrow as pa
 from . import kernels
 from .device import to_host
 from .errors import PipelineError
+from .params import (
+    COUNT,
+    FINITE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Constraint,
+    InstanceOf,
+    ListOf,
+    Nullable,
+    Options,
+    check,
+)
 
 
 class ConvergenceWarning(UserWarning):
@@ -105,6 +116,11 @@ def _column(t, name, source, raw: bool = False):
             raise PipelineError("column is not numeric", path=source or None,
                                 column=name) from None
     return col
+
+
+def block_nbytes(rows: int, p: int) -> int:
+    """Bytes of ``rows`` parsed rows: ``p`` float64 features and the float64 label."""
+    return rows * (p + 1) * 8
 
 
 def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
@@ -222,27 +238,6 @@ def _partition_stats_xp(X, y, coef, intercept):
 _PENALTIES = ("l2", None)
 
 
-@dataclass
-class _Constraint:
-    name: str
-    check: object
-    text: str
-
-
-def _positive_real(v) -> bool:
-    return isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool) \
-        and math.isfinite(v) and v > 0
-
-
-_CONSTRAINTS = [
-    _Constraint("C", _positive_real, "a float in the range (0, inf)"),
-    _Constraint("penalty", lambda v: v in _PENALTIES, "one of 'l2' or None"),
-    _Constraint("tol", _positive_real, "a float in the range (0, inf)"),
-    _Constraint("max_iter", lambda v: isinstance(v, int | np.integer) and not isinstance(v, bool)
-                and v >= 1, "an int in the range [1, inf)"),
-]
-
-
 class LogisticModel:
     """Binary logistic regression with scikit-learn's objective, fitted out of core.
 
@@ -290,16 +285,25 @@ class LogisticModel:
         return f"LogisticModel({args})"
 
     def _validate_params(self) -> None:
-        for c in _CONSTRAINTS:
-            v = getattr(self, c.name)
-            if not c.check(v):
-                raise PipelineError(f"The {c.name!r} parameter of LogisticModel must be "
-                                    f"{c.text}. Got {v!r} instead.")
+        """Check the parameters against the rules ``pipeline train`` declares for them."""
+        from .commands import constraint
+
+        if self.penalty not in _PENALTIES:
+            raise PipelineError("The 'penalty' parameter of LogisticModel must be one of 'l2' "
+                                f"or None; got {self.penalty!r}")
+        for name in ("C", "tol", "max_iter"):
+            check(f"The {name!r} parameter of LogisticModel", getattr(self, name),
+                  constraint("train", name))
 
     # fitting
     def fit(self, X, y=None, *, label: str = "label", features=None, client=None,
             executor=None, log=None) -> LogisticModel:
-        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``."""
+        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``.
+
+        A dask DataFrame's partitions are kept in memory between passes only when they fit
+        (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses); otherwise every
+        pass re-reads them. ``cached_`` records which.
+        """
         self._validate_params()
         if isinstance(X, np.ndarray) or (y is not None and not hasattr(X, "npartitions")):
             X = np.asarray(X, dtype=np.float64)
@@ -328,19 +332,35 @@ class LogisticModel:
         loaders = [_PartitionLoader(i, p, tuple(features), label)
                    for i, p in enumerate(X.to_delayed())]
         if executor is not None:
-            return self._fit_chunks(loaders, executor, cache=True, log=log)
+            return self._fit_chunks(loaders, executor, cache=None, log=log)
         with open_executor(client=client) as ex:
-            return self._fit_chunks(loaders, ex, cache=True, log=log)
+            return self._fit_chunks(loaders, ex, cache=None, log=log)
 
-    def _fit_chunks(self, loaders: list, executor, *, cache: bool, log=None) -> LogisticModel:
-        """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not."""
+    def _fit_chunks(self, loaders: list, executor, *, cache: bool | None,
+                    log=None) -> LogisticModel:
+        """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not.
+
+        ``cache=None`` decides by the data's size, unknown before a pass: the first pass is
+        streamed, evaluates the starting point (w = 0) and counts the rows, and the blocks
+        are then cached only if :meth:`Executor.fits_in_memory` says so. ``cached_`` records
+        the choice.
+        """
         self.passes_ = 0
         t0 = time.perf_counter()
-        if cache:
+        first = None
+        if cache is None:
+            fn = functools.partial(_block_stats, coef=np.zeros(len(self.features_)),
+                                   intercept=0.0)
+            first = [r for _, r in executor.map_unordered(fn, loaders)]
+            rows = sum(q[0] for q in first)
+            cache = executor.fits_in_memory(block_nbytes(rows, len(self.features_)))
+            if cache:
+                blocks, _ = executor.cache(_load_only, loaders)
+        elif cache:
             # the loading pass also evaluates the first point (w = 0): one pass fewer
             blocks, first = executor.cache(_load_and_stats, loaders)
-            return self._solve(blocks, executor, log=log, first=first, t0=t0)
-        return self._solve(loaders, executor, log=log, t0=t0)
+        self.cached_ = bool(cache)
+        return self._solve(blocks if cache else loaders, executor, log=log, first=first, t0=t0)
 
     def _solve(self, blocks: list, executor, *, log=None, first=None,
                t0: float | None = None) -> LogisticModel:
@@ -489,42 +509,64 @@ class LogisticModel:
 
     @classmethod
     def from_dict(cls, d: dict, *, path: str | None = None) -> LogisticModel:
-        def bad(msg):
-            return PipelineError(f"invalid model file: {msg}", path=path)
+        """A fitted model from a model file's object, every field checked (see MODEL_FIELDS).
 
-        if not isinstance(d, dict) or d.get("kind") != "logistic":
-            kind = d.get("kind") if isinstance(d, dict) else type(d).__name__
-            raise bad(f"kind must be 'logistic', got {kind!r}")
-        if d.get("version") != 1:
-            raise bad(f"version {d.get('version')!r} is not supported (expected 1)")
-        feats, coef = d.get("features"), d.get("coef")
-        if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats) or not feats:
-            raise bad("features must be a non-empty list of column names")
-        if not isinstance(coef, list) or len(coef) != len(feats):
-            raise bad(f"coef has {len(coef) if isinstance(coef, list) else 'no'} values for "
-                      f"{len(feats)} features")
-        try:
-            c = np.array(coef, dtype=np.float64)
-            b = float(d.get("intercept"))
-        except (TypeError, ValueError):
-            raise bad("coef and intercept must be numbers") from None
-        if not (np.all(np.isfinite(c)) and math.isfinite(b)):
-            raise bad("coef and intercept must be finite")
+        Raises :class:`PipelineError` naming ``path`` and the first bad field. Fields this
+        version does not know are ignored, so a newer writer's additions do not break it.
+        """
+        if not isinstance(d, dict):
+            raise PipelineError("invalid model file: expected a JSON object; got "
+                                f"{type(d).__name__}", path=path)
+        for name, (rule, required) in MODEL_FIELDS.items():
+            if name in d:
+                check(f"invalid model file: field {name!r}", d[name], rule, path=path)
+            elif required:
+                raise PipelineError(f"invalid model file: field {name!r} is missing", path=path)
+        feats, coef = d["features"], d["coef"]
+        if len(coef) != len(feats):
+            raise PipelineError(f"invalid model file: field 'coef' has {len(coef)} values for "
+                                f"{len(feats)} features", path=path)
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
-                tol=float(d.get("tol", 1e-10)), max_iter=int(d.get("max_iter", 50)))
-        m.features_ = feats
-        m.coef_ = c
-        m.intercept_ = b
+                tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50))
+        m.features_ = list(feats)
+        m.coef_ = np.array(coef, dtype=np.float64)
+        m.intercept_ = float(d["intercept"])
         m.label_ = d.get("label", "label")
-        m.rows_ = int(d.get("rows", 0))
-        m.passes_ = int(d.get("passes", 0))
-        m.iterations_ = int(d.get("iterations", 0))
-        m.converged_ = bool(d.get("converged", True))
-        m.loss_ = float(d.get("loss", float("nan")))
+        m.rows_ = d.get("rows", 0)
+        m.passes_ = d.get("passes", 0)
+        m.iterations_ = d.get("iterations", 0)
+        m.converged_ = d.get("converged", True)
+        loss = d.get("loss")
+        m.loss_ = None if loss is None else float(loss)
         m.history_ = list(d.get("history", []))
         m.input_ = d.get("input")
         return m
+
+
+_NAMES = ListOf(InstanceOf(str, "a string"), "a non-empty list of unique column names",
+                non_empty=True, unique=True)
+
+# Every field of a model file: (rule, required). Scoring needs the first five; the rest
+# describe the fit and default when absent (rows, passes, iterations 0; converged true).
+MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
+    "kind": (Options("logistic"), True),
+    "version": (Options(1), True),
+    "features": (_NAMES, True),
+    "coef": (ListOf(FINITE, "a list of finite numbers"), True),
+    "intercept": (FINITE, True),
+    "label": (InstanceOf(str, "a string"), False),
+    "C": (Nullable(POSITIVE), False),
+    "tol": (POSITIVE, False),
+    "max_iter": (COUNT, False),
+    "rows": (NON_NEGATIVE, False),
+    "passes": (NON_NEGATIVE, False),
+    "iterations": (NON_NEGATIVE, False),
+    "converged": (InstanceOf(bool, "true or false"), False),
+    "loss": (Nullable(FINITE), False),
+    "history": (ListOf(InstanceOf(dict, "an object"), "a list of objects"), False),
+    "input": (Nullable(InstanceOf(list, "a list")), False),
+}
 
 
 def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -559,6 +601,11 @@ class _ArrayTable:
 def _block_stats(item, *, coef, intercept):
     block = item.load() if hasattr(item, "load") else item
     return partition_stats(block, coef, intercept)
+
+
+def _load_only(loader):
+    """Load one chunk's block, to be kept (the pass's statistics are already known)."""
+    return loader.load(), None
 
 
 def _load_and_stats(loader):

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import PipelineError
-from .writer import CHUNKS, SUCCESS
+from .writer import CHUNKS, JOB, SUCCESS
 
 W, H, PAD = 640, 220, 48
 
@@ -63,11 +63,20 @@ def scatter_svg(title, xlabel, ylabel, xs, ys, *, log_y=False, line=False) -> st
         "".join(body) + "</svg>"
 
 
+def _number(value) -> float | None:
+    """A record's numeric field, or None when absent or not a finite number (JSON true is
+    not a number here)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
 def timeline_svg(records) -> str:
-    recs = [r for r in records if r.get("start")]
+    recs = [r for r in records
+            if _number(r.get("start")) is not None and _number(r.get("seconds")) is not None]
     if not recs:
         return ""
-    workers = sorted({r.get("worker", "?") for r in recs})
+    workers = sorted({str(r.get("worker", "?")) for r in recs})
     t0 = min(r["start"] for r in recs)
     t1 = max(r["start"] + r["seconds"] for r in recs)
     height = max(H, 40 + 22 * len(workers) + PAD)
@@ -79,7 +88,7 @@ def timeline_svg(records) -> str:
         body.append(f'<text x="{PAD + 106}" y="{y + 13}" text-anchor="end" font-size="10">'
                     f'{html.escape(w[-28:])}</text>')
         for r in recs:
-            if r.get("worker", "?") == w:
+            if str(r.get("worker", "?")) == w:
                 x0, x1 = sx(r["start"] - t0), sx(r["start"] - t0 + r["seconds"])
                 body.append(f'<rect class="mark" x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1):.1f}"'
                             f' height="16" fill="#66ccee" stroke="#225"><title>chunk '
@@ -91,26 +100,62 @@ def timeline_svg(records) -> str:
 
 
 def load_records(out: Path) -> list[dict]:
+    """The per-chunk records in chunk order.
+
+    A line that is not a JSON object with a chunk number (cut by an interruption, damaged)
+    is skipped; a record may lack any other field (a resumed run keeps only ``chunk``,
+    ``part`` and ``rows`` for the parts it found), which the report then leaves blank.
+    """
+    if not (out / CHUNKS).exists():
+        return []
     records = []
-    for line in (out / CHUNKS).read_text().splitlines():
+    for line in (out / CHUNKS).read_text(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(rec, dict) and _number(rec.get("chunk")) is not None:
+            records.append(rec)
     return sorted(records, key=lambda r: r["chunk"])
 
 
+def _load_manifest(out: Path) -> tuple[dict | None, str]:
+    """``_SUCCESS`` and the report's line on completeness."""
+    if not (out / SUCCESS).exists():
+        return None, ("complete: no (no _SUCCESS): the output is incomplete; rerun its "
+                      "command with --resume to finish it")
+    try:
+        manifest = json.loads((out / SUCCESS).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        return None, f"complete: unknown ({SUCCESS} is damaged)"
+    return manifest, f"complete: yes ({manifest.get('command')})"
+
+
+def _cell(value, fmt: str = "{}", scale: float = 1.0) -> str:
+    v = _number(value)
+    return "" if v is None else html.escape(fmt.format(v / scale))
+
+
 def write_report(out: str | os.PathLike) -> str:
-    """Write ``OUT/_report.html`` and return a short text summary."""
+    """Write ``OUT/_report.html`` and return a short text summary.
+
+    Works on any output folder this tool leaves: complete, resumed, or incomplete (no
+    ``_SUCCESS``: the summary says so, and what records exist are drawn).
+    """
     out = Path(out)
-    if not (out / CHUNKS).exists():
-        raise PipelineError(f"not an output folder of this tool (no {CHUNKS})", path=str(out))
+    if not out.is_dir() or not any((out / f).exists() for f in (CHUNKS, SUCCESS, JOB)):
+        raise PipelineError(f"not an output folder of this tool (no {CHUNKS}, {SUCCESS} or "
+                            f"{JOB})", path=str(out))
     records = load_records(out)
-    manifest = json.loads((out / SUCCESS).read_text()) if (out / SUCCESS).exists() else None
+    manifest, completeness = _load_manifest(out)
     idx = [r["chunk"] for r in records]
-    secs = [r["seconds"] for r in records]
-    rate = [r["rows"] / r["seconds"] if r["seconds"] > 0 else None for r in records]
-    peak = [r["peak_rss_bytes"] / 2**20 for r in records]
+    secs = [_number(r.get("seconds")) for r in records]
+    rows_each = [_number(r.get("rows")) for r in records]
+    rate = [n / t if n is not None and t else None for n, t in zip(rows_each, secs, strict=True)]
+    peak = [_number(r.get("peak_rss_bytes")) for r in records]
+    peak = [None if v is None else v / 2**20 for v in peak]
     plots = [
         scatter_svg("seconds per chunk", "chunk", "seconds", idx, secs),
         scatter_svg("rows/s per chunk", "chunk", "rows/s", idx, rate),
@@ -119,31 +164,37 @@ def write_report(out: str | os.PathLike) -> str:
     ]
     history = _model_history(manifest)
     if history:
-        passes = [h["pass"] for h in history]
+        passes = [h.get("pass") for h in history]
         plots.append(scatter_svg("training loss per pass", "pass", "loss",
-                                 passes, [h["loss"] for h in history], line=True))
+                                 passes, [_number(h.get("loss")) for h in history], line=True))
         plots.append(scatter_svg("gradient norm per pass", "pass", "max |gradient|",
-                                 passes, [h["grad_norm"] for h in history], log_y=True,
-                                 line=True))
-    rows = sum(r["rows"] for r in records)
-    lines = [f"output: {out}", f"chunks: {len(records)}", f"rows: {rows:,}"]
+                                 passes, [_number(h.get("grad_norm")) for h in history],
+                                 log_y=True, line=True))
+    rows = sum(n for n in rows_each if n is not None)
+    lines = [f"output: {out}", f"chunks: {len(records)}", f"rows: {rows:,.0f}", completeness]
     if manifest:
-        lines += [f"complete: yes ({manifest.get('command')})",
-                  f"seconds: {manifest.get('seconds', 0):.3f}",
-                  f"peak RSS: {manifest.get('peak_rss_bytes', 0) / 2**20:.0f} MiB"]
-        if manifest.get("seconds"):
-            lines.append(f"rows/s: {manifest['rows'] / manifest['seconds']:,.0f}")
-    else:
-        lines.append("complete: no (no _SUCCESS; resumable)")
-    if secs:
-        lines.append(f"chunk seconds: min {min(secs):.3f}  median "
-                     f"{sorted(secs)[len(secs) // 2]:.3f}  max {max(secs):.3f}")
+        seconds = _number(manifest.get("seconds"))
+        peak_total = _number(manifest.get("peak_rss_bytes"))
+        if seconds is not None:
+            lines.append(f"seconds: {seconds:.3f}")
+        if peak_total is not None:
+            lines.append(f"peak RSS: {peak_total / 2**20:.0f} MiB")
+        if seconds and _number(manifest.get("rows")) is not None:
+            lines.append(f"rows/s: {manifest['rows'] / seconds:,.0f}")
+    timed = [t for t in secs if t is not None]
+    if timed:
+        lines.append(f"chunk seconds: min {min(timed):.3f}  median "
+                     f"{sorted(timed)[len(timed) // 2]:.3f}  max {max(timed):.3f}")
+    if len(timed) < len(records):
+        lines.append(f"chunks without timings: {len(records) - len(timed)} (kept by --resume)")
     summary = "\n".join(lines)
     table = "".join(
-        f"<tr><td>{r['chunk']}</td><td>{html.escape(str(r.get('source')))}</td>"
-        f"<td>{r['rows']}</td><td>{r['seconds']:.3f}</td><td>{r.get('cpu_seconds', 0):.3f}</td>"
-        f"<td>{r['peak_rss_bytes'] / 2**20:.0f}</td><td>{html.escape(str(r.get('worker')))}"
-        f"</td><td>{r.get('device')}</td></tr>" for r in records)
+        f"<tr><td>{r['chunk']}</td><td>{html.escape(str(r.get('source', '')))}</td>"
+        f"<td>{_cell(r.get('rows'), '{:.0f}')}</td><td>{_cell(r.get('seconds'), '{:.3f}')}</td>"
+        f"<td>{_cell(r.get('cpu_seconds'), '{:.3f}')}</td>"
+        f"<td>{_cell(r.get('peak_rss_bytes'), '{:.0f}', 2**20)}</td>"
+        f"<td>{html.escape(str(r.get('worker', '')))}</td>"
+        f"<td>{html.escape(str(r.get('device', '')))}</td></tr>" for r in records)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>pipeline report: {html.escape(out.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} svg{{display:block;margin:1em 0;
@@ -162,13 +213,15 @@ padding:1em}}</style></head><body>
 
 
 def _model_history(manifest) -> list[dict]:
-    if not manifest:
+    """The training history of the model a scored output used, when it can be read."""
+    params = (manifest or {}).get("params")
+    path = params.get("model_path") if isinstance(params, dict) else None
+    if not isinstance(path, str) or not os.path.exists(path):
         return []
-    params = manifest.get("params") or {}
-    path = params.get("model_path")
-    if path and os.path.exists(path):
-        try:
-            return json.loads(Path(path).read_text()).get("history") or []
-        except (OSError, json.JSONDecodeError):
-            return []
-    return []
+    try:
+        history = json.loads(Path(path).read_text()).get("history")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return []
+    if not isinstance(history, list):
+        return []
+    return [h for h in history if isinstance(h, dict) and _number(h.get("pass")) is not None]

@@ -15,6 +15,7 @@ import pyarrow as pa
 from . import kernels
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor
+from .params import check
 from .writer import job_identity, write_parts
 
 ROW_GROUP = 131072
@@ -66,13 +67,13 @@ def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parqu
              dtype: str = "float64", seed: int = 0, options: ExecOptions | None = None,
              client=None) -> dict:
     """Write ``rows`` x ``features`` synthetic rows in ``files`` files under ``out``."""
+    from .commands import constraint
+
     options = options or ExecOptions()
-    if not (isinstance(rows, int) and rows >= 1):
-        raise PipelineError(f"--rows must be a whole number >= 1; got {rows!r}")
-    if not (isinstance(features, int) and features >= 1):
-        raise PipelineError(f"--features must be a whole number >= 1; got {features!r}")
-    if not (isinstance(files, int) and 1 <= files <= rows):
-        raise PipelineError(f"--files must be between 1 and --rows; got {files!r}")
+    for name, value in (("rows", rows), ("features", features), ("files", files)):
+        check(name, value, constraint("generate", name))
+    if files > rows:
+        raise PipelineError(f"files must be at most rows ({rows}); got {files}")
     if fmt not in ("parquet", "csv"):
         raise PipelineError(f"--format must be parquet or csv; got {fmt!r}")
     if dtype not in ("float64", "float32"):

@@ -16,6 +16,7 @@ from . import kernels
 from .buffers import column_numpy, empty_column, to_arrow
 from .device import to_device, to_host
 from .errors import PipelineError
+from .params import check
 
 OUTPUTS = ("value", "derivative", "log")
 
@@ -88,17 +89,13 @@ def _out_schema(schema: pa.Schema, columns) -> pa.Schema:
 
 
 def validate_sigmoid_options(temperature, feature_range, output) -> None:
-    try:
-        t = float(temperature)
-    except (TypeError, ValueError):
-        t = float("nan")
-    if not (t > 0 and np.isfinite(t)):
-        raise PipelineError(f"--temperature must be a finite number > 0; got {temperature!r}")
-    lo, hi = feature_range
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise PipelineError(f"--range LO HI must be finite with LO < HI; got {lo!r} {hi!r}")
+    """Check the transform's parameters against the rules ``pipeline transform`` declares."""
+    from .commands import constraint
+
+    check("temperature", temperature, constraint("transform", "temperature"))
+    check("feature_range", feature_range, constraint("transform", "range"))
     if output not in OUTPUTS:
-        raise PipelineError(f"--output must be one of {', '.join(OUTPUTS)}; got {output!r}")
+        raise PipelineError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
 
 
 def default_columns(schema: pa.Schema) -> tuple[str, ...]:

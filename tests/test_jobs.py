@@ -107,7 +107,7 @@ def test_generate_csv_float32_and_train_recovers_the_truth(tmp_path):
     ("[[steps]]\ncommand = 'transform'\ninput = 'x'\nout = 'y'\ncolour = 1\n",
      "step 2 (transform): unknown key 'colour'"),
     ("[[steps]]\ncommand = 'transform'\ninput = 'x'\nout = 'y'\ntemperature = 'hot'\n",
-     "step 2 (transform): key 'temperature' must be a number"),
+     "step 2 (transform): key 'temperature' must be a finite number > 0; got 'hot'"),
     ("[[steps]]\ncommand = 'transform'\ninput = 'nowhere'\nout = 'y'\n",
      "step 2 (transform): input"),
     ("[[steps]]\ncommand = 'train'\ninput = 'x'\nmodel = 'm.json'\n",

@@ -264,7 +264,7 @@ def _bad_cases(tmp_path):
     cases["inf in a training feature"] = (["train", nf, tmp_path / "m3.json", "--label",
                                            "label"], "a.parquet", "f1")
     cases["C <= 0"] = (["train", data, tmp_path / "m4.json", "--label", "label", "--C", "0"],
-                       "'C'", None)
+                       "--C", None)
 
     def model_file(name, content):
         p = tmp_path / name

@@ -57,3 +57,15 @@ def parse_size(text: str | int | None, *, name: str = "size") -> int | None:
     if value is None or unit not in units or not value > 0 or value != value:
         raise PipelineError(f"cannot parse {name} {text!r} (examples: 64MiB, 1GiB, 1000000)")
     return int(value * units[unit])
+
+
+def located_error(message: str, source, *, column: str | None = None,
+                  index: int | None = None) -> PipelineError:
+    """An error at row ``index`` of a block read from ``source``: an object that locates its
+    rows (``locate(index) -> (path, row)``, as :class:`pipeline.sources.RowOrigin`), or just a
+    name (then the row is the block's own index)."""
+    if hasattr(source, "locate"):
+        path, row = source.locate(index) if index is not None else (str(source), None)
+    else:
+        path, row = (str(source) if source else None), index
+    return PipelineError(message, path=path, column=column, row=row)

@@ -112,9 +112,11 @@ def run_chunk_task(task, *, folder: str, device: str, fmt: str = "parquet"
     """Produce one chunk's table and write its part under a temporary name (on a worker);
     returns its record and the temporary path, which the writer loop commits."""
     with ChunkTimer() as timer:
-        tmp, rows = write_part_file(task.produce(), folder, task.index, fmt)
+        data = task.produce()
+        tmp, rows = write_part_file(data, folder, task.index, fmt)
     rec = timer.record(chunk=task.index, part=part_name(task.index, fmt),
                        source=task.source_path, rows=rows, device=device).to_dict()
+    rec.update(getattr(data, "record_extras", {}))  # e.g. rows_dropped
     return rec, tmp
 
 
@@ -302,6 +304,9 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
         "resumed_parts": len(folder.kept),
     }
+    dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
+    if dropped:
+        manifest["rows_dropped"] = sum(dropped)
     folder.finish(manifest, extras)
     return manifest
 

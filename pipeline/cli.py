@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(a.name, help=a.help)
             elif a.type is bool:
                 p.add_argument(a.option, dest=a.name, action="store_true", help=a.help)
+            elif a.repeat:
+                p.add_argument(a.option, dest=a.name, action="append", help=a.help)
             else:
                 typ = str if a.type == "path" else a.type
                 p.add_argument(a.option, dest=a.name, type=typ, nargs=a.nargs,

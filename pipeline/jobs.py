@@ -92,6 +92,14 @@ def _check_value(arg, value, path, where, key, base):
     def bad(expected):
         return PipelineError(f"{where}: key {key!r} must be {expected}; got {value!r}", path=path)
 
+    if arg.repeat:  # a list of KEY=VALUE strings, or a table {KEY: VALUE}
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return [f"{k}={v}" for k, v in value.items()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a table of COL = \"TYPE\" or a list of \"COL=TYPE\" strings")
+        return value
     if arg.nargs == "+":
         if isinstance(value, str):
             value = [value]

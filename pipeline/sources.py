@@ -507,8 +507,9 @@ class ChunkReader:
 
 
 def _column_types(types: dict, numeric) -> dict:
+    """A stream cannot re-read a batch: integer columns computed on parse as float64."""
     types = dict(types)
-    for name in numeric:  # integers parse straight to float64 (bools stay bool)
+    for name in numeric:
         if name in types and pa.types.is_integer(types[name]):
             types[name] = pa.float64()
     return types
@@ -528,7 +529,9 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa
             fh.seek(start)
             body = fh.read(stop - start)
         data = source.csv_header + body
-        types = _column_types(source.csv_types, numeric)
+        # integer columns computed on stay integers here (exact, checked against 2**53 when
+        # converted); one that shows a decimal in this chunk is read again as float64
+        types = dict(source.csv_types)
         while True:
             try:
                 return pacsv.read_csv(
@@ -536,12 +539,14 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa
                     convert_options=_convert_options(column_types=types,
                                                      include_columns=columns))
             except pa.ArrowInvalid as exc:
-                # a column the command does not use never fails the job: read it as text
                 name = _csv_error_column(exc, source.names)
-                if name is None or name in numeric or name in used or \
+                if name in numeric and pa.types.is_integer(types[name]):
+                    types[name] = pa.float64()
+                elif name is None or name in numeric or name in used or \
                         types.get(name) == pa.string():
                     raise
-                types[name] = pa.string()
+                else:  # a column the command does not use never fails the job: text
+                    types[name] = pa.string()
     except pa.ArrowInvalid as exc:
         if fmt == "csv":
             raise _csv_error(piece.path, exc, source, piece, numeric) from None

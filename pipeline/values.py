@@ -180,8 +180,8 @@ def first_values(col, source, limit: int = 3) -> dict:
         col = col.combine_chunks()
     valid = pc.is_valid(col) if not pa.types.is_floating(col.type) else \
         pc.invert(pc.is_null(col, nan_is_null=True))
-    uniq = pc.unique(col.filter(valid))
-    firsts = sorted((pc.index(col, v).as_py(), v.as_py()) for v in uniq)[:limit]
+    uniq = pc.unique(col.filter(valid))[:limit]  # in order of first occurrence
+    firsts = sorted((pc.index(col, v).as_py(), v.as_py()) for v in uniq)
     out = {}
     for i, v in firsts:
         path, row = (source.locate(i) if hasattr(source, "locate")

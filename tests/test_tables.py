@@ -284,6 +284,27 @@ def test_integer_beyond_2_53_is_an_error_naming_its_row(tmp_path, capsys):
     assert str(2**53 + 1) in err
 
 
+def test_csv_integer_feature_beyond_2_53_is_an_error_and_a_late_decimal_is_read(tmp_path,
+                                                                               capsys):
+    n = 60000  # type samples: the first, middle and last 64 KiB of the data
+    rows = [f"{i},{i % 3},{i % 2}" for i in range(n)]
+    rows[n // 4] = f"{n // 4},1.5,0"  # outside every sample: this chunk reads k as float
+    (tmp_path / "a.csv").write_text("id,k,label\n" + "\n".join(rows) + "\n")
+    assert sources.plan(tmp_path / "a.csv").schema.field("k").type == pa.int64()
+    m = pipeline.train_files(tmp_path / "a.csv", None, label="label", features=["k"],
+                             options=pipeline.ExecOptions(blocksize="16KiB"))
+    k = np.array([i % 3 for i in range(n)], float)
+    k[n // 4] = 1.5
+    ref = LogisticModel().fit(k[:, None], np.arange(n) % 2)
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-8)
+    rows[n // 2] = f"{n // 2},{2**53 + 1},0"
+    (tmp_path / "a.csv").write_text("id,k,label\n" + "\n".join(rows) + "\n")
+    assert run_cli("train", tmp_path / "a.csv", tmp_path / "m.json", "--label", "label",
+                   "--features", "k", "--blocksize", "16KiB", "--quiet") == 2
+    err = _err(capsys)
+    assert "column 'k'" in err and f"row {n // 2 + 1}:" in err and str(2**53 + 1) in err
+
+
 def test_bool_label_from_a_comparison_trains_from_csv(tmp_path, capsys):
     t = _table(500, seed=6)
     late = pa.array(t["f0"].to_numpy() + np.random.default_rng(1).standard_normal(500) > 0.5)

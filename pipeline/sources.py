@@ -497,6 +497,8 @@ class ChunkReader:
                     table = pa.Table.from_batches([batch])
                     yield table, RowOrigin((Span(piece.path, table.num_rows, done + 1),))
                     done += table.num_rows
+                if done == 0:  # a header and no rows: still one (empty) table
+                    yield reader.schema.empty_table(), RowOrigin((Span(piece.path, 0, 1),))
         except pa.ArrowInvalid as exc:
             # the stream's errors carry no row number: name the rows read so far
             err = _csv_error(piece.path, exc, self, None, numeric)

@@ -33,7 +33,8 @@ def missing_mask(table: pa.Table, names) -> np.ndarray | None:
     for name in names:
         col = table.column(name)
         if pa.types.is_floating(col.type):
-            if col.null_count == 0 and np.isfinite(column_numpy(col).sum()):
+            chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+            if col.null_count == 0 and all(np.isfinite(column_numpy(c).sum()) for c in chunks):
                 continue  # cheap: NaN propagates into the sum
             m = pc.is_null(col, nan_is_null=True)
         elif col.null_count:

@@ -442,6 +442,8 @@ def test_compressed_csv_resumes_and_trains_like_the_plain_file(tmp_path):
     assert run_cli("transform", folder, out, "--resume", "--quiet") == 0
     assert json.loads((out / "_SUCCESS").read_text())["resumed_parts"] == 2
     assert read_output(out).equals(whole)
+    header = gzip.decompress((folder / "p0.csv.gz").read_bytes()).split(b"\n")[0]
+    (folder / "p3.csv.gz").write_bytes(gzip.compress(header + b"\n"))  # no rows
     m = pipeline.train_files(folder, None, label="label")
     t = pa.concat_tables([_table(3000, seed=k) for k in range(3)])
     ref = LogisticModel().fit(np.column_stack([t["f0"], t["f1"]]), t["label"].to_numpy())

@@ -59,7 +59,9 @@ class FileChunkTask:
 
     def _tables(self) -> Iterator[tuple[int, pa.Table]]:
         for table, origin in self.batches():
-            yield table.num_rows, self._apply(table, origin)
+            rows, out = table.num_rows, self._apply(table, origin)
+            del table  # the input's columns are freed while the output is written
+            yield rows, out
 
     def _apply(self, table: pa.Table, origin: RowOrigin) -> pa.Table:
         if self.op is None:

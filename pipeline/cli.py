@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
             elif a.repeat:
                 p.add_argument(a.option, dest=a.name, action="append", help=a.help)
             else:
-                typ = str if a.type == "path" else a.type
+                typ = str if a.type in ("path", "value") else a.type
                 p.add_argument(a.option, dest=a.name, type=typ, nargs=a.nargs,
                                default=a.default, choices=a.choices, required=a.required,
                                help=a.help)

@@ -17,7 +17,8 @@ from .errors import PipelineError
 @dataclass(frozen=True)
 class Arg:
     name: str                       # python name; the flag is --name with - for _
-    type: Any = str                 # str, int, float, bool (a flag), or "path"
+    type: Any = str                 # str, int, float, bool (a flag), "path", or "value" (text
+                                    # on the command line; any TOML scalar in a job file)
     positional: bool = False
     nargs: Any = None               # "+" (a list) or 2 (a pair)
     default: Any = None
@@ -96,7 +97,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Arg("label", required=True), Arg("features", nargs="+"),
         Arg("C", float, default=1.0, flag="--C"), Arg("no_penalty", bool),
         Arg("tol", float, default=1e-10), Arg("max_iter", int, default=50),
-        Arg("positive", help="the label's positive class (default: the larger value)"),
+        Arg("positive", "value", help="the label's positive class (default: the larger "
+            "value)"),
         missing_arg(("error", "drop"), "error"), *READ_ARGS],
         outputs=("model",), inputs=("input",)),
     Command("score", "probability and prediction per row", [

@@ -92,6 +92,10 @@ def _check_value(arg, value, path, where, key, base):
     def bad(expected):
         return PipelineError(f"{where}: key {key!r} must be {expected}; got {value!r}", path=path)
 
+    if arg.type == "value":  # parsed later to the column's type
+        if not isinstance(value, bool | int | float | str):
+            raise bad("a value (true, a number or a string)")
+        return value
     if arg.repeat:  # a list of KEY=VALUE strings, or a table {KEY: VALUE}
         if isinstance(value, str):
             value = [value]

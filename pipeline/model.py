@@ -282,7 +282,7 @@ class LogisticModel:
             names = [f"x{j}" for j in range(X.shape[1])]
             table = pa.table([*(X[:, j] for j in range(X.shape[1])), yv],
                              names=[*names, "label"])
-            block = load_block(table, names, "label", "X")
+            block = load_block(table, names, "label")
             blocks = [(block[0][i:i + 65536], block[1][i:i + 65536])
                       for i in range(0, len(X), 65536)] or [block]
             self.features_ = names

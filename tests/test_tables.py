@@ -353,6 +353,29 @@ def test_string_label_positive_is_the_larger_value_or_the_named_one(tmp_path, ca
     assert r1["log_loss"] == pytest.approx(ref.loss_ - ref.coef_ @ ref.coef_ / 600, rel=1e-9)
 
 
+def test_job_file_positive_takes_a_toml_bool(tmp_path):
+    t = _table(200, seed=10)
+    t = t.set_column(3, "label", pa.array(t["label"].to_numpy() == 1))
+    pq.write_table(t, tmp_path / "a.parquet")
+    job = tmp_path / "job.toml"
+    job.write_text(f"""
+[[steps]]
+command = "train"
+input = "{tmp_path / 'a.parquet'}"
+model = "{tmp_path / 'm.json'}"
+label = "label"
+features = ["f0", "f1"]
+positive = false
+quiet = true
+""")
+    assert run_cli("run", job) == 0
+    d = json.loads((tmp_path / "m.json").read_text())
+    assert (d["positive"], d["negative"]) == (False, True)
+    ref = LogisticModel().fit(np.column_stack([t["f0"], t["f1"]]), t["label"].to_numpy(
+        zero_copy_only=False))
+    np.testing.assert_allclose(d["coef"], -ref.coef_, rtol=1e-8)
+
+
 def test_integer_label_positive_is_the_larger_of_its_two_values(tmp_path):
     t = _table(200, seed=8)
     t = t.set_column(3, "label", pa.array(t["label"].to_numpy() + 1))  # {1, 2}

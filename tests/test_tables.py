@@ -262,6 +262,10 @@ def test_integer_and_bool_features_are_exact_float64(tmp_path, capsys):
     ref = LogisticModel().fit(np.column_stack([k, flag, x]).astype(float), y)
     np.testing.assert_allclose(json.loads(model.read_text())["coef"], ref.coef_, rtol=1e-8)
 
+    assert run_cli("transform", tmp_path / "a.parquet", tmp_path / "dflt") == 0
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "k, flag, label" in err
+    assert read_output(tmp_path / "dflt")["k"].to_pylist() == k.tolist()  # left as it was
     assert run_cli("transform", tmp_path / "a.parquet", tmp_path / "out", "--columns", "k",
                    "flag", "--quiet") == 0
     out = read_output(tmp_path / "out")

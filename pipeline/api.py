@@ -13,7 +13,7 @@ from .errors import PipelineError, parse_size
 from .execution import ExecOptions, open_executor
 from .model import LogisticModel, load_block
 from .score import EvalOp, ScoreOp, combine_eval
-from .sources import is_numeric_type, parse_dtypes, plan
+from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
 from .values import first_values, label_classes, label_value, validate_missing
@@ -316,7 +316,9 @@ def _fits_in_memory(source, p: int, executor) -> bool:
 
     rows = source.total_rows
     if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
-        need = sum(os.path.getsize(f) for f in source.paths)
+        # (compressed CSV: float text compresses about 2-3x; count it as 4x its file)
+        need = sum(os.path.getsize(f) * (4 if input_format(f)[1] else 1)
+                   for f in source.paths)
     else:
         need = rows * (p + 1) * 8
     budget = executor.memory_limit or psutil.virtual_memory().available

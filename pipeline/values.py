@@ -171,25 +171,27 @@ def label_classes(values: dict, label: str, positive=None, *, typ=None) -> tuple
         raise PipelineError(f"label has a third value {third!r} (a binary label takes exactly "
                             f"two values; found {distinct[0]!r} and {distinct[1]!r} first)",
                             path=path, column=label, row=row)
-    if positive is not None:
-        if positive not in distinct and len(distinct) == 2:
+    if len(distinct) == 2:
+        if positive is None:
+            return max(distinct), min(distinct)
+        if positive not in distinct:
             raise PipelineError(f"--positive {positive!r} is not a value of the label (it "
                                 f"takes {distinct[0]!r} and {distinct[1]!r})", column=label)
-        rest = [v for v in distinct if v != positive]
-        if rest:
-            return positive, rest[0]
-        return positive, (not positive if isinstance(positive, bool) else None)
+        return positive, next(v for v in distinct if v != positive)
     if typ is not None and pa.types.is_boolean(typ):
-        return True, False
-    if len(distinct) == 2:
-        return max(distinct), min(distinct)
-    if distinct and distinct[0] in (0, 1) and not isinstance(distinct[0], str):
+        positive = True if positive is None else positive
+        return positive, not positive
+    if distinct and positive is not None and positive != distinct[0]:
+        return positive, distinct[0]
+    if distinct and positive in (None, 1) and distinct[0] in (0, 1) and \
+            not isinstance(distinct[0], str):
         return 1, 0  # a 0/1 label that shows only one of them
-    raise PipelineError("label takes only one value"
-                        + (f" ({distinct[0]!r})" if distinct else "")
-                        + "; a binary label takes two (or name the positive one with "
-                        "--positive)", path=values[distinct[0]][0] if distinct else None,
-                        column=label)
+    if not distinct:
+        raise PipelineError("label has no values (every row is missing, or there are no "
+                            "rows)", column=label)
+    raise PipelineError(f"label takes only one value ({distinct[0]!r}); a binary label takes "
+                        "two (or name the positive one with --positive)",
+                        path=values[distinct[0]][0], column=label)
 
 
 def first_values(col, source, limit: int = 3) -> dict:

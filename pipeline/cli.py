@@ -31,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(a.name, help=a.help)
             elif a.type is bool:
                 p.add_argument(a.option, dest=a.name, action="store_true", help=a.help)
+            elif a.repeat:
+                p.add_argument(a.option, dest=a.name, action="append", help=a.help)
             else:
                 # a checked option is converted leniently and checked after parsing, so a
                 # bad value, a number or not, gets its rule's one sentence
-                typ = a.convert if a.check else str if a.type == "path" else a.type
+                typ = (a.convert if a.check else str if a.type in ("path", "value")
+                       else a.type)
                 p.add_argument(a.option, dest=a.name, type=typ, nargs=a.nargs,
                                default=a.default, choices=a.choices, required=a.required,
                                help=a.help)

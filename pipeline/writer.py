@@ -143,11 +143,11 @@ def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str 
     name = target.name(task.index)
     uploaded = {}
     with ChunkTimer() as timer:
+        data = task.produce()
         if target.storage is None:
-            tmp, rows = write_part_file(task.produce(), target.folder, task.index, target.fmt)
+            tmp, rows = write_part_file(data, target.folder, task.index, target.fmt)
         else:
-            local, rows = write_part_file(task.produce(), tempfile.gettempdir(), task.index,
-                                          target.fmt)
+            local, rows = write_part_file(data, tempfile.gettempdir(), task.index, target.fmt)
             try:
                 uploaded = target.storage.put_file(local, target.storage.join(target.folder,
                                                                               name))
@@ -157,6 +157,7 @@ def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str 
     rec = timer.record(chunk=task.index, part=name, source=task.source_path, rows=rows,
                        device=device).to_dict()
     rec.update(uploaded)
+    rec.update(getattr(data, "record_extras", {}))  # e.g. rows_dropped
     return rec, tmp
 
 
@@ -306,9 +307,7 @@ class OutputFolder:
             # (Parquet) or the chunk's record (CSV input: no count before reading).
             num_rows = _part_rows(part, fmt)
             rec = records.get(index)
-            expected = expected_rows[index]
-            if expected is None:
-                expected = rec.get("rows") if rec is not None else None
+            expected = _expected_part_rows(expected_rows[index], rec)
             if num_rows is None or expected is None or num_rows != expected:
                 part.unlink()
                 continue
@@ -586,6 +585,16 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _expected_part_rows(planned: int | None, rec: dict | None) -> int | None:
+    """The rows a kept part must have: its record's (which, with the rows it dropped, must
+    add up to the plan's count where the plan knows it), else the plan's."""
+    if rec is None or not isinstance(rec.get("rows"), int):
+        return planned
+    if planned is not None and rec["rows"] + rec.get("rows_dropped", 0) != planned:
+        return None
+    return rec["rows"]
+
+
 def _part_rows(part: Path, fmt: str) -> int | None:
     try:
         if fmt == "parquet":
@@ -660,6 +669,9 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
         "resumed_parts": len(folder.kept),
     }
+    dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
+    if dropped:
+        manifest["rows_dropped"] = sum(dropped)
     folder.finish(manifest, extras)
     return manifest
 

@@ -59,7 +59,8 @@ def _write_tasks(command, tasks, source, out, params, options, client, device):
 
 
 def _plan(input_path, options: ExecOptions, dtype):
-    return plan(input_path, blocksize=options.blocksize_bytes(), dtype=dtype)
+    return plan(input_path, blocksize=options.blocksize_bytes(), dtype=dtype,
+                storage_options=options.storage_options)
 
 
 def _dtype_param(dtype) -> dict:

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from .errors import PipelineError
 from .monitor import ChunkTimer, RssSampler
 from .progress import Progress
-from .storage import open_storage, redact
+from .storage import is_url, open_storage, redact
 
 SUCCESS = "_SUCCESS"
 JOB = "_job.json"
@@ -694,12 +694,15 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
     folder input would read its own output.
 
     ``inputs`` are the input files; ``input_arg`` the INPUT as given (a folder counts as
-    the input, a glob as its files).
+    the input, a glob as its files). URLs are compared as written.
     """
-    target = os.path.realpath(out)
-    roots = [os.path.realpath(p) for p in inputs]
-    if input_arg is not None and os.path.isdir(input_arg):
-        roots.append(os.path.realpath(input_arg))
+    target = _resolved(out)
+    roots = [_resolved(p) for p in inputs]
+    if input_arg is not None and not is_url(input_arg) and os.path.isdir(input_arg):
+        roots.append(_resolved(input_arg))
+    elif input_arg is not None and is_url(input_arg) and not any(c in str(input_arg)
+                                                                 for c in "*?["):
+        roots.append(_resolved(input_arg))
     for root in roots:
         if target == root or _inside(target, root) or _inside(root, target):
             relation = ("is" if target == root else
@@ -708,5 +711,11 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
                                 f"{what}", path=os.fspath(out))
 
 
+def _resolved(path) -> str:
+    text = os.fspath(path)
+    return text.rstrip("/") if is_url(text) else os.path.realpath(text)
+
+
 def _inside(child: str, parent: str) -> bool:
-    return child.startswith(parent.rstrip(os.sep) + os.sep)
+    sep = "/" if is_url(parent) else os.sep
+    return child.startswith(parent.rstrip(sep) + sep)

@@ -240,22 +240,25 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
         paths = [storage.url(p) for p in storage.glob(inner)]
         if not paths:
             raise PipelineError("no file matches this pattern", path=text)
-    elif storage.isdir(inner):
-        listed = _manifest_parts(storage, inner)
-        if listed is not None:
-            paths = [storage.url(p) for p in listed]
-        else:
-            paths = [storage.url(p) for p in storage.find(inner)]
-            root = storage.url(inner).rstrip("/") + "/"
-            paths = [p for p in paths if not any(
-                part.startswith(("_", ".")) for part in p[len(root):].split("/"))]
-        if not paths:
-            raise PipelineError("folder holds no input files (names starting with _ or . are "
-                                "not input)", path=text)
-    elif storage.exists(inner):
-        paths = [storage.url(inner)]
     else:
-        raise PipelineError("no such file or folder", path=text)
+        # one listing answers everything: a folder's files, or the file itself
+        listed = storage.find(inner)
+        if not listed or listed == [inner]:
+            if not storage.exists(inner):
+                raise PipelineError("no such file or folder", path=text)
+            paths = [storage.url(inner)]
+        else:
+            manifest = storage.join(inner, "_SUCCESS")
+            parts = _manifest_parts(storage, inner) if manifest in listed else None
+            if parts is not None:
+                paths = [storage.url(p) for p in parts]
+            else:
+                root = storage.url(inner).rstrip("/") + "/"
+                paths = [p for p in map(storage.url, listed) if not any(
+                    part.startswith(("_", ".")) for part in p[len(root):].split("/"))]
+            if not paths:
+                raise PipelineError("folder holds no input files (names starting with _ or "
+                                    ". are not input)", path=text)
     paths = [p for p in paths if not os.path.basename(p).startswith(("_", "."))]
     if not paths:
         raise PipelineError("no input files (names starting with _ or . are not input)", path=text)
@@ -277,8 +280,6 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
 def _manifest_parts(storage: Storage, folder: str) -> list[str] | None:
     """The parts an output folder's ``_SUCCESS`` lists, or None when it is not one."""
     success = storage.join(folder, "_SUCCESS")
-    if not storage.exists(success):
-        return None
     try:
         parts = json.loads(storage.read_text(success))["parts"]
         return [storage.join(folder, p["part"]) for p in parts]
@@ -329,12 +330,27 @@ def parse_dtypes(dtype) -> dict[str, pa.DataType]:
     return out
 
 
+# Footers read while planning, by path: a chunk read in this process opens its file with
+# them, so a remote file's footer is fetched once (a Dask worker fetches its own).
+_FOOTERS: dict[str, tuple[pq.FileMetaData, int]] = {}
+_FOOTER_GUESS = 1 << 16
+
+
 def _read_footer(storage: Storage, path: str):
     try:
         if isinstance(storage, LocalStorage):
             return pq.read_metadata(path)
-        with storage.open_parquet(path) as fh:
-            return pq.read_metadata(fh)
+        # one ranged GET of the file's tail holds the footer (a second one if it is larger)
+        size = storage.size(path)
+        tail = storage.read_range(path, max(0, size - _FOOTER_GUESS), size)
+        if len(tail) < 12 or tail[-4:] != b"PAR1":
+            raise PipelineError("not a readable Parquet file (no Parquet footer)", path=path)
+        need = int.from_bytes(tail[-8:-4], "little") + 8
+        if need > len(tail):
+            tail = storage.read_range(path, max(0, size - need), size)
+        meta = pq.read_metadata(pa.BufferReader(tail[-need:]))
+        _FOOTERS[path] = (meta, size)
+        return meta
     except (pa.ArrowException, OSError) as exc:
         raise PipelineError(f"not a readable Parquet file ({_short(exc)})", path=path) from None
 
@@ -570,8 +586,10 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa
         if fmt == "parquet":
             if isinstance(source.storage, LocalStorage):
                 f = pq.ParquetFile(piece.path, memory_map=True)
-            else:
-                f = pq.ParquetFile(source.storage.open_parquet(piece.path))
+            else:  # the footer from planning where this process planned; reads coalesced
+                meta, size = _FOOTERS.get(piece.path, (None, None))
+                f = pq.ParquetFile(source.storage.open_parquet(piece.path, size=size),
+                                   metadata=meta, pre_buffer=True)
             if not piece.row_groups:
                 return f.schema_arrow.empty_table().select(columns or f.schema_arrow.names)
             # Arrow's own threads decode the columns: measured 40% less CPU per chunk than

@@ -43,6 +43,7 @@ class S3Proxy:
     def __init__(self, upstream: str) -> None:
         target = urlsplit(upstream)
         self.counts: Counter = Counter()
+        self.log: list[tuple[str, str]] = []  # (kind, path) of every request, in order
         self.failures: list = []
         self._lock = threading.Lock()
         proxy = self
@@ -59,6 +60,7 @@ class S3Proxy:
                 kind = request_kind(self.command, self.path, self.headers)
                 with proxy._lock:
                     proxy.counts[kind] += 1
+                    proxy.log.append((kind, self.path))
                     fail = next((f for f in proxy.failures
                                  if f[1] > 0 and f[0](kind, self.path)), None)
                     if fail is not None:
@@ -84,7 +86,9 @@ class S3Proxy:
                 for k, v in resp.getheaders():
                     if k.lower() not in _HOP:
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD's length is the object's, not that of its (empty) body
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -105,6 +109,7 @@ class S3Proxy:
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.log.clear()
             self.failures.clear()
 
     def close(self) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from dataclasses import dataclass
 
 from .device import resolve_device
 from .errors import PipelineError, parse_size
-from .execution import ExecOptions, open_executor
+from .execution import ExecOptions, open_executor, with_storage_options
 from .model import LogisticModel, block_nbytes, load_block
+from .params import STORAGE_OPTIONS, check
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
@@ -17,11 +19,24 @@ from .transform import SigmoidOp, default_columns, validate_sigmoid_options
 from .writer import job_identity, refuse_overlap, write_parts
 
 
-def read(input_path, columns=None, blocksize=None):
-    """A lazy dask DataFrame over INPUT (file, folder or glob), one partition per chunk."""
+def _plan(input_path, blocksize: int | None, storage_options: dict | None):
+    """Discover and chunk INPUT, passing ``storage_options`` on to the readers where they
+    take them (local inputs need none)."""
+    if storage_options and "storage_options" in inspect.signature(plan).parameters:
+        return plan(input_path, blocksize=blocksize, storage_options=storage_options)
+    return plan(input_path, blocksize=blocksize)
+
+
+def read(input_path, columns=None, blocksize=None, *, storage_options: dict | None = None):
+    """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
+
+    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``).
+    """
     import dask.dataframe as dd
 
-    source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"))
+    if storage_options is not None:
+        check("storage_options", storage_options, STORAGE_OPTIONS)
+    source = _plan(input_path, parse_size(blocksize, name="blocksize"), storage_options)
     names = list(columns) if columns is not None else list(source.schema.names)
     source.require_columns(names, numeric=False)
     meta = source.schema.empty_table().select(names).to_pandas()
@@ -35,15 +50,22 @@ def _read_frame(reader, columns, numeric, chunk):
 
 
 def write(df, out, overwrite: bool = False, resume: bool = False, *, client=None,
-          device: str = "cpu", progress: bool = False) -> dict:
-    """Write a dask DataFrame to an output folder (one part per partition), atomically."""
+          device: str = "cpu", progress: bool = False,
+          storage_options: dict | None = None) -> dict:
+    """Write a dask DataFrame to an output folder (one part per partition), atomically.
+
+    OUT may be a URL; ``storage_options`` go to its file system and are recorded redacted.
+    """
     from dask.base import tokenize
 
+    if storage_options is not None:
+        check("storage_options", storage_options, STORAGE_OPTIONS)
     tasks = [PartitionTask(i, d) for i, d in enumerate(df.to_delayed())]
     job = job_identity("write", {}, tokenize(df))
     with open_executor(client=client) as ex:
         return write_parts(tasks, out, executor=ex, job=job, overwrite=overwrite,
-                           resume=resume, device=device, progress=progress)
+                           resume=resume, device=device, progress=progress,
+                           storage_options=storage_options)
 
 
 def _write_tasks(command, tasks, source, out, params, options, client, device):
@@ -57,13 +79,18 @@ def _write_tasks(command, tasks, source, out, params, options, client, device):
 
 def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
                     feature_range=(0.0, 1.0), output: str = "value",
-                    options: ExecOptions | None = None, client=None) -> dict:
-    """``pipeline transform``: the sigmoid of the chosen columns, every other column kept."""
-    options = options or ExecOptions()
+                    options: ExecOptions | None = None, client=None,
+                    storage_options: dict | None = None) -> dict:
+    """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
+
+    INPUT and OUT may be URLs; ``storage_options`` (or ``options.storage_options``) go to
+    their file systems.
+    """
+    options = with_storage_options(options, storage_options)
     feature_range = (float(feature_range[0]), float(feature_range[1]))
     validate_sigmoid_options(temperature, feature_range, output)
     device = resolve_device(options.device)
-    source = plan(input_path, blocksize=options.blocksize_bytes())
+    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
     refuse_overlap(out, source.paths, input_arg=input_path)
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
@@ -78,15 +105,19 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
 
 
 def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
-                options: ExecOptions | None = None, client=None) -> dict:
-    """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row."""
-    options = options or ExecOptions()
+                options: ExecOptions | None = None, client=None,
+                storage_options: dict | None = None) -> dict:
+    """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
+
+    INPUT, the model file and OUT may be URLs (``storage_options`` for their file systems).
+    """
+    options = with_storage_options(options, storage_options)
     model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
     model = LogisticModel.load(model) if model_path else model
     if not (0.0 <= float(threshold) <= 1.0):
         raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
     device = resolve_device(options.device)
-    source = plan(input_path, blocksize=options.blocksize_bytes())
+    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
     refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
@@ -102,12 +133,16 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
 
 
 def evaluate_files(input_path, model, *, label: str = "label",
-                   options: ExecOptions | None = None, client=None) -> dict:
-    """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core."""
-    options = options or ExecOptions()
+                   options: ExecOptions | None = None, client=None,
+                   storage_options: dict | None = None) -> dict:
+    """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
+
+    INPUT and the model file may be URLs (``storage_options`` for their file systems).
+    """
+    options = with_storage_options(options, storage_options)
     model = LogisticModel.load(model) if not isinstance(model, LogisticModel) else model
     device = resolve_device(options.device)
-    source = plan(input_path, blocksize=options.blocksize_bytes())
+    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
     if label not in source.schema.names:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
     _require_model_features(source, model)
@@ -155,9 +190,13 @@ class TrainChunk:
 def train_files(input_path, model_out, *, label: str = "label", features=None,
                 C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
                 max_iter: int = 50, options: ExecOptions | None = None, client=None,
-                log=None) -> LogisticModel:
-    """``pipeline train``: fit out of core, then write the model file atomically."""
-    options = options or ExecOptions()
+                log=None, storage_options: dict | None = None) -> LogisticModel:
+    """``pipeline train``: fit out of core, then write the model file atomically.
+
+    INPUT and the model file may be URLs (``storage_options`` for their file systems); on
+    an object store the model file is one PUT, written only when the fit is done.
+    """
+    options = with_storage_options(options, storage_options)
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
     model._validate_params()
     exists = model_out is not None and os.path.exists(model_out)
@@ -169,7 +208,7 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                             "--resume to keep it when it was trained the same way",
                             path=os.fspath(model_out))
     device = resolve_device(options.device)
-    source = plan(input_path, blocksize=options.blocksize_bytes())
+    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
     if model_out is not None:
         _check_model_out(model_out, source, options)
     if label not in source.schema.names:

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import PipelineError
-from .params import COUNT, INCREASING_PAIR, POSITIVE, PROBABILITY, SIZE, Constraint, check
+from .params import (
+    COUNT,
+    INCREASING_PAIR,
+    POSITIVE,
+    PROBABILITY,
+    SIZE,
+    STORAGE_OPTIONS,
+    Constraint,
+    check,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class Arg:
     help: str = ""
     flag: str | None = None         # a flag other than --name
     check: Constraint | None = None  # the rule its value (each item of a "+" list) obeys
+    repeat: Callable | None = None  # a repeatable option (--x A --x B): its texts to one value
 
     @property
     def option(self) -> str:
@@ -55,6 +66,26 @@ class Arg:
         return self.type == "path"
 
 
+def key_values(items: list[str]) -> dict:
+    """``--storage-option KEY=VALUE`` texts as one table; a value that is JSON (``true``,
+    ``3``) is parsed as JSON, any other is text. A bad item is not echoed: it may hold a
+    secret."""
+    from .storage import parse_storage_options
+
+    for i, item in enumerate(items, start=1):
+        key, sep, _ = item.partition("=")
+        if not (sep and key.strip()):
+            raise PipelineError(f"--storage-option must be KEY=VALUE; item {i} is not (its "
+                                "text is not shown, as it may hold a secret)")
+    return parse_storage_options(items)
+
+
+STORAGE_ARG = Arg("storage_options", flag="--storage-option", check=STORAGE_OPTIONS,
+                  repeat=key_values,
+                  help="KEY=VALUE for the file system of URLs (repeatable), e.g. "
+                  "endpoint_url=http://127.0.0.1:9000; credentials are best left to the "
+                  "environment")
+
 EXEC_ARGS = [
     Arg("scheduler", help="address of an existing Dask scheduler (default: run locally)"),
     Arg("workers", int, check=COUNT, help="start a local Dask cluster of N worker processes"),
@@ -67,6 +98,7 @@ EXEC_ARGS = [
     Arg("overwrite", bool, help="replace an existing output once the new one is complete"),
     Arg("resume", bool, help="continue an interrupted run with the same parameters"),
     Arg("quiet", bool, help="no progress bar"),
+    STORAGE_ARG,
 ]
 CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker", "memory_limit")
 

@@ -14,6 +14,7 @@ from .model import LogisticModel, block_nbytes, load_block
 from .params import STORAGE_OPTIONS, check
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import plan
+from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, validate_sigmoid_options
 from .writer import job_identity, refuse_overlap, write_parts
@@ -113,7 +114,8 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
     """
     options = with_storage_options(options, storage_options)
     model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
-    model = LogisticModel.load(model) if model_path else model
+    if model_path:
+        model = LogisticModel.load(model_path, storage_options=options.storage_options)
     if not (0.0 <= float(threshold) <= 1.0):
         raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
     device = resolve_device(options.device)
@@ -140,7 +142,8 @@ def evaluate_files(input_path, model, *, label: str = "label",
     INPUT and the model file may be URLs (``storage_options`` for their file systems).
     """
     options = with_storage_options(options, storage_options)
-    model = LogisticModel.load(model) if not isinstance(model, LogisticModel) else model
+    if not isinstance(model, LogisticModel):
+        model = LogisticModel.load(model, storage_options=options.storage_options)
     device = resolve_device(options.device)
     source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
     if label not in source.schema.names:
@@ -199,14 +202,14 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     options = with_storage_options(options, storage_options)
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
     model._validate_params()
-    exists = model_out is not None and os.path.exists(model_out)
+    model_out = None if model_out is None else os.fspath(model_out)
+    exists = model_out is not None and _model_exists(model_out, options)
     if exists and options.overwrite and options.resume:
-        raise PipelineError("--overwrite and --resume cannot be used together",
-                            path=os.fspath(model_out))
+        raise PipelineError("--overwrite and --resume cannot be used together", path=model_out)
     if exists and not (options.overwrite or options.resume):
         raise PipelineError("model file already exists; pass --overwrite to replace it or "
                             "--resume to keep it when it was trained the same way",
-                            path=os.fspath(model_out))
+                            path=model_out)
     device = resolve_device(options.device)
     source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
     if model_out is not None:
@@ -225,11 +228,11 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if exists and options.resume:
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
-        old = LogisticModel.load(model_out)
+        old = LogisticModel.load(model_out, storage_options=options.storage_options)
         if not _same_training(old, model):
             raise PipelineError("cannot resume: the model file was trained with other "
                                 "parameters or input; rerun with --overwrite",
-                                path=os.fspath(model_out))
+                                path=model_out)
         return old
     tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features))
     chunks = [TrainChunk(t, tuple(features), label, device) for t in tasks]
@@ -237,20 +240,31 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
         cache = _fits_in_memory(source, len(features), ex)
         model._fit_chunks(chunks, ex, cache=cache, log=log)
     if model_out is not None:
-        model.save(model_out)
+        model.save(model_out, storage_options=options.storage_options)
     return model
+
+
+def _model_exists(path: str, options: ExecOptions) -> bool:
+    """Whether the model file exists (on a local disk or a URL); a folder is an error."""
+    storage, key = open_storage(path, options.storage_options)
+    if storage.isdir(key):
+        raise PipelineError("model path is a folder, not a file", path=path)
+    return storage.exists(key)
 
 
 def _check_model_out(model_out, source, options: ExecOptions) -> None:
     """The model file is never an input file, and --overwrite replaces only a model file."""
     path = os.fspath(model_out)
-    if os.path.isdir(path):
-        raise PipelineError("model path is a folder, not a file", path=path)
-    if any(os.path.realpath(path) == os.path.realpath(p) for p in source.paths):
+    storage, key = open_storage(path, options.storage_options)
+    if isinstance(storage, LocalStorage):  # symlinks and .. resolved on this disk
+        same = any(os.path.realpath(key) == os.path.realpath(p) for p in source.paths)
+    else:
+        same = any(p in (path, key, storage.url(key)) for p in source.paths)
+    if same:
         raise PipelineError("the model path is an input file; choose another", path=path)
-    if os.path.exists(path) and options.overwrite:
+    if storage.exists(key) and options.overwrite:
         try:
-            LogisticModel.load(path)
+            LogisticModel.load(path, storage_options=options.storage_options)
         except PipelineError:
             raise PipelineError("--overwrite replaces only a model file of this tool, and "
                                 "this file is not one; not touched", path=path) from None

@@ -1,0 +1,96 @@
+"""Model files, reports and job files on URLs (moto's S3 server and memory://), and a URL whose
+file system is not installed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import read_output, run_cli, s3fs_client
+
+from pipeline.model import LogisticModel
+
+GEN = ["--rows", "3000", "--features", "3", "--files", "2", "--quiet"]
+FEATS = ["--label", "label", "--features", "f0", "f1", "f2", "--quiet"]
+
+
+def _keys(fs, bucket):
+    fs.invalidate_cache()
+    return sorted(p.split("/", 1)[1] for p in fs.find(bucket))
+
+
+# --- model files ---------------------------------------------------------------------------------
+
+def test_model_file_on_s3_is_one_object_equal_to_the_local_one(moto_server, bucket, data_dir,
+                                                                tmp_path):
+    assert run_cli("train", data_dir, f"{bucket}/m/model.json", *FEATS) == 0
+    assert run_cli("train", data_dir, tmp_path / "model.json", *FEATS) == 0
+    fs = s3fs_client(moto_server)
+    assert _keys(fs, bucket) == ["m/model.json"]  # no temporary object left beside it
+    on_s3 = json.loads(fs.cat_file(f"{bucket}/m/model.json"))
+    local = json.loads((tmp_path / "model.json").read_text())
+    assert [h["loss"] for h in on_s3.pop("history")] == [h["loss"] for h in local.pop("history")]
+    assert on_s3 == local  # all but the timings in its history
+    loaded = LogisticModel.load(f"{bucket}/m/model.json")
+    np.testing.assert_array_equal(loaded.coef_, LogisticModel.load(tmp_path / "model.json").coef_)
+
+
+def test_existing_model_on_s3_is_refused_kept_by_resume_replaced_by_overwrite(
+        moto_server, bucket, data_dir, capsys):
+    fs = s3fs_client(moto_server)
+    url = f"{bucket}/model.json"
+    assert run_cli("train", data_dir, url, *FEATS) == 0
+    etag = fs.info(url)["ETag"]
+    assert run_cli("train", data_dir, url, *FEATS) == 2
+    assert f"error: {url}: model file already exists" in capsys.readouterr().err
+    assert run_cli("train", data_dir, url, *FEATS, "--resume") == 0  # the same job: kept
+    fs.invalidate_cache()
+    assert fs.info(url)["ETag"] == etag
+    assert run_cli("train", data_dir, url, *FEATS, "--C", "0.01", "--resume") == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert run_cli("train", data_dir, url, *FEATS, "--C", "0.01", "--overwrite") == 0
+    assert LogisticModel.load(url).C == 0.01
+    assert _keys(fs, bucket) == ["model.json"]
+
+
+def test_overwrite_of_an_s3_object_that_is_not_a_model_leaves_it(moto_server, bucket, data_dir,
+                                                                  capsys):
+    fs = s3fs_client(moto_server)
+    fs.pipe_file(f"{bucket}/notes.json", b'{"mine": true}')
+    fs.pipe_file(f"{bucket}/folder/a.txt", b"x")
+    assert run_cli("train", data_dir, f"{bucket}/notes.json", *FEATS, "--overwrite") == 2
+    assert "not touched" in capsys.readouterr().err
+    assert fs.cat_file(f"{bucket}/notes.json") == b'{"mine": true}'
+    assert run_cli("train", data_dir, f"{bucket}/folder", *FEATS) == 2
+    assert capsys.readouterr().err == \
+        f"error: {bucket}/folder: model path is a folder, not a file\n"
+
+
+def test_score_and_evaluate_read_a_model_on_s3(moto_server, bucket, data_dir, tmp_path, capsys):
+    assert run_cli("train", data_dir, f"{bucket}/model.json", *FEATS) == 0
+    assert run_cli("train", data_dir, tmp_path / "model.json", *FEATS) == 0
+    assert run_cli("score", data_dir, f"{bucket}/model.json", tmp_path / "s3m", "--quiet") == 0
+    assert run_cli("score", data_dir, tmp_path / "model.json", tmp_path / "local",
+                   "--quiet") == 0
+    assert read_output(tmp_path / "s3m").equals(read_output(tmp_path / "local"))
+    capsys.readouterr()
+    assert run_cli("evaluate", data_dir, f"{bucket}/model.json", "--label", "label") == 0
+    assert run_cli("evaluate", data_dir, tmp_path / "model.json", "--label", "label") == 0
+    s3_line, local_line = capsys.readouterr().out.splitlines()
+    assert json.loads(s3_line) == json.loads(local_line)
+
+
+def test_missing_model_on_a_url_is_one_error_line(moto_server, bucket, data_dir, tmp_path,
+                                                  capsys):
+    assert run_cli("score", data_dir, f"{bucket}/none.json", tmp_path / "o") == 2
+    assert capsys.readouterr().err == \
+        f"error: {bucket}/none.json: cannot read model file (no such file)\n"
+
+
+def test_model_save_and_load_with_storage_options_on_memory():
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = LogisticModel().fit(X, [0, 0, 1, 1])
+    model.save("memory://models/m.json", storage_options={"skip_instance_cache": False})
+    loaded = LogisticModel.load("memory://models/m.json", storage_options={})
+    np.testing.assert_array_equal(loaded.coef_, model.coef_)
+    assert loaded.intercept_ == model.intercept_

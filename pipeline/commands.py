@@ -150,7 +150,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("run", "run the steps of a TOML job file", [
         Arg("job", "path", positional=True)], data=False),
     Command("report", "write OUT/_report.html with per-chunk plots", [
-        Arg("out", "path", positional=True)], data=False, inputs=("out",)),
+        Arg("out", "path", positional=True), STORAGE_ARG], data=False, inputs=("out",)),
     Command("bench", "the activation benchmark", [
         Arg("json", bool, help="print JSON instead of a table"),
         Arg("sizes", int, nargs="+", default=(1_000_000, 10_000_000), check=COUNT),
@@ -218,7 +218,7 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
     elif name == "report":
         from .report import write_report
 
-        print(write_report(v["out"]), file=out)
+        print(write_report(v["out"], storage_options=v.get("storage_options")), file=out)
     elif name == "bench":
         from .bench import run_bench
 

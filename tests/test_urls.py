@@ -94,3 +94,44 @@ def test_model_save_and_load_with_storage_options_on_memory():
     loaded = LogisticModel.load("memory://models/m.json", storage_options={})
     np.testing.assert_array_equal(loaded.coef_, model.coef_)
     assert loaded.intercept_ == model.intercept_
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+def test_report_on_s3_reads_the_run_and_puts_its_page(moto_server, bucket, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("generate", f"{bucket}/gen", *GEN) == 0
+    assert run_cli("generate", tmp_path / "gen", *GEN) == 0
+    capsys.readouterr()
+    assert run_cli("report", f"{bucket}/gen") == 0
+    assert run_cli("report", tmp_path / "gen") == 0
+    out = capsys.readouterr().out.splitlines()
+    s3_summary, local_summary = out[:len(out) // 2], out[len(out) // 2:]
+    assert s3_summary[:4] == [f"output: {bucket}/gen", "chunks: 2", "rows: 3,000",
+                              "complete: yes (generate)"]
+    assert s3_summary[1:4] == local_summary[1:4]
+    fs = s3fs_client(moto_server)
+    page = fs.cat_file(f"{bucket}/gen/_report.html").decode()
+    assert "seconds per chunk" in page and "complete: yes (generate)" in page
+    assert page.count("<circle class=\"mark\"") == \
+        (tmp_path / "gen" / "_report.html").read_text().count("<circle class=\"mark\"")
+    assert "gen/_report.html" in _keys(fs, bucket)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"]  # nothing else written here
+
+
+def test_report_of_a_score_with_a_model_on_s3_draws_its_training(moto_server, bucket, data_dir):
+    assert run_cli("train", data_dir, f"{bucket}/model.json", *FEATS) == 0
+    assert run_cli("score", data_dir, f"{bucket}/model.json", f"{bucket}/scores",
+                   "--quiet") == 0
+    assert run_cli("report", f"{bucket}/scores") == 0
+    page = s3fs_client(moto_server).cat_file(f"{bucket}/scores/_report.html").decode()
+    assert "training loss per pass" in page and "complete: yes (score)" in page
+
+
+def test_report_on_an_s3_prefix_that_is_not_an_output_is_an_error(moto_server, bucket, capsys):
+    fs = s3fs_client(moto_server)
+    fs.pipe_file(f"{bucket}/mine/a.txt", b"x")
+    assert run_cli("report", f"{bucket}/mine") == 2
+    assert capsys.readouterr().err.startswith(f"error: {bucket}/mine: not an output folder")
+    assert _keys(fs, bucket) == ["mine/a.txt"]

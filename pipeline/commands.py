@@ -148,7 +148,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("label", required=True)], inputs=("input", "model")),
     Command("run", "run the steps of a TOML job file", [
-        Arg("job", "path", positional=True)], data=False),
+        Arg("job", "path", positional=True), STORAGE_ARG], data=False),
     Command("report", "write OUT/_report.html with per-chunk plots", [
         Arg("out", "path", positional=True), STORAGE_ARG], data=False, inputs=("out",)),
     Command("bench", "the activation benchmark", [
@@ -214,7 +214,7 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
     elif name == "run":
         from .jobs import run_job
 
-        run_job(v["job"])
+        run_job(v["job"], storage_options=v.get("storage_options"))
     elif name == "report":
         from .report import write_report
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import read_output, run_cli, s3fs_client
 
+import pipeline
+from pipeline.jobs import load_job
 from pipeline.model import LogisticModel
 
 GEN = ["--rows", "3000", "--features", "3", "--files", "2", "--quiet"]
@@ -135,3 +138,78 @@ def test_report_on_an_s3_prefix_that_is_not_an_output_is_an_error(moto_server, b
     assert run_cli("report", f"{bucket}/mine") == 2
     assert capsys.readouterr().err.startswith(f"error: {bucket}/mine: not an output folder")
     assert _keys(fs, bucket) == ["mine/a.txt"]
+
+
+# --- job files -----------------------------------------------------------------------------------
+
+def test_job_file_on_s3_runs_with_paths_relative_to_its_folder(moto_server, bucket, data_dir):
+    fs = s3fs_client(moto_server)
+    fs.pipe_file(f"{bucket}/jobs/job.toml", f"""
+[[steps]]
+command = "generate"
+out = "data/gen"
+rows = 3000
+features = 3
+quiet = true
+
+[[steps]]
+command = "train"
+input = "{data_dir}"
+model = "../models/m.json"
+label = "label"
+features = ["f0", "f1", "f2"]
+quiet = true
+
+[[steps]]
+command = "score"
+input = "{data_dir}"
+model = "../models/m.json"
+out = "data/scores"
+quiet = true
+
+[[steps]]
+command = "report"
+out = "data/scores"
+""".encode())
+    assert run_cli("run", f"{bucket}/jobs/job.toml") == 0
+    keys = _keys(fs, bucket)
+    for key in ("jobs/data/gen/_SUCCESS", "models/m.json", "jobs/data/scores/_SUCCESS",
+                "jobs/data/scores/_report.html"):
+        assert key in keys
+    manifest = json.loads(fs.cat_file(f"{bucket}/jobs/data/scores/_SUCCESS"))
+    assert manifest["params"]["model_path"] == f"{bucket}/models/m.json"
+    assert manifest["rows"] == 2000
+
+
+def test_job_validator_checks_that_url_inputs_exist(moto_server, bucket, tmp_path):
+    fs = s3fs_client(moto_server)
+    fs.pipe_file(f"{bucket}/old/_SUCCESS", b"{}")
+    job = tmp_path / "job.toml"
+    job.write_text(f'[[steps]]\ncommand = "report"\nout = "{bucket}/old"\n'
+                   f'[[steps]]\ncommand = "generate"\nout = "{bucket}/new"\nrows = 9\n'
+                   f'features = 2\n'
+                   f'[[steps]]\ncommand = "report"\nout = "{bucket}/new/"\n')
+    _, steps = load_job(job)  # one exists, one an earlier step writes
+    assert [v["out"] for _, v in steps] == [f"{bucket}/old", f"{bucket}/new", f"{bucket}/new/"]
+    job.write_text(f'[[steps]]\ncommand = "report"\nout = "{bucket}/none"\n')
+    with pytest.raises(pipeline.PipelineError,
+                       match=rf"step 1 \(report\): out '{bucket}/none' does not exist and no "
+                             "earlier step writes it"):
+        load_job(job)
+
+
+def test_relative_paths_of_a_url_job_file_resolve_under_its_url_folder():
+    import fsspec
+
+    fsspec.filesystem("memory").pipe_file(
+        "/jobs/a/job.toml",
+        b'[[steps]]\ncommand = "generate"\nout = "../g"\nrows = 9\nfeatures = 2\n'
+        b'[[steps]]\ncommand = "generate"\nout = "s3://other/g"\nrows = 9\nfeatures = 2\n'
+        b'[[steps]]\ncommand = "generate"\nout = "/tmp/local-g"\nrows = 9\nfeatures = 2\n')
+    _, steps = load_job("memory://jobs/a/job.toml")
+    assert [v["out"] for _, v in steps] == ["memory:///jobs/g", "s3://other/g", "/tmp/local-g"]
+
+
+def test_missing_job_file_on_s3_is_one_error_line(moto_server, bucket, capsys):
+    assert run_cli("run", f"{bucket}/none.toml") == 2
+    assert capsys.readouterr().err == f"error: {bucket}/none.toml: no such job file\n"

@@ -51,6 +51,7 @@ REQUIRED = {
     "score": ["IN", "MODEL.json", "OUT"],
     "evaluate": ["IN", "MODEL.json", "--label", "label"],
     "bench": [],
+    "run": ["JOB.toml"],
     "report": ["OUT"],
 }
 

@@ -3,6 +3,7 @@ file system is not installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -213,3 +214,30 @@ def test_relative_paths_of_a_url_job_file_resolve_under_its_url_folder():
 def test_missing_job_file_on_s3_is_one_error_line(moto_server, bucket, capsys):
     assert run_cli("run", f"{bucket}/none.toml") == 2
     assert capsys.readouterr().err == f"error: {bucket}/none.toml: no such job file\n"
+
+
+# --- a URL whose file system is not installed ----------------------------------------------------
+
+def _uninstalled():
+    for scheme, module, extra in (("gs", "gcsfs", "gcs"), ("abfs", "adlfs", "azure")):
+        if importlib.util.find_spec(module) is None:
+            return scheme, extra
+    pytest.skip("gcsfs and adlfs are both installed")
+
+
+@pytest.mark.parametrize("command", ["generate", "train", "score", "report", "run", "job"])
+def test_url_without_its_file_system_is_one_error_line_naming_the_extra(command, data_dir,
+                                                                        tmp_path, capsys):
+    scheme, extra = _uninstalled()
+    url = f"{scheme}://bucket/x"
+    job = tmp_path / "job.toml"
+    job.write_text(f'[[steps]]\ncommand = "report"\nout = "{url}"\n')
+    argv = {"generate": ["generate", url, *GEN], "train": ["train", data_dir, url, *FEATS],
+            "score": ["score", data_dir, url, tmp_path / "o"], "report": ["report", url],
+            "run": ["run", url], "job": ["run", job]}[command]
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert f"{url}: no file system for {scheme}:// is installed " \
+           f"(pip install 'pipeline[{extra}]')" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "job.toml"]

@@ -4,10 +4,11 @@ URL, are checked by one rule, and no secret among them is ever written."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import s3fs
-from conftest import run_cli, s3fs_client, write_parquet_files
+from conftest import S3_ENV, run_cli, s3fs_client, write_parquet_files
 
 import pipeline
 from pipeline.execution import ExecOptions
@@ -144,3 +145,109 @@ def test_run_storage_options_go_to_every_step_over_the_table(tmp_path):
                    '[[steps]]\ncommand = "report"\nout = "g"\n')
     _, steps = load_job(job, storage_options={"region": "b"})
     assert [v["storage_options"] for _, v in steps] == [{"anon": True, "region": "b"}] * 2
+
+
+# --- no secret is ever written -------------------------------------------------------------------
+
+def _written_anywhere(fs, bucket, tmp_path, secrets) -> list[str]:
+    """Every object in the bucket and every local file under tmp_path (but the test's own
+    input, ``given/``) that holds a secret."""
+    fs.invalidate_cache()
+    found = [p for p in fs.find(bucket) if any(s.encode() in fs.cat_file(p) for s in secrets)]
+    for root, _, names in os.walk(tmp_path):
+        if os.path.relpath(root, tmp_path).split(os.sep)[0] == "given":
+            continue
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            found += [path for s in secrets if s.encode() in data]
+    return found
+
+
+@pytest.mark.parametrize("where", ["options", "environment"])
+def test_no_secret_is_written_by_any_command(moto_server, bucket, tmp_path, capsys, where,
+                                             monkeypatch):
+    if where == "options":
+        secrets = [KEY_ID, SECRET]
+        opts = ["--storage-option", f"key={KEY_ID}", "--storage-option", f"secret={SECRET}"]
+    else:  # the SDK's variables, as a cluster's workers would have them
+        secrets = [S3_ENV["AWS_ACCESS_KEY_ID"], S3_ENV["AWS_SECRET_ACCESS_KEY"]]
+        opts = []
+    monkeypatch.chdir(tmp_path)
+    data = write_parquet_files(tmp_path / "given" / "data")
+    model = f"{bucket}/model.json"
+    feats = ["--features", "f0", "f1", "f2"]
+    steps = [
+        ["generate", f"{bucket}/gen", *GEN],
+        ["report", f"{bucket}/gen"],
+        ["train", data, model, "--label", "label", *feats, "--quiet"],
+        ["train", data, model, "--label", "label", *feats, "--resume", "--quiet"],
+        ["score", data, model, f"{bucket}/scores", "--quiet"],
+        ["score", data, model, tmp_path / "scores", "--quiet"],
+        ["evaluate", data, model, "--label", "label", "--quiet"],
+        ["report", f"{bucket}/scores"],
+        ["report", tmp_path / "scores"],
+    ]
+    for step in steps:
+        assert run_cli(*step, *opts) == 0, step
+    # the same again through a job file, its options in a [storage] table
+    table = "" if where == "environment" else f'[storage]\nkey = "{KEY_ID}"\nsecret = "{SECRET}"\n'
+    (tmp_path / "given" / "job.toml").write_text(table + f"""
+[[steps]]
+command = "generate"
+out = "{bucket}/job-gen"
+rows = 3000
+features = 3
+quiet = true
+
+[[steps]]
+command = "score"
+input = "data"
+model = "{model}"
+out = "../job-scores"
+quiet = true
+
+[[steps]]
+command = "report"
+out = "../job-scores"
+""")
+    assert run_cli("run", tmp_path / "given" / "job.toml") == 0
+    # and errors: an existing output, an existing model file
+    assert run_cli("generate", f"{bucket}/gen", *GEN, *opts) == 2
+    assert run_cli("train", data, model, "--label", "label", *feats, "--quiet", *opts) == 2
+    out = capsys.readouterr()
+    assert "already exists" in out.err
+    fs = s3fs_client(moto_server)
+    job = _job_record(fs, f"{bucket}/gen")
+    if where == "options":  # recorded, redacted
+        assert job["storage_options"] == {"key": "<redacted>", "secret": "<redacted>"}
+        local = json.loads((tmp_path / "scores" / "_job.json").read_text())
+        assert local["storage_options"] == {"key": "<redacted>", "secret": "<redacted>"}
+    else:
+        assert "storage_options" not in job
+    name = bucket.removeprefix("s3://")
+    assert {f"{name}/{p}" for p in ("model.json", "gen/_report.html", "scores/_SUCCESS",
+                                      "scores/_report.html", "job-gen/_SUCCESS")} <= \
+        set(fs.find(bucket))  # what is searched below was written
+    assert (tmp_path / "scores" / "_report.html").exists()
+    assert (tmp_path / "job-scores" / "_report.html").exists()
+    assert _written_anywhere(fs, bucket, tmp_path, secrets) == []
+    assert not any(s in out.out + out.err for s in secrets)
+
+
+@pytest.mark.xfail(reason="INPUT on a URL needs the object-storage readers (sources.plan)",
+                   strict=False)
+def test_no_secret_is_written_with_inputs_on_s3(moto_server, bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opts = ["--storage-option", f"key={KEY_ID}", "--storage-option", f"secret={SECRET}"]
+    model = f"{bucket}/model.json"
+    for step in (["generate", f"{bucket}/gen", *GEN],
+                 ["train", f"{bucket}/gen", model, "--label", "label", "--quiet"],
+                 ["score", f"{bucket}/gen", model, f"{bucket}/scores", "--quiet"],
+                 ["transform", f"{bucket}/gen", f"{bucket}/t", "--quiet"],
+                 ["evaluate", f"{bucket}/gen", model, "--label", "label", "--quiet"],
+                 ["report", f"{bucket}/scores"]):
+        assert run_cli(*step, *opts) == 0, step
+    fs = s3fs_client(moto_server)
+    assert _written_anywhere(fs, bucket, tmp_path, [KEY_ID, SECRET]) == []

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import s3fs
-from conftest import S3_ENV, run_cli, s3fs_client, write_parquet_files
+from conftest import S3_ENV, run_cli, run_proc, s3fs_client, write_parquet_files
 
 import pipeline
 from pipeline.execution import ExecOptions
@@ -68,6 +68,17 @@ out = "{bucket}/gen"
     fs = s3fs_client(moto_server)
     assert _job_record(fs, f"{bucket}/gen")["storage_options"] == no_endpoint_env
     assert b"complete: yes (generate)" in fs.cat_file(f"{bucket}/gen/_report.html")
+
+
+def test_fsspec_configuration_variables_reach_the_file_system(moto_server, bucket):
+    # fsspec reads FSSPEC_<PROTOCOL>_<OPTION> when it is imported: a process of its own
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    env["FSSPEC_S3_ENDPOINT_URL"] = moto_server.endpoint
+    proc = run_proc("generate", f"{bucket}/gen", *GEN, env=env)
+    assert proc.returncode == 0, proc.stderr
+    fs = s3fs_client(moto_server)
+    assert json.loads(fs.cat_file(f"{bucket}/gen/_SUCCESS"))["rows"] == 3000
+    assert "storage_options" not in _job_record(fs, f"{bucket}/gen")  # none were given
 
 
 def test_library_storage_options_reach_the_file_system(moto_server, bucket, no_endpoint_env,

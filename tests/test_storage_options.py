@@ -81,6 +81,16 @@ def test_fsspec_configuration_variables_reach_the_file_system(moto_server, bucke
     assert "storage_options" not in _job_record(fs, f"{bucket}/gen")  # none were given
 
 
+def test_run_storage_option_reads_a_job_on_s3_and_reaches_its_steps(moto_server, bucket,
+                                                                    no_endpoint_env):
+    fs = s3fs_client(moto_server)
+    fs.pipe_file(f"{bucket}/jobs/job.toml", b'[[steps]]\ncommand = "generate"\nout = "gen"\n'
+                 b'rows = 3000\nfeatures = 3\nquiet = true\n')
+    assert run_cli("run", f"{bucket}/jobs/job.toml",
+                   "--storage-option", f"endpoint_url={moto_server.endpoint}") == 0
+    assert _job_record(fs, f"{bucket}/jobs/gen")["storage_options"] == no_endpoint_env
+
+
 def test_library_storage_options_reach_the_file_system(moto_server, bucket, no_endpoint_env,
                                                        tmp_path):
     opts = dict(no_endpoint_env, key=KEY_ID, secret=SECRET)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from dataclasses import dataclass
+
+import pyarrow as pa
 
 from .device import resolve_device
 from .errors import PipelineError, parse_size
@@ -13,19 +14,12 @@ from .execution import ExecOptions, open_executor, with_storage_options
 from .model import LogisticModel, block_nbytes, load_block
 from .params import STORAGE_OPTIONS, check
 from .score import EvalOp, ScoreOp, combine_eval
-from .sources import plan
+from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
-from .transform import SigmoidOp, default_columns, validate_sigmoid_options
+from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
+from .values import first_values, label_classes, label_value, validate_missing
 from .writer import job_identity, refuse_overlap, write_parts
-
-
-def _plan(input_path, blocksize: int | None, storage_options: dict | None):
-    """Discover and chunk INPUT, passing ``storage_options`` on to the readers where they
-    take them (local inputs need none)."""
-    if storage_options and "storage_options" in inspect.signature(plan).parameters:
-        return plan(input_path, blocksize=blocksize, storage_options=storage_options)
-    return plan(input_path, blocksize=blocksize)
 
 
 def read(input_path, columns=None, blocksize=None, *, storage_options: dict | None = None):
@@ -37,7 +31,8 @@ def read(input_path, columns=None, blocksize=None, *, storage_options: dict | No
 
     if storage_options is not None:
         check("storage_options", storage_options, STORAGE_OPTIONS)
-    source = _plan(input_path, parse_size(blocksize, name="blocksize"), storage_options)
+    source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"),
+                  storage_options=storage_options)
     names = list(columns) if columns is not None else list(source.schema.names)
     source.require_columns(names, numeric=False)
     meta = source.schema.empty_table().select(names).to_pandas()
@@ -78,39 +73,66 @@ def _write_tasks(command, tasks, source, out, params, options, client, device):
                            storage_options=options.storage_options)
 
 
+def _plan(input_path, options: ExecOptions, dtype):
+    return plan(input_path, blocksize=options.blocksize_bytes(), dtype=dtype,
+                storage_options=options.storage_options)
+
+
+def _dtype_param(dtype) -> dict:
+    """``--dtype`` as recorded in the job (what ``--resume`` compares)."""
+    return {k: str(v) for k, v in parse_dtypes(dtype).items()}
+
+
+def _note_left_out(note, source, used, exclude=()) -> None:
+    left = left_out_columns(source.schema, exclude=(*used, *exclude))
+    if note is not None and left:
+        note(f"numeric columns left out (integer or bool; name them to use them): "
+             f"{', '.join(left)}")
+
+
 def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
-                    feature_range=(0.0, 1.0), output: str = "value",
-                    options: ExecOptions | None = None, client=None,
-                    storage_options: dict | None = None) -> dict:
+                    feature_range=(0.0, 1.0), output: str = "value", missing: str = "keep",
+                    dtype=None, options: ExecOptions | None = None, client=None,
+                    note=None, storage_options: dict | None = None) -> dict:
     """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
 
-    INPUT and OUT may be URLs; ``storage_options`` (or ``options.storage_options``) go to
-    their file systems.
+    ``missing`` decides what a null or NaN in a transformed column does: ``"keep"`` (NaN
+    stays NaN, null stays null), ``"drop"`` (the row is left out and counted in the
+    manifest's ``rows_dropped``) or ``"error"``. ``note`` receives a line naming the integer
+    and bool columns that the default column set leaves out. INPUT and OUT may be URLs;
+    ``storage_options`` (or ``options.storage_options``) go to their file systems.
     """
     options = with_storage_options(options, storage_options)
     feature_range = (float(feature_range[0]), float(feature_range[1]))
     validate_sigmoid_options(temperature, feature_range, output)
+    validate_missing(missing)
     device = resolve_device(options.device)
-    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
+    source = _plan(input_path, options, dtype)
     refuse_overlap(out, source.paths, input_arg=input_path)
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
         raise PipelineError("no floating-point columns to transform; name them with "
                             "--columns", path=source.paths[0])
     source.require_columns(cols)
-    op = SigmoidOp(cols, float(temperature), feature_range, output, device)
+    if not columns:
+        _note_left_out(note, source, cols)
+    op = SigmoidOp(cols, float(temperature), feature_range, output, device, missing)
     params = {"columns": list(cols), "temperature": float(temperature),
-              "range": list(feature_range), "output": output}
-    return _write_tasks("transform", file_tasks(source, op, numeric=cols), source, out, params,
-                        options, client, device)
+              "range": list(feature_range), "output": output, "missing": missing,
+              "dtype": _dtype_param(dtype)}
+    tasks = file_tasks(source, op, numeric=cols, drops_rows=missing == "drop",
+                       batch_bytes=options.blocksize_bytes())
+    return _write_tasks("transform", tasks, source, out, params, options, client, device)
 
 
 def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
-                options: ExecOptions | None = None, client=None,
-                storage_options: dict | None = None) -> dict:
+                missing: str = "error", dtype=None, options: ExecOptions | None = None,
+                client=None, storage_options: dict | None = None) -> dict:
     """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
 
-    INPUT, the model file and OUT may be URLs (``storage_options`` for their file systems).
+    A row with a missing feature is an error (``missing="error"``), left out and counted
+    (``"drop"``), or written with null probability and prediction (``"keep"``). INPUT, the
+    model file and OUT may be URLs (``storage_options`` for their file systems).
     """
     options = with_storage_options(options, storage_options)
     model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
@@ -118,45 +140,63 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
         model = LogisticModel.load(model_path, storage_options=options.storage_options)
     if not (0.0 <= float(threshold) <= 1.0):
         raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
+    validate_missing(missing)
     device = resolve_device(options.device)
-    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
+    source = _plan(input_path, options, dtype)
     refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
         n for n in source.schema.names if n not in model.features_)
     source.require_columns(keep, numeric=False)
     op = ScoreOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                 keep, float(threshold), device)
+                 keep, float(threshold), device, missing)
     columns = tuple(dict.fromkeys([*keep, *model.features_]))
     params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
-              "keep": list(keep), "threshold": float(threshold)}
-    tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_))
+              "keep": list(keep), "threshold": float(threshold), "missing": missing,
+              "dtype": _dtype_param(dtype)}
+    tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_),
+                       drops_rows=missing == "drop", batch_bytes=options.blocksize_bytes())
     return _write_tasks("score", tasks, source, out, params, options, client, device)
 
 
-def evaluate_files(input_path, model, *, label: str = "label",
-                   options: ExecOptions | None = None, client=None,
+def evaluate_files(input_path, model, *, label: str = "label", missing: str = "error",
+                   dtype=None, options: ExecOptions | None = None, client=None,
                    storage_options: dict | None = None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
 
-    INPUT and the model file may be URLs (``storage_options`` for their file systems).
+    The label's classes are the model's (``positive``, ``negative``); with
+    ``missing="drop"`` rows with a missing feature or label are left out and counted as
+    ``rows_dropped``. INPUT and the model file may be URLs (``storage_options`` for their
+    file systems).
     """
     options = with_storage_options(options, storage_options)
     if not isinstance(model, LogisticModel):
         model = LogisticModel.load(model, storage_options=options.storage_options)
+    validate_missing(missing, ("error", "drop"), "evaluate")
     device = resolve_device(options.device)
-    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
+    source = _plan(input_path, options, dtype)
+    _require_label(source, label)
+    _require_model_features(source, model)
+    typ = source.schema.field(label).type
+    positive = label_value(model.positive_, typ, what="the model's positive class")
+    negative = label_value(model.negative_, typ, what="the model's negative class")
+    op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
+                label, device, missing, positive, negative)
+    tasks = file_tasks(source, op, columns=(*model.features_, label),
+                       numeric=tuple(model.features_), used=(*model.features_, label),
+                       batch_bytes=options.blocksize_bytes())
+    with open_executor(options, client) as ex:
+        parts = [r for _, rs in ex.map_unordered(run_reduce_task, tasks) for r in rs]
+    return combine_eval(parts)
+
+
+def _require_label(source, label: str) -> None:
     if label not in source.schema.names:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
-    _require_model_features(source, model)
-    source.require_columns([label])
-    op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                label, device)
-    tasks = file_tasks(source, op, columns=(*model.features_, label),
-                       numeric=tuple(model.features_))
-    with open_executor(options, client) as ex:
-        parts = [r for _, r in ex.map_unordered(run_reduce_task, tasks)]
-    return combine_eval(parts)
+    typ = source.schema.field(label).type
+    if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        raise PipelineError(f"label column is not bool, integer or string ({typ})",
+                            path=source.paths[0], column=label)
 
 
 def _require_model_features(source, model: LogisticModel) -> None:
@@ -175,33 +215,71 @@ class TrainChunk:
     features: tuple[str, ...]
     label: str
     device: str = "cpu"
+    missing: str = "error"
+    classes: tuple = (1, 0)  # (positive, negative) label values
 
     @property
     def source_path(self) -> str:
         return self.task.source_path
 
     def load(self):
-        X, y = load_block(self.task.read(), self.features, self.label, self.task.source_path,
-                          first_row=-1)
+        """``(X, y, rows_dropped)``."""
+        table, origin = self.task.read_located()
+        X, y = load_block(table, self.features, self.label, origin, missing=self.missing,
+                          classes=self.classes)
+        dropped = table.num_rows - len(y)
         if self.device == "gpu":  # cached in GPU memory; each pass runs there
             import cupy
 
-            return cupy.asarray(X), cupy.asarray(y)
-        return X, y
+            return cupy.asarray(X), cupy.asarray(y), dropped
+        return X, y, dropped
+
+
+def _first_label_values(label: str, table, origin) -> dict:
+    return first_values(table.column(label), origin)
+
+
+def _label_classes(source, label: str, positive, executor) -> tuple:
+    """(positive, negative): the label's two values, found by a pass over the label column
+    unless the label is bool."""
+    typ = source.schema.field(label).type
+    if positive is not None:
+        positive = label_value(positive, typ)
+    if pa.types.is_boolean(typ):
+        positive = True if positive is None else positive
+        return positive, not positive
+    fn = functools.partial(_first_label_values, label)
+    tasks = file_tasks(source, fn, columns=(label,), used=(label,))
+    found = sorted(((t.index, r) for t, rs in executor.map_unordered(run_reduce_task, tasks)
+                    for r in rs), key=lambda item: item[0])
+    values: dict = {}
+    for _, part in found:
+        for v, where in part.items():
+            values.setdefault(v, where)
+    return label_classes(values, label, positive, typ=typ)
 
 
 def train_files(input_path, model_out, *, label: str = "label", features=None,
                 C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                max_iter: int = 50, options: ExecOptions | None = None, client=None,
-                log=None, storage_options: dict | None = None) -> LogisticModel:
+                max_iter: int = 50, positive=None, missing: str = "error", dtype=None,
+                options: ExecOptions | None = None, client=None, log=None,
+                note=None, storage_options: dict | None = None) -> LogisticModel:
     """``pipeline train``: fit out of core, then write the model file atomically.
 
-    INPUT and the model file may be URLs (``storage_options`` for their file systems); on
-    an object store the model file is one PUT, written only when the fit is done.
+    The label is bool, integer or string with exactly two values; the positive class is the
+    larger one (scikit-learn's ``classes_[1]``) unless ``positive`` names it (text is parsed
+    to the label's type). Rows with a missing feature or label are an error, or left out and
+    counted as the model's ``rows_dropped`` with ``missing="drop"``. INPUT and the model
+    file may be URLs (``storage_options`` for their file systems); on an object store the
+    model file is one PUT, written only when the fit is done.
     """
     options = with_storage_options(options, storage_options)
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
     model._validate_params()
+    if missing == "keep":
+        raise PipelineError("train cannot keep rows with missing values (a row without a "
+                            "value has no loss); use --missing error or --missing drop")
+    validate_missing(missing, ("error", "drop"), "train")
     model_out = None if model_out is None else os.fspath(model_out)
     exists = model_out is not None and _model_exists(model_out, options)
     if exists and options.overwrite and options.resume:
@@ -211,32 +289,40 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                             "--resume to keep it when it was trained the same way",
                             path=model_out)
     device = resolve_device(options.device)
-    source = _plan(input_path, options.blocksize_bytes(), options.storage_options)
+    source = _plan(input_path, options, dtype)
     if model_out is not None:
         _check_model_out(model_out, source, options)
-    if label not in source.schema.names:
-        raise PipelineError("no such label column", path=source.paths[0], column=label)
+    _require_label(source, label)
+    named = features is not None
     if features is None:
         features = [n for n in default_columns(source.schema) if n != label]
     if not features:
         raise PipelineError("no floating-point feature columns; name them with --features",
                             path=source.paths[0])
-    source.require_columns([*features, label])
+    source.require_columns(features)
+    if not named:
+        _note_left_out(note, source, features, exclude=(label,))
     model.features_ = list(features)
     model.label_ = label
     model.input_ = source.fingerprint()
+    model.missing_ = missing
     if exists and options.resume:
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
         old = LogisticModel.load(model_out, storage_options=options.storage_options)
-        if not _same_training(old, model):
+        if not _same_training(old, model) or (
+                positive is not None and label_value(positive, source.schema.field(
+                    label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
                                 "parameters or input; rerun with --overwrite",
                                 path=model_out)
         return old
-    tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features))
-    chunks = [TrainChunk(t, tuple(features), label, device) for t in tasks]
+    tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features),
+                       used=(*features, label))
     with open_executor(options, client) as ex:
+        model.positive_, model.negative_ = _label_classes(source, label, positive, ex)
+        chunks = [TrainChunk(t, tuple(features), label, device, missing,
+                             (model.positive_, model.negative_)) for t in tasks]
         cache = _fits_in_memory(source, len(features), ex)
         model._fit_chunks(chunks, ex, cache=cache, log=log)
     if model_out is not None:
@@ -275,14 +361,17 @@ def _same_training(old: LogisticModel, new: LogisticModel) -> bool:
     return (a["features"] == new.features_ and a["label"] == new.label_
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))
             and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
-            and getattr(old, "input_", None) == new.input_)
+            and getattr(old, "input_", None) == new.input_
+            and a["missing"] == new.missing_)
 
 
 def _fits_in_memory(source, p: int, executor) -> bool:
     """Cache the parsed blocks when the executor can hold them (``Executor.fits_in_memory``)."""
     rows = source.total_rows
     if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
-        need = sum(os.path.getsize(f) for f in source.paths)
+        # (compressed CSV: float text compresses about 2-3x; count it as 4x its file)
+        need = sum(os.path.getsize(f) * (4 if input_format(f)[1] else 1)
+                   for f in source.paths)
     else:
         need = block_nbytes(rows, p)
     return executor.fits_in_memory(need)

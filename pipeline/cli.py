@@ -31,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(a.name, help=a.help)
             elif a.type is bool:
                 p.add_argument(a.option, dest=a.name, action="store_true", help=a.help)
-            elif a.repeat is not None:  # its texts become one value after parsing
-                p.add_argument(a.option, dest=a.name, action="append", metavar="KEY=VALUE",
-                               help=a.help)
+            elif a.repeat:
+                p.add_argument(a.option, dest=a.name, action="append", help=a.help)
             else:
                 # a checked option is converted leniently and checked after parsing, so a
                 # bad value, a number or not, gets its rule's one sentence
-                typ = a.convert if a.check else str if a.type == "path" else a.type
+                typ = (a.convert if a.check else str if a.type in ("path", "value")
+                       else a.type)
                 p.add_argument(a.option, dest=a.name, type=typ, nargs=a.nargs,
                                default=a.default, choices=a.choices, required=a.required,
                                help=a.help)
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         values = vars(args)
         cmd = COMMANDS[values["command"]]
         for a in cmd.all_args():
-            if a.repeat is not None and values.get(a.name) is not None:
-                values[a.name] = a.repeat(values[a.name])
+            if a.parse is not None and values.get(a.name) is not None:
+                values[a.name] = a.parse(values[a.name])
             a.validate(values.get(a.name))
         if cmd.data:
             validate_exec_options(values, named=lambda a: a.option)

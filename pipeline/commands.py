@@ -28,7 +28,8 @@ from .params import (
 @dataclass(frozen=True)
 class Arg:
     name: str                       # python name; the flag is --name with - for _
-    type: Any = str                 # str, int, float, bool (a flag), or "path"
+    type: Any = str                 # str, int, float, bool (a flag), "path", or "value" (text
+                                    # on the command line; any TOML scalar in a job file)
     positional: bool = False
     nargs: Any = None               # "+" (a list) or 2 (a pair)
     default: Any = None
@@ -37,7 +38,9 @@ class Arg:
     help: str = ""
     flag: str | None = None         # a flag other than --name
     check: Constraint | None = None  # the rule its value (each item of a "+" list) obeys
-    repeat: Callable | None = None  # a repeatable option (--x A --x B): its texts to one value
+    repeat: bool = False            # may be given several times (a list; job files: a list
+                                    # or, for KEY=VALUE options, a table)
+    parse: Callable | None = None   # the CLI's texts to the value they stand for (a table)
 
     @property
     def option(self) -> str:
@@ -81,7 +84,7 @@ def key_values(items: list[str]) -> dict:
 
 
 STORAGE_ARG = Arg("storage_options", flag="--storage-option", check=STORAGE_OPTIONS,
-                  repeat=key_values,
+                  repeat=True, parse=key_values,
                   help="KEY=VALUE for the file system of URLs (repeatable), e.g. "
                   "endpoint_url=http://127.0.0.1:9000; credentials are best left to the "
                   "environment")
@@ -101,6 +104,17 @@ EXEC_ARGS = [
     STORAGE_ARG,
 ]
 CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker", "memory_limit")
+# Options of the commands that read data files (not generate).
+READ_ARGS = [
+    Arg("dtype", repeat=True, help="COL=TYPE: a CSV column's type by hand (int64, float64, "
+        "float32, bool, string, ...); repeatable"),
+]
+
+
+def missing_arg(choices: tuple[str, ...], default: str) -> Arg:
+    return Arg("missing", choices=choices, default=default,
+               help="a null or NaN in a used column: error (names file, column and row), "
+                    "drop (skip the row, count it), keep (null results)")
 
 
 @dataclass(frozen=True)
@@ -130,23 +144,29 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Arg("columns", nargs="+", help="columns to transform (default: every float column)"),
         Arg("temperature", float, default=1.0, check=POSITIVE),
         Arg("range", float, nargs=2, default=(0.0, 1.0), check=INCREASING_PAIR),
-        Arg("output", choices=("value", "derivative", "log"), default="value")],
+        Arg("output", choices=("value", "derivative", "log"), default="value"),
+        missing_arg(("keep", "drop", "error"), "keep"), *READ_ARGS],
         outputs=("out",), inputs=("input",)),
     Command("train", "fit a logistic regression out of core", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("label", required=True), Arg("features", nargs="+"),
         Arg("C", float, default=1.0, flag="--C", check=POSITIVE), Arg("no_penalty", bool),
         Arg("tol", float, default=1e-10, check=POSITIVE),
-        Arg("max_iter", int, default=50, check=COUNT)],
+        Arg("max_iter", int, default=50, check=COUNT),
+        Arg("positive", "value", help="the label's positive class (default: the larger "
+            "value)"),
+        missing_arg(("error", "drop"), "error"), *READ_ARGS],
         outputs=("model",), inputs=("input",)),
     Command("score", "probability and prediction per row", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("out", "path", positional=True), Arg("keep", nargs="+"),
-        Arg("threshold", float, default=0.5, check=PROBABILITY)],
+        Arg("threshold", float, default=0.5, check=PROBABILITY),
+        missing_arg(("error", "drop", "keep"), "error"), *READ_ARGS],
         outputs=("out",), inputs=("input", "model")),
     Command("evaluate", "log loss, accuracy and AUC as JSON on stdout", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
-        Arg("label", required=True)], inputs=("input", "model")),
+        Arg("label", required=True), missing_arg(("error", "drop"), "error"), *READ_ARGS],
+        inputs=("input", "model")),
     Command("run", "run the steps of a TOML job file", [
         Arg("job", "path", positional=True), STORAGE_ARG], data=False),
     Command("report", "write OUT/_report.html with per-chunk plots", [
@@ -173,6 +193,16 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
     """Run one command with parsed values; returns the exit status."""
     out = out or sys.stdout
     v = values
+    quiet = bool(v.get("quiet"))
+
+    def note(text: str) -> None:
+        if not quiet:
+            print(f"note: {text}", file=sys.stderr)
+
+    def dropped(count) -> None:
+        if count is not None and not quiet:
+            print(f"dropped {count:,} rows with missing values", file=sys.stderr)
+
     if name == "generate":
         from .synthetic import generate
 
@@ -181,35 +211,44 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
     elif name == "transform":
         from .api import transform_files
 
-        transform_files(v["input"], v["out"], columns=v.get("columns"),
-                        temperature=v["temperature"], feature_range=tuple(v["range"]),
-                        output=v["output"], options=exec_options(v), client=client)
+        res = transform_files(v["input"], v["out"], columns=v.get("columns"),
+                              temperature=v["temperature"], feature_range=tuple(v["range"]),
+                              output=v["output"], missing=v["missing"], dtype=v.get("dtype"),
+                              options=exec_options(v), client=client, note=note)
+        dropped(res.get("rows_dropped"))
     elif name == "train":
         from .api import train_files
 
         def log(entry):
-            if not v.get("quiet"):
+            if not quiet:
                 print(f"pass {entry['pass']}: loss {entry['loss']:.12g}  gradient "
                       f"{entry['grad_norm']:.3g}  {entry['seconds']:.2f}s  "
                       f"rss {entry['rss_bytes'] / 2**20:.0f} MiB", file=sys.stderr)
 
         m = train_files(v["input"], v["model"], label=v["label"], features=v.get("features"),
                         C=v["C"], penalty=None if v.get("no_penalty") else "l2", tol=v["tol"],
-                        max_iter=v["max_iter"], options=exec_options(v), client=client, log=log)
-        if not v.get("quiet"):
+                        max_iter=v["max_iter"], positive=v.get("positive"),
+                        missing=v["missing"], dtype=v.get("dtype"), options=exec_options(v),
+                        client=client, log=log, note=note)
+        if v["missing"] == "drop":
+            dropped(m.rows_dropped_)
+        if not quiet:
             print(f"trained on {m.rows_:,} rows in {m.passes_} passes "
                   f"({m.iterations_} iterations, converged={m.converged_}): {v['model']}",
                   file=sys.stderr)
     elif name == "score":
         from .api import score_files
 
-        score_files(v["input"], v["model"], v["out"], keep=v.get("keep"),
-                    threshold=v["threshold"], options=exec_options(v), client=client)
+        res = score_files(v["input"], v["model"], v["out"], keep=v.get("keep"),
+                          threshold=v["threshold"], missing=v["missing"], dtype=v.get("dtype"),
+                          options=exec_options(v), client=client)
+        dropped(res.get("rows_dropped"))
     elif name == "evaluate":
         from .api import evaluate_files
 
-        res = evaluate_files(v["input"], v["model"], label=v["label"],
-                             options=exec_options(v), client=client)
+        res = evaluate_files(v["input"], v["model"], label=v["label"], missing=v["missing"],
+                             dtype=v.get("dtype"), options=exec_options(v), client=client)
+        dropped(res.get("rows_dropped"))
         print(json.dumps(res), file=out)
     elif name == "run":
         from .jobs import run_job

@@ -47,3 +47,15 @@ def parse_size(text: str | int | None, *, name: str = "size") -> int | None:
     if text is None:
         return None
     return SIZE.to_bytes(check(name, text, SIZE))
+
+
+def located_error(message: str, source, *, column: str | None = None,
+                  index: int | None = None) -> PipelineError:
+    """An error at row ``index`` of a block read from ``source``: an object that locates its
+    rows (``locate(index) -> (path, row)``, as :class:`pipeline.sources.RowOrigin`), or just a
+    name (then the row is the block's own index)."""
+    if hasattr(source, "locate"):
+        path, row = source.locate(index) if index is not None else (str(source), None)
+    else:
+        path, row = (str(source) if source else None), index
+    return PipelineError(message, path=path, column=column, row=row)

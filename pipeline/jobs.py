@@ -162,6 +162,18 @@ def _check_value(arg, value, path, where, key, base):
         if arg.type is float:
             return [float(v) for v in value] if arg.nargs else float(value)
         return value
+    if arg.type == "value":  # parsed later to the column's type
+        if not isinstance(value, bool | int | float | str):
+            raise bad("a value (true, a number or a string)")
+        return value
+    if arg.repeat:  # a list of KEY=VALUE strings, or a table {KEY: VALUE}
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return [f"{k}={v}" for k, v in value.items()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a table of COL = \"TYPE\" or a list of \"COL=TYPE\" strings")
+        return value
     if arg.nargs == "+":
         if isinstance(value, str):
             value = [value]

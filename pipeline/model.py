@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from . import kernels
 from .device import to_host
-from .errors import PipelineError
+from .errors import PipelineError, located_error
 from .params import (
     COUNT,
     FINITE,
@@ -40,6 +40,7 @@ from .params import (
     Options,
     check,
 )
+from .values import apply_missing, binary_label, float_values
 
 
 class ConvergenceWarning(UserWarning):
@@ -49,73 +50,43 @@ class ConvergenceWarning(UserWarning):
 # --- per-partition work: plain NumPy, mapped by the executor ---------------------------------
 
 
-def load_block(table_or_frame, features, label: str | None, source: str = "",
-               first_row: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features as a float64 (n, p) array and the label as float64, validated.
+def load_block(block, features, label: str | None, source="", *, missing: str = "error",
+               classes: tuple = (1, 0)) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features as a float64 (n, p) array and the label as float64 0/1, validated.
+
+    ``block`` is a ``pyarrow.Table`` or a pandas DataFrame; ``source`` names where its rows
+    come from (a :class:`~pipeline.sources.RowOrigin` locates each row's file and row).
+    Features may be float, integer or bool columns (converted exactly); the label equals
+    ``classes[0]`` (the positive class, 1) or ``classes[1]`` (0). Rows with a missing feature
+    or label are an error, or dropped with ``missing="drop"``.
 
     X is column-major, so each column is one contiguous copy; its memory comes from
     pyarrow's pool (no fresh huge-page mappings per chunk).
     """
-    from .buffers import empty_column, fill_column
+    from .buffers import empty_column
 
-    cols = [_column(table_or_frame, name, source, raw=True) for name in features]
-    n = len(cols[0]) if cols else _num_rows(table_or_frame)
-    flat, _ = empty_column(n * len(cols), np.float64)
-    X = flat.reshape((len(cols), n)).T  # (n, p), column-major
-    for j, (name, col) in enumerate(zip(features, cols, strict=True)):
-        try:
-            if isinstance(col, pa.ChunkedArray | pa.Array):
-                fill_column(col, X[:, j])
-            else:
-                X[:, j] = col
-        except (TypeError, ValueError, pa.ArrowException):
-            raise PipelineError("column is not numeric", path=source or None,
-                                column=name) from None
-        if not np.isfinite(X[:, j].sum()):  # cheap; NaN and inf propagate into the sum
+    table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(
+        block, preserve_index=False)
+    used = [*features, *([label] if label is not None else [])]
+    for name in used:
+        if name not in table.column_names:
+            raise PipelineError("no such column in the input", path=str(source) or None,
+                                column=name)
+    table, source, _ = apply_missing(table, used, missing, source)
+    n = table.num_rows
+    flat, _ = empty_column(n * len(features), np.float64)
+    X = flat.reshape((len(features), n)).T  # (n, p), column-major
+    for j, name in enumerate(features):
+        float_values(table.column(name), name, source, out=X[:, j])
+        if not np.isfinite(X[:, j].sum()):  # cheap; inf propagates into the sum
             bad = ~np.isfinite(X[:, j])
             if bad.any():
-                row = first_row + int(np.argmax(bad))
-                raise PipelineError("feature is NaN or infinite", path=source or None,
-                                    column=name, row=row if first_row >= 0 else None)
+                raise located_error("feature is infinite", source, column=name,
+                                    index=int(np.argmax(bad)))
     y = None
     if label is not None:
-        try:
-            y = np.asarray(_column(table_or_frame, label, source), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise PipelineError("label must be 0 or 1 (not numeric)", path=source or None,
-                                column=label) from None
-        bad = ~((y == 0) | (y == 1))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise PipelineError(f"label must be 0 or 1; got {y[i]!r}", path=source or None,
-                                column=label)
+        y = binary_label(table.column(label), label, classes[0], classes[1], source)
     return X, y
-
-
-def _num_rows(t) -> int:
-    return t.num_rows if hasattr(t, "num_rows") else len(t)
-
-
-def _column(t, name, source, raw: bool = False):
-    names = t.column_names if hasattr(t, "column_names") else list(t.columns)
-    if name not in names:
-        raise PipelineError("no such column in the input", path=source or None, column=name)
-    col = t.column(name) if hasattr(t, "column_names") else t[name]
-    if hasattr(col, "null_count") and col.null_count:
-        raise PipelineError("column has missing values", path=source or None, column=name)
-    if raw and isinstance(col, pa.ChunkedArray):
-        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            raise PipelineError("column is not numeric", path=source or None, column=name)
-        return col
-    if hasattr(col, "to_numpy"):
-        from .buffers import column_numpy
-
-        try:
-            return col.to_numpy() if not hasattr(t, "column_names") else column_numpy(col)
-        except (TypeError, ValueError):
-            raise PipelineError("column is not numeric", path=source or None,
-                                column=name) from None
-    return col
 
 
 def block_nbytes(rows: int, p: int) -> int:
@@ -142,7 +113,7 @@ def partition_stats(block, coef, intercept: float) -> tuple:
     ``e = exp(-|z|)`` per row gives all three: -log σ(m) = log1p(e) + max(-m, 0) with m the
     margin of the true class, σ(z) = max(e, [z >= 0]) / (1 + e), σ'(z) = e / (1 + e)².
     """
-    X, y = block
+    X, y = block[0], block[1]
     if not isinstance(X, np.ndarray):
         return _partition_stats_xp(X, y, coef, intercept)
     n, p = X.shape
@@ -312,10 +283,13 @@ class LogisticModel:
             yv = np.asarray(y, dtype=np.float64).reshape(-1)
             if len(yv) != len(X):
                 raise PipelineError(f"X has {len(X)} rows but y has {len(yv)}")
-            block = load_block(_ArrayTable(X, yv), list(range(X.shape[1])), "y")
+            names = [f"x{j}" for j in range(X.shape[1])]
+            table = pa.table([*(X[:, j] for j in range(X.shape[1])), yv],
+                             names=[*names, "label"])
+            block = load_block(table, names, "label")
             blocks = [(block[0][i:i + 65536], block[1][i:i + 65536])
                       for i in range(0, len(X), 65536)] or [block]
-            self.features_ = [f"x{j}" for j in range(X.shape[1])]
+            self.features_ = names
             self.label_ = "label"
             self.passes_ = 0
             return self._solve(blocks, None, log=log)
@@ -377,6 +351,8 @@ class LogisticModel:
                 parts = [fn(item) for item in blocks] if executor is None else \
                     [r for _, r in executor.map_unordered(fn, blocks)]
             self.passes_ += 1
+            if self.passes_ == 1:  # loaders report their dropped rows on the first pass
+                self.rows_dropped_ = sum(q[5] for q in parts if len(q) > 5)
             n = sum(q[0] for q in parts)
             if n == 0:
                 raise PipelineError("no rows to train on")
@@ -484,6 +460,9 @@ class LogisticModel:
             "rows": self.rows_, "passes": self.passes_, "iterations": self.iterations_,
             "converged": self.converged_, "loss": self.loss_, "history": self.history_,
             "tol": self.tol, "max_iter": self.max_iter,
+            "positive": getattr(self, "positive_", 1), "negative": getattr(self, "negative_", 0),
+            "rows_dropped": getattr(self, "rows_dropped_", 0),
+            "missing": getattr(self, "missing_", "error"),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
         }
 
@@ -560,11 +539,21 @@ class LogisticModel:
         m.loss_ = None if loss is None else float(loss)
         m.history_ = list(d.get("history", []))
         m.input_ = d.get("input")
+        # files written before labels had classes: 0/1 labels
+        m.positive_, m.negative_ = d.get("positive", 1), d.get("negative", 0)
+        if m.positive_ == m.negative_:
+            raise PipelineError("invalid model file: fields 'positive' and 'negative' must "
+                                "differ", path=path)
+        m.rows_dropped_ = d.get("rows_dropped", 0)
+        m.missing_ = d.get("missing", "error")
         return m
 
 
 _NAMES = ListOf(InstanceOf(str, "a string"), "a non-empty list of unique column names",
                 non_empty=True, unique=True)
+
+_LABEL_VALUE = InstanceOf((bool, int, float, str),
+                          "a label value (true/false, a number or a string)")
 
 # Every field of a model file: (rule, required). Scoring needs the first five; the rest
 # describe the fit and default when absent (rows, passes, iterations 0; converged true).
@@ -585,6 +574,10 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "loss": (Nullable(FINITE), False),
     "history": (ListOf(InstanceOf(dict, "an object"), "a list of objects"), False),
     "input": (Nullable(InstanceOf(list, "a list")), False),
+    "positive": (_LABEL_VALUE, False),
+    "negative": (_LABEL_VALUE, False),
+    "rows_dropped": (NON_NEGATIVE, False),
+    "missing": (Options("error", "drop"), False),
 }
 
 
@@ -603,23 +596,12 @@ def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     return ds / dscale
 
 
-class _ArrayTable:
-    """NumPy X, y seen as named columns, so one loader validates every input kind."""
-
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-        self.columns = list(range(X.shape[1])) + ["y"]
-
-    def __getitem__(self, key):
-        return self.y if key == "y" else self.X[:, key]
-
-    def __len__(self):
-        return len(self.X)
-
-
 def _block_stats(item, *, coef, intercept):
-    block = item.load() if hasattr(item, "load") else item
-    return partition_stats(block, coef, intercept)
+    """The statistics of one block; a block loaded here adds its count of dropped rows."""
+    if hasattr(item, "load"):
+        block = item.load()
+        return partition_stats(block, coef, intercept) + (_dropped(block),)
+    return partition_stats(item, coef, intercept)
 
 
 def _load_only(loader):
@@ -630,7 +612,13 @@ def _load_only(loader):
 def _load_and_stats(loader):
     """Load one chunk's block and evaluate the starting point (w = 0) on it."""
     block = loader.load()
-    return block, partition_stats(block, np.zeros(block[0].shape[1]), 0.0)
+    stats = partition_stats(block, np.zeros(block[0].shape[1]), 0.0) + (_dropped(block),)
+    return block, stats
+
+
+def _dropped(block) -> int:
+    """Rows a loader left out for missing values (its block's optional third item)."""
+    return int(block[2]) if len(block) > 2 else 0
 
 
 @dataclass

@@ -8,9 +8,10 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .buffers import column_numpy, empty_column, to_arrow
+from .buffers import empty_column, to_arrow
 from .device import to_host
 from .errors import PipelineError
+from .values import apply_missing, binary_label, float_values, validate_missing
 
 # Margin bins for the AUC (uniform in z over ±AUC_RANGE, the ends open): pairs within one bin
 # count as ties, which bounds the error by half the share of (positive, negative) pairs that
@@ -19,7 +20,7 @@ AUC_BINS = 1 << 18
 AUC_RANGE = 40.0
 
 
-def chunk_margin(table: pa.Table, features, coef, intercept, source: str = "",
+def chunk_margin(table: pa.Table, features, coef, intercept, source="",
                  device: str = "cpu") -> np.ndarray:
     """x·w + b for every row, accumulated column by column (no (n, p) copy)."""
     n = table.num_rows
@@ -28,15 +29,9 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source: str = "",
         i = table.schema.get_field_index(name)
         if i < 0:
             raise PipelineError("the model's feature is missing from the input",
-                                path=source or None, column=name)
-        col = table.column(i)
-        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise PipelineError(f"feature column is not numeric ({col.type})",
-                                path=source or None, column=name)
-        if col.null_count:
-            raise PipelineError("feature column has missing values", path=source or None,
-                                column=name)
-        cols.append(column_numpy(col))
+                                path=str(source) or None, column=name)
+        # float, integer or bool, exactly as float64; a missing value (kept) becomes NaN
+        cols.append(float_values(table.column(i), name, source))
     if device == "gpu":
         import cupy
 
@@ -56,7 +51,11 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source: str = "",
 
 @dataclass(frozen=True)
 class ScoreOp:
-    """Kept columns, then ``probability`` (float64) and ``prediction`` (int8)."""
+    """Kept columns, then ``probability`` (float64) and ``prediction`` (int8).
+
+    A row with a missing feature (null or NaN) is an error (``missing="error"``), left out
+    (``"drop"``), or written with null results (``"keep"``).
+    """
 
     features: tuple[str, ...]
     coef: tuple[float, ...]
@@ -64,42 +63,55 @@ class ScoreOp:
     keep: tuple[str, ...]
     threshold: float = 0.5
     device: str = "cpu"
+    missing: str = "error"
 
-    def __call__(self, table: pa.Table, source: str = "") -> pa.Table:
+    def __post_init__(self) -> None:
+        validate_missing(self.missing)
+
+    def __call__(self, table: pa.Table, source="") -> pa.Table:
         for name in self.keep:
             if name not in table.column_names:
-                raise PipelineError("no such column to keep", path=source or None, column=name)
+                raise PipelineError("no such column to keep", path=str(source) or None,
+                                    column=name)
+        table, source, mask = apply_missing(table, self.features, self.missing, source)
         z = chunk_margin(table, self.features, np.array(self.coef), self.intercept, source,
                          self.device)
         p = to_host(kernels.sigmoid(z) if self.device == "gpu" else kernels.sigmoid(z, out=z))
         pred = (p >= self.threshold).astype(np.int8)
-        arrays = [table.column(k) for k in self.keep] + [to_arrow(p), to_arrow(pred)]
+        arrays = [table.column(k) for k in self.keep] + [to_arrow(p, mask=mask),
+                                                          to_arrow(pred, mask=mask)]
         return pa.Table.from_arrays(arrays, names=[*self.keep, "probability", "prediction"])
 
 
 @dataclass(frozen=True)
 class EvalOp:
-    """Sufficient statistics of one chunk for log loss, accuracy and AUC."""
+    """Sufficient statistics of one chunk for log loss, accuracy and AUC.
+
+    The label equals ``positive`` (class 1) or ``negative`` (class 0); rows with a missing
+    feature or label are an error, or left out and counted with ``missing="drop"``.
+    """
 
     features: tuple[str, ...]
     coef: tuple[float, ...]
     intercept: float
     label: str
     device: str = "cpu"
+    missing: str = "error"
+    positive: object = 1
+    negative: object = 0
 
-    def __call__(self, table: pa.Table, source: str = "") -> dict:
+    def __post_init__(self) -> None:
+        validate_missing(self.missing, ("error", "drop"), "evaluate")
+
+    def __call__(self, table: pa.Table, source="") -> dict:
         if self.label not in table.column_names:
-            raise PipelineError("no such label column", path=source or None, column=self.label)
-        y = column_numpy(table.column(self.label))
-        try:
-            y = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise PipelineError("label must be 0 or 1", path=source or None,
-                                column=self.label) from None
-        bad = ~((y == 0) | (y == 1))
-        if bad.any():
-            raise PipelineError(f"label must be 0 or 1; got {y[np.argmax(bad)]!r}",
-                                path=source or None, column=self.label)
+            raise PipelineError("no such label column", path=str(source) or None,
+                                column=self.label)
+        rows_in = table.num_rows
+        table, source, _ = apply_missing(table, [*self.features, self.label], self.missing,
+                                         source)
+        y = binary_label(table.column(self.label), self.label, self.positive, self.negative,
+                         source)
         z = to_host(chunk_margin(table, self.features, np.array(self.coef), self.intercept,
                                  source, self.device))
         pos = y > 0.5
@@ -112,6 +124,7 @@ class EvalOp:
             "rows": len(y), "log_loss_sum": log_loss, "correct": correct,
             "pos_hist": np.bincount(bins[pos], minlength=AUC_BINS),
             "neg_hist": np.bincount(bins[~pos], minlength=AUC_BINS),
+            **({"rows_dropped": rows_in - len(y)} if self.missing == "drop" else {}),
         }
 
 
@@ -134,4 +147,6 @@ def combine_eval(parts: list[dict]) -> dict:
         "accuracy": sum(p["correct"] for p in parts) / rows,
         "auc": auc,
         "auc_error_bound": bound,
+        **({"rows_dropped": sum(p["rows_dropped"] for p in parts)}
+           if any("rows_dropped" in p for p in parts) else {}),
     }

@@ -1,16 +1,20 @@
 """Input discovery, schema checks, and chunk planning for Parquet and CSV files.
 
-A :class:`Chunk` is one unit of work: whole Parquet row groups packed up to the block size, or
-a byte range of a CSV file cut at line ends. :func:`read_chunk` turns one into a
-``pyarrow.Table``; nothing here knows about transforms or models.
+A :class:`Chunk` is one unit of work: whole Parquet row groups packed up to the block size, a
+byte range of a CSV file cut at line ends, or one whole compressed CSV file (streamed in
+batches, never split: a compressed stream cannot be entered in the middle).
+:meth:`ChunkReader.read_located` turns one into a ``pyarrow.Table`` and a :class:`RowOrigin`
+that names the file and row of any of its rows; nothing here knows about transforms or models.
 """
 
 from __future__ import annotations
 
-import glob
 import io
+import json
+import lzma
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -18,22 +22,30 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
+from .storage import LOCAL, LocalStorage, Storage, open_storage
 
 DEFAULT_BLOCKSIZE = 128 * 2**20
-# Bytes of the first CSV file read to infer column types (later chunks are parsed with them).
+# Bytes of each CSV type-inference sample; three are taken per file (start, middle, end).
 _CSV_SAMPLE = 1 << 16
+# Bytes read at a time when counting the lines before an error (bounded memory).
+_COUNT_BLOCK = 8 * 2**20
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+# Compressed CSV: extension -> codec (pyarrow's names; xz is decoded by Python's lzma).
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
 
 
 @dataclass(frozen=True)
 class Piece:
-    """Part of one file: whole Parquet row groups, or a CSV byte range cut at line ends."""
+    """Part of one file: whole Parquet row groups, a CSV byte range cut at line ends, or a
+    whole compressed CSV file."""
 
     path: str
     row_groups: tuple[int, ...] = ()
     byte_range: tuple[int, int] | None = None
     rows: int | None = None  # known up front for Parquet
     size: int = 0            # input bytes (Parquet: uncompressed)
+    first_row: int = 0       # Parquet: rows of the file's earlier row groups
+    compression: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,28 +72,92 @@ class Chunk:
             return None
         return sum(p.rows for p in self.pieces)
 
+    @property
+    def streamed(self) -> bool:
+        """A compressed CSV file: read as a stream of batches, never whole."""
+        return self.pieces[0].compression is not None
+
 
 def pack(pieces: list[Piece], fmt: str, blocksize: int) -> list[Chunk]:
     """Consecutive pieces packed into chunks of at most ``blocksize`` input bytes (a larger
-    piece is a chunk of its own): a big file is many chunks, many small files are few."""
+    piece is a chunk of its own): a big file is many chunks, many small files are few. A
+    compressed file is always a chunk of its own."""
     chunks: list[Chunk] = []
     cur: list[Piece] = []
     size = 0
     for piece in pieces:
-        if cur and size + piece.size > blocksize:
+        if cur and (size + piece.size > blocksize or piece.compression
+                    or cur[-1].compression):
             chunks.append(Chunk(len(chunks), fmt, tuple(cur)))
             cur, size = [], 0
         last = cur[-1] if cur else None
         if last is not None and last.path == piece.path and fmt == "parquet":
             cur[-1] = Piece(last.path, last.row_groups + piece.row_groups,
                             rows=(last.rows or 0) + (piece.rows or 0),
-                            size=last.size + piece.size)
+                            size=last.size + piece.size, first_row=last.first_row)
         else:
             cur.append(piece)
         size += piece.size
     if cur:
         chunks.append(Chunk(len(chunks), fmt, tuple(cur)))
     return chunks
+
+
+@dataclass(frozen=True)
+class Span:
+    """Consecutive rows of one file within a chunk's table."""
+
+    path: str
+    rows: int
+    first_row: int | None = None   # the span's first row in its file, when known
+    byte_start: int | None = None  # CSV: where the span starts, to count its row on demand
+
+
+@dataclass(frozen=True)
+class RowOrigin:
+    """Where each row of a table read from a chunk comes from: file and row in that file.
+
+    Rows are numbered as a user finds them: in a CSV file the data row counted from 1 after
+    the header (the line number minus one); in a Parquet file the row index from 0.
+    """
+
+    spans: tuple[Span, ...]
+    offset: int = 0
+    storage: Storage = LOCAL
+
+    def __str__(self) -> str:
+        paths = list(dict.fromkeys(s.path for s in self.spans))
+        return paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more files)"
+
+    def shifted(self, offset: int) -> RowOrigin:
+        """The origin of the rows from ``offset`` on (a slice or batch of the table)."""
+        return RowOrigin(self.spans, self.offset + offset, self.storage)
+
+    def locate(self, index: int) -> tuple[str, int | None]:
+        i = index + self.offset
+        for s in self.spans:
+            if i < s.rows:
+                first = s.first_row
+                if first is None and s.byte_start is not None:
+                    first = _rows_before(s.path, s.byte_start, self.storage)
+                return s.path, None if first is None else first + i
+            i -= s.rows
+        return self.spans[-1].path, None
+
+
+def _rows_before(path: str, offset: int, storage: Storage = LOCAL) -> int:
+    """Lines before byte ``offset`` of a CSV file (header included): the data row number, from
+    1, of the row that starts there. Streamed in blocks, so memory stays bounded."""
+    count = 0
+    with storage.open(path, "rb") as fh:
+        left = offset
+        while left > 0:
+            block = fh.read(min(_COUNT_BLOCK, left))
+            if not block:
+                break
+            count += block.count(b"\n")
+            left -= len(block)
+    return count
 
 
 @dataclass
@@ -94,9 +170,11 @@ class Source:
     chunks: list[Chunk]
     csv_header: bytes | None = None
     csv_types: dict = field(default_factory=dict)
+    storage: Storage = LOCAL
 
     def reader(self) -> ChunkReader:
-        return ChunkReader(self.fmt, self.schema.names, self.csv_header, self.csv_types)
+        return ChunkReader(self.fmt, self.schema.names, self.csv_header, self.csv_types,
+                           self.storage)
 
     @property
     def total_rows(self) -> int | None:
@@ -105,43 +183,77 @@ class Source:
         return sum(c.rows for c in self.chunks)
 
     def fingerprint(self) -> list[dict]:
-        """Paths, sizes and mtimes: what ``--resume`` checks to know the input is unchanged."""
-        out = []
-        for p in self.paths:
-            st = os.stat(p)
-            out.append({"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-        return out
+        """Paths, sizes and mtimes (object stores: ETags): what ``--resume`` checks to know the
+        input is unchanged."""
+        return [self.storage.fingerprint(p) for p in self.paths]
 
     def require_columns(self, columns, *, numeric: bool = True) -> None:
+        """Every column exists; with ``numeric``, each is a float, integer or bool column
+        (what a feature, a transformed column or a weight may be)."""
         for name in columns:
             if name not in self.schema.names:
                 raise PipelineError("no such column in the input", path=self.paths[0], column=name)
             typ = self.schema.field(name).type
-            if numeric and not (pa.types.is_floating(typ) or pa.types.is_integer(typ)):
+            if numeric and not is_numeric_type(typ):
                 raise PipelineError(f"column is not numeric ({typ})", path=self.paths[0],
                                     column=name)
 
 
-def discover(input_path: str | os.PathLike) -> tuple[list[str], str]:
-    """Files named by INPUT (a file, a folder, or a glob) and their one format."""
+def is_numeric_type(typ: pa.DataType) -> bool:
+    """Float, integer or bool: converted exactly to float64 where used."""
+    return pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)
+
+
+def input_format(path: str) -> tuple[str | None, str | None]:
+    """The format of one input file and its compression: ``("csv", "gzip")`` for x.csv.gz."""
+    name = path.lower()
+    for ext, codec in COMPRESSIONS.items():
+        if name.endswith(".csv" + ext):
+            return "csv", codec
+    return _FORMATS.get(os.path.splitext(name)[1]), None
+
+
+def open_input(path: str, compression: str | None, storage: Storage = LOCAL):
+    """A binary stream of the file's (decompressed) bytes."""
+    if compression is None:
+        return storage.open(path, "rb")
+    if isinstance(storage, LocalStorage):
+        raw = path
+    else:
+        raw = storage.open(path, "rb")
+    if compression == "xz":
+        return lzma.open(raw, "rb")
+    return pa.input_stream(raw, compression=compression)
+
+
+def discover(input_path: str | os.PathLike, storage_options: dict | None = None
+             ) -> tuple[list[str], str, Storage]:
+    """Files named by INPUT (a file, a folder, or a glob; a path or a URL) and their one
+    format. A folder that is an output of this tool (its ``_SUCCESS`` lists parts) is read
+    as its manifest says, not as a listing. Local paths are made absolute, so that workers
+    of a cluster read the same files whatever their working folder."""
     text = os.fspath(input_path)
-    if any(ch in text for ch in "*?["):
-        paths = sorted(glob.glob(text, recursive=True))
+    storage, inner = open_storage(text, storage_options)
+    if isinstance(storage, LocalStorage):
+        inner = text = os.path.abspath(text) if not any(c in text for c in "*?[") else text
+    if any(ch in inner for ch in "*?["):
+        paths = [storage.url(p) for p in storage.glob(inner)]
         if not paths:
             raise PipelineError("no file matches this pattern", path=text)
-    elif os.path.isdir(text):
-        paths = sorted(
-            os.path.join(root, name)
-            for root, dirs, names in os.walk(text)
-            for name in names
-        )
-        paths = [p for p in paths if not any(
-            part.startswith(("_", ".")) for part in os.path.relpath(p, text).split(os.sep))]
+    elif storage.isdir(inner):
+        listed = _manifest_parts(storage, inner)
+        if listed is not None:
+            paths = [storage.url(p) for p in listed]
+        else:
+            paths = [storage.url(p) for p in storage.find(inner)]
+            root = storage.url(inner).rstrip("/") + "/"
+            paths = [p for p in paths if not any(
+                part.startswith(("_", ".")) for part in p[len(root):].split("/"))]
         if not paths:
             raise PipelineError("folder holds no input files (names starting with _ or . are "
                                 "not input)", path=text)
-    elif os.path.exists(text):
-        paths = [text]
+    elif storage.exists(inner):
+        paths = [storage.url(inner)]
     else:
         raise PipelineError("no such file or folder", path=text)
     paths = [p for p in paths if not os.path.basename(p).startswith(("_", "."))]
@@ -149,92 +261,227 @@ def discover(input_path: str | os.PathLike) -> tuple[list[str], str]:
         raise PipelineError("no input files (names starting with _ or . are not input)", path=text)
     fmts = set()
     for p in paths:
-        fmt = _FORMATS.get(os.path.splitext(p)[1].lower())
+        fmt, _ = input_format(p)
         if fmt is None:
-            raise PipelineError("not a .parquet or .csv file", path=p)
+            raise PipelineError("not a .parquet or .csv file (.csv.gz, .csv.bz2, .csv.zst and "
+                                ".csv.xz are CSV)", path=p)
         fmts.add(fmt)
     if len(fmts) > 1:
         raise PipelineError("input mixes Parquet and CSV files; use one format per input",
                             path=text)
-    return paths, fmts.pop()
+    if isinstance(storage, LocalStorage):
+        paths = [os.path.abspath(p) for p in paths]
+    return paths, fmts.pop(), storage
 
 
-def plan(input_path, *, blocksize: int | None = None) -> Source:
-    """Discover INPUT, check that every file has the same schema, and cut it into chunks."""
+def _manifest_parts(storage: Storage, folder: str) -> list[str] | None:
+    """The parts an output folder's ``_SUCCESS`` lists, or None when it is not one."""
+    success = storage.join(folder, "_SUCCESS")
+    if not storage.exists(success):
+        return None
+    try:
+        parts = json.loads(storage.read_text(success))["parts"]
+        return [storage.join(folder, p["part"]) for p in parts]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
+         storage_options: dict | None = None) -> Source:
+    """Discover INPUT, check that every file has the same schema, and cut it into chunks.
+
+    ``dtype`` maps CSV column names to types (``pyarrow`` types or names such as ``"int64"``)
+    that replace the inferred ones.
+    """
     blocksize = blocksize or DEFAULT_BLOCKSIZE
-    paths, fmt = discover(input_path)
+    paths, fmt, storage = discover(input_path, storage_options)
     if fmt == "parquet":
-        return _plan_parquet(paths, blocksize)
-    return _plan_csv(paths, blocksize)
+        source = _plan_parquet(paths, blocksize, storage)
+    else:
+        source = _plan_csv(paths, blocksize, parse_dtypes(dtype), storage)
+    source.storage = storage
+    return source
 
 
-def _plan_parquet(paths: list[str], blocksize: int) -> Source:
+def parse_dtypes(dtype) -> dict[str, pa.DataType]:
+    """``{"col": "int64"}`` or ``["col=int64", ...]`` as ``{"col": pa.int64()}``."""
+    if not dtype:
+        return {}
+    items = dtype.items() if isinstance(dtype, dict) else []
+    if not isinstance(dtype, dict):
+        pairs = []
+        for text in [dtype] if isinstance(dtype, str) else dtype:
+            name, sep, typ = str(text).partition("=")
+            if not sep or not name or not typ:
+                raise PipelineError(f"--dtype must be COL=TYPE (e.g. id=int64); got {text!r}")
+            pairs.append((name, typ))
+        items = pairs
+    out = {}
+    for name, typ in items:
+        if isinstance(typ, pa.DataType):
+            out[name] = typ
+            continue
+        try:
+            out[name] = pa.type_for_alias(str(typ).strip())
+        except (ValueError, KeyError):
+            raise PipelineError(f"--dtype {name}={typ}: unknown type (use int64, float64, "
+                                "float32, bool, string, ...)", column=name) from None
+    return out
+
+
+def _read_footer(storage: Storage, path: str):
+    try:
+        if isinstance(storage, LocalStorage):
+            return pq.read_metadata(path)
+        with storage.open_parquet(path) as fh:
+            return pq.read_metadata(fh)
+    except (pa.ArrowException, OSError) as exc:
+        raise PipelineError(f"not a readable Parquet file ({_short(exc)})", path=path) from None
+
+
+def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) -> Source:
     pieces: list[Piece] = []
     schema = None
-    for path in paths:
-        try:
-            meta = pq.read_metadata(path)
-            file_schema = meta.schema.to_arrow_schema()
-        except (pa.ArrowException, OSError) as exc:
-            raise PipelineError(f"not a readable Parquet file ({_short(exc)})", path=path) from None
+    if isinstance(storage, LocalStorage):
+        footers = (_read_footer(storage, p) for p in paths)
+    else:  # one footer read per file, fetched concurrently
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(16, len(paths))) as pool:
+            footers = list(pool.map(lambda p: _read_footer(storage, p), paths))
+    for path, meta in zip(paths, footers, strict=True):
+        file_schema = meta.schema.to_arrow_schema()
         file_schema = file_schema.remove_metadata()
         if schema is None:
             schema = file_schema
         elif not file_schema.equals(schema):
             raise PipelineError(f"schema differs from {paths[0]}: "
                                 f"{_schema_diff(schema, file_schema)}", path=path)
+        before = 0
         for i in range(meta.num_row_groups):
             rg = meta.row_group(i)
-            pieces.append(Piece(path, (i,), rows=rg.num_rows, size=rg.total_byte_size))
+            pieces.append(Piece(path, (i,), rows=rg.num_rows, size=rg.total_byte_size,
+                                first_row=before))
+            before += rg.num_rows
         if meta.num_row_groups == 0:
             pieces.append(Piece(path, (), rows=0, size=0))
     return Source(paths, "parquet", schema, pack(pieces, "parquet", blocksize))
 
 
-def _plan_csv(paths: list[str], blocksize: int) -> Source:
+def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
+              storage: Storage = LOCAL) -> Source:
     header = None
-    schema = None
+    types: dict[str, pa.DataType | None] = {}
     pieces: list[Piece] = []
     for path in paths:
-        with open(path, "rb") as f:
-            first = f.readline()
-            if not first.strip():
-                raise PipelineError("CSV file has no header line", path=path)
-            if header is None:
-                header = first
-                sample = first + f.read(_CSV_SAMPLE)
-                if b"\n" in sample[len(first):]:  # whole lines only
-                    sample = sample[: sample.rfind(b"\n") + 1]
-                schema = _csv_sample_schema(path, sample)
-            elif first.rstrip(b"\r\n") != header.rstrip(b"\r\n"):
-                raise PipelineError(f"CSV header differs from {paths[0]}: "
-                                    f"{first.decode(errors='replace').strip()!r}", path=path)
-            size = os.fstat(f.fileno()).st_size
-            start = len(first)
-            while start < size:
-                stop = min(start + blocksize, size)
-                if stop < size:
-                    f.seek(stop)
-                    rest = f.readline()  # cut after the next line end
-                    stop += len(rest)
-                pieces.append(Piece(path, byte_range=(start, stop), size=stop - start))
-                start = stop
+        compression = input_format(path)[1]
+        try:
+            with open_input(path, compression, storage) as f:
+                if compression is not None:  # a stream: no readline, no seek
+                    head = f.read(4 * _CSV_SAMPLE)
+                    first = head[: head.find(b"\n") + 1] if b"\n" in head else head
+                else:
+                    first = f.readline()
+                if not first.strip():
+                    raise PipelineError("CSV file has no header line", path=path)
+                if header is None:
+                    header = first
+                elif first.rstrip(b"\r\n") != header.rstrip(b"\r\n"):
+                    raise PipelineError(f"CSV header differs from {paths[0]}: "
+                                        f"{first.decode(errors='replace').strip()!r}", path=path)
+                if compression is not None:
+                    rest = head[len(first):]
+                    samples = [_whole_lines(rest, at_end=len(head) < 4 * _CSV_SAMPLE)]
+                    size = storage.size(path)
+                    pieces.append(Piece(path, size=size, compression=compression))
+                else:
+                    size = storage.size(path)
+                    samples = _csv_samples(f, len(first), size)
+                    pieces.extend(_csv_pieces(f, path, len(first), size, blocksize))
+        except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
+            raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
+        for sample in samples:
+            for f_ in _csv_sample_schema(path, header + sample):
+                types[f_.name] = _merge_types(types.get(f_.name), f_.type)
+    names = pacsv.read_csv(io.BytesIO(header)).column_names
+    for name in dtype:
+        if name not in names:
+            raise PipelineError("--dtype names no column of the input", path=paths[0],
+                                column=name)
+    fields = []
+    for name in names:
+        typ = types.get(name)
+        if name in dtype:
+            typ = dtype[name]
+        elif typ is None or pa.types.is_null(typ):
+            typ = pa.float64()
+        fields.append(pa.field(name, typ))
+    schema = pa.schema(fields)
     return Source(paths, "csv", schema, pack(pieces, "csv", blocksize), csv_header=header,
                   csv_types={f.name: f.type for f in schema})
 
 
+def _csv_pieces(f, path: str, start: int, size: int, blocksize: int) -> list[Piece]:
+    pieces = []
+    while start < size:
+        stop = min(start + blocksize, size)
+        if stop < size:
+            f.seek(stop)
+            rest = f.readline()  # cut after the next line end
+            stop += len(rest)
+        pieces.append(Piece(path, byte_range=(start, stop), size=stop - start))
+        start = stop
+    return pieces
+
+
+def _csv_samples(f, start: int, size: int) -> list[bytes]:
+    """Whole-line samples at the start, the middle and the end of the file's data."""
+    if size - start <= 3 * _CSV_SAMPLE:
+        f.seek(start)
+        return [f.read()]
+    out = []
+    for at in (start, (start + size) // 2, size - _CSV_SAMPLE):
+        f.seek(at)
+        data = f.read(_CSV_SAMPLE)
+        if at > start:  # begin after the line end that the sample's first byte follows
+            f.seek(at - 1)
+            data = (f.read(1) + data)
+            data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+        out.append(_whole_lines(data, at_end=at + _CSV_SAMPLE >= size))
+    return out
+
+
+def _whole_lines(data: bytes, *, at_end: bool) -> bytes:
+    if at_end or b"\n" not in data:
+        return data
+    return data[: data.rfind(b"\n") + 1]
+
+
 def _csv_sample_schema(path: str, sample: bytes) -> pa.Schema:
     try:
-        table = pacsv.read_csv(io.BytesIO(sample))
+        return pacsv.read_csv(io.BytesIO(sample), convert_options=_convert_options()).schema
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, exc, None, None) from None
-    fields = []
-    for f in table.schema:
-        typ = f.type
-        if pa.types.is_null(typ):
-            typ = pa.float64()
-        fields.append(pa.field(f.name, typ))
-    return pa.schema(fields)
+
+
+def _merge_types(a: pa.DataType | None, b: pa.DataType) -> pa.DataType:
+    """The type of a column that two samples inferred differently: int and float make
+    float64; a text sample gives way to the other's type (its odd value is then reported, with
+    the ``--dtype`` that reads it, if the command uses the column); else string."""
+    if a is None or pa.types.is_null(a):
+        return b
+    if pa.types.is_null(b) or a == b:
+        return a
+    if pa.types.is_string(a) or pa.types.is_string(b):
+        return b if pa.types.is_string(a) else a
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if any(t(a) for t in numeric) and any(t(b) for t in numeric):
+        return pa.float64()
+    return pa.string()
+
+
+def _convert_options(**kw) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(strings_can_be_null=True, **kw)
 
 
 @dataclass(frozen=True)
@@ -245,44 +492,115 @@ class ChunkReader:
     names: list[str]
     csv_header: bytes | None = None
     csv_types: dict = field(default_factory=dict)
+    storage: Storage = LOCAL
 
     def read(self, chunk: Chunk, columns: list[str] | None = None,
-             numeric: tuple[str, ...] = ()) -> pa.Table:
-        return read_chunk(self, chunk, columns, numeric)
+             numeric: tuple[str, ...] = (), used: tuple[str, ...] = ()) -> pa.Table:
+        return self.read_located(chunk, columns, numeric, used)[0]
+
+    def read_located(self, chunk: Chunk, columns: list[str] | None = None,
+                     numeric: tuple[str, ...] = (), used: tuple[str, ...] = ()
+                     ) -> tuple[pa.Table, RowOrigin]:
+        """The chunk as one Table and where its rows come from.
+
+        For CSV, ``numeric`` columns are parsed as float64; a column that is neither
+        ``numeric`` nor ``used`` and holds a value its type cannot hold is read as text.
+        """
+        if chunk.streamed:
+            parts = list(self.stream(chunk, columns, numeric, used))
+            tables = [t for t, _ in parts]
+            return pa.concat_tables(tables), RowOrigin(
+                tuple(s for _, o in parts for s in o.spans), storage=self.storage)
+        tables, spans = [], []
+        for p in chunk.pieces:
+            t = _read_piece(self, chunk.fmt, p, columns, numeric, used)
+            tables.append(t)
+            if chunk.fmt == "parquet":
+                spans.append(Span(p.path, t.num_rows, first_row=p.first_row))
+            else:
+                spans.append(Span(p.path, t.num_rows, byte_start=p.byte_range[0]))
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        return table, RowOrigin(tuple(spans), storage=self.storage)
+
+    def stream(self, chunk: Chunk, columns: list[str] | None = None,
+               numeric: tuple[str, ...] = (), used: tuple[str, ...] = (),
+               batch_bytes: int = DEFAULT_BLOCKSIZE) -> Iterator[tuple[pa.Table, RowOrigin]]:
+        """A chunk as Tables of about ``batch_bytes`` input bytes each (a compressed CSV file,
+        decoded as it is read); any other chunk as one Table."""
+        if not chunk.streamed:
+            yield self.read_located(chunk, columns, numeric, used)
+            return
+        piece = chunk.pieces[0]
+        done = 0
+        opts = _convert_options(column_types=_column_types(self.csv_types, numeric),
+                                include_columns=columns)
+        try:
+            with open_input(piece.path, piece.compression, self.storage) as fh:
+                reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(
+                    use_threads=False, block_size=max(1 << 12, min(batch_bytes, 1 << 30))),
+                    convert_options=opts)
+                for batch in reader:
+                    table = pa.Table.from_batches([batch])
+                    yield table, RowOrigin((Span(piece.path, table.num_rows, done + 1),),
+                                           storage=self.storage)
+                    done += table.num_rows
+                if done == 0:  # a header and no rows: still one (empty) table
+                    yield reader.schema.empty_table(), RowOrigin((Span(piece.path, 0, 1),),
+                                                                 storage=self.storage)
+        except pa.ArrowInvalid as exc:
+            # the stream's errors carry no row number: name the rows read so far
+            err = _csv_error(piece.path, exc, self, None, numeric)
+            raise PipelineError(f"{err.detail} (after data row {done})", path=piece.path,
+                                column=err.column) from None
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise PipelineError(f"cannot read ({_short(exc)})", path=piece.path) from None
 
 
-def read_chunk(source: Source | ChunkReader, chunk: Chunk, columns: list[str] | None = None,
-               numeric: tuple[str, ...] = ()) -> pa.Table:
-    """Read one chunk as a Table. For CSV, ``numeric`` columns are parsed as float64."""
-    tables = [_read_piece(source, chunk.fmt, p, columns, numeric) for p in chunk.pieces]
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+def _column_types(types: dict, numeric) -> dict:
+    """A stream cannot re-read a batch: integer columns computed on parse as float64."""
+    types = dict(types)
+    for name in numeric:
+        if name in types and pa.types.is_integer(types[name]):
+            types[name] = pa.float64()
+    return types
 
 
-def _read_piece(source, fmt: str, piece: Piece, columns, numeric) -> pa.Table:
+def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa.Table:
     try:
         if fmt == "parquet":
-            f = pq.ParquetFile(piece.path, memory_map=True)
+            if isinstance(source.storage, LocalStorage):
+                f = pq.ParquetFile(piece.path, memory_map=True)
+            else:
+                f = pq.ParquetFile(source.storage.open_parquet(piece.path))
             if not piece.row_groups:
                 return f.schema_arrow.empty_table().select(columns or f.schema_arrow.names)
             # Arrow's own threads decode the columns: measured 40% less CPU per chunk than
             # use_threads=False (and pyarrow.dataset would import pandas, 0.2 s).
             return f.read_row_groups(list(piece.row_groups), columns=columns, use_threads=True)
         start, stop = piece.byte_range
-        with open(piece.path, "rb") as fh:
-            fh.seek(start)
-            body = fh.read(stop - start)
+        body = source.storage.read_range(piece.path, start, stop)
+        data = source.csv_header + body
+        # integer columns computed on stay integers here (exact, checked against 2**53 when
+        # converted); one that shows a decimal in this chunk is read again as float64
         types = dict(source.csv_types)
-        for name in numeric:
-            if name in types and not pa.types.is_floating(types[name]):
-                types[name] = pa.float64()
-        return pacsv.read_csv(
-            io.BytesIO(source.csv_header + body),
-            read_options=pacsv.ReadOptions(use_threads=False),
-            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=columns),
-        )
+        while True:
+            try:
+                return pacsv.read_csv(
+                    io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
+                    convert_options=_convert_options(column_types=types,
+                                                     include_columns=columns))
+            except pa.ArrowInvalid as exc:
+                name = _csv_error_column(exc, source.names)
+                if name in numeric and pa.types.is_integer(types[name]):
+                    types[name] = pa.float64()
+                elif name is None or name in numeric or name in used or \
+                        types.get(name) == pa.string():
+                    raise
+                else:  # a column the command does not use never fails the job: text
+                    types[name] = pa.string()
     except pa.ArrowInvalid as exc:
         if fmt == "csv":
-            raise _csv_error(piece.path, exc, source, piece) from None
+            raise _csv_error(piece.path, exc, source, piece, numeric) from None
         raise PipelineError(f"cannot read row groups {list(piece.row_groups)} "
                             f"({_short(exc)})", path=piece.path) from None
     except OSError as exc:
@@ -291,31 +609,49 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric) -> pa.Table:
 
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
 _CSV_ROW = re.compile(r"Row #(\d+)")
+_CSV_CONVERSION = re.compile(r"conversion error to (\S+): invalid value '(.*)'")
 
 
-def _csv_error(path: str, exc: Exception, source, piece: Piece | None):
+def _csv_error_column(exc: Exception, names: list[str]) -> str | None:
+    m = _CSV_COLUMN.search(str(exc))
+    if m and int(m.group(1)) < len(names):
+        return names[int(m.group(1))]
+    return None
+
+
+def _csv_error(path: str, exc: Exception, source, piece: Piece | None, numeric=()):
     text = str(exc)
     column = row = None
-    m = _CSV_COLUMN.search(text)
-    if m and source is not None:
-        idx = int(m.group(1))
+    if source is not None:
         names = source.names if isinstance(source, ChunkReader) else source.schema.names
-        if idx < len(names):
-            column = names[idx]
+        column = _csv_error_column(exc, names)
     m = _CSV_ROW.search(text)
     if m and piece is not None and piece.byte_range is not None:
         # pyarrow counts lines from 1 at the header of what it parsed; report the data row
         # of the file, counted from 1 after the header.
-        with open(path, "rb") as fh:
-            before = fh.read(piece.byte_range[0]).count(b"\n")  # header + earlier rows
-        row = before + int(m.group(1)) - 2
+        storage = getattr(source, "storage", LOCAL)
+        row = _rows_before(path, piece.byte_range[0], storage) - 1 + int(m.group(1)) - 1
+    m = _CSV_CONVERSION.search(text)
+    if m and column is not None:
+        typ, value = m.group(1), m.group(2)
+        if column in numeric and typ in ("double", "float"):
+            return PipelineError(f"value {value!r} is not a number", path=path,
+                                 column=column, row=row)
+        try:
+            float(value)
+            fix = "float64"
+        except ValueError:
+            fix = "string"
+        return PipelineError(f"value {value!r} is not {typ}; set the column's type with "
+                             f"--dtype {column}={fix}", path=path, column=column, row=row)
     detail = text.split(": ", 1)[-1] if "CSV conversion error" in text else text
     detail = re.sub(r"^(In CSV column #\d+: )?(Row #\d+: )?", "", detail)
     return PipelineError(f"bad CSV ({_short(detail)})", path=path, column=column, row=row)
 
 
 def _short(exc) -> str:
-    return str(exc).strip().splitlines()[0][:200]
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _schema_diff(a: pa.Schema, b: pa.Schema) -> str:

@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .buffers import column_numpy, empty_column, to_arrow
+from .buffers import empty_column, to_arrow
 from .device import to_device, to_host
 from .errors import PipelineError
 from .params import check
+from .values import apply_missing, float_values, validate_missing
 
 OUTPUTS = ("value", "derivative", "log")
 
@@ -30,9 +31,11 @@ class SigmoidOp:
     feature_range: tuple[float, float] = (0.0, 1.0)
     output: str = "value"
     device: str = "cpu"
+    missing: str = "keep"  # null or NaN in a column: keep (NaN→NaN, null→null), drop, error
 
     def __post_init__(self) -> None:
         validate_sigmoid_options(self.temperature, self.feature_range, self.output)
+        validate_missing(self.missing)
 
     def apply_array(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The transformed column, written into ``out`` when given (CPU)."""
@@ -55,12 +58,16 @@ class SigmoidOp:
             res += dtype.type(lo)
         return to_host(res)
 
-    def __call__(self, table: pa.Table, source: str = "") -> pa.Table:
+    def __call__(self, table: pa.Table, source="") -> pa.Table:
+        """The transformed table; ``source`` locates rows for errors (see ``RowOrigin``)."""
+        if self.missing != "keep":
+            table, source, _ = apply_missing(table, self.columns, self.missing, source)
         cols = list(table.columns)
         for name in self.columns:
             i = table.schema.get_field_index(name)
             col = table.column(i)
-            x = column_numpy(col)  # zero-copy view when there are no nulls
+            # zero-copy view for floats without nulls; integers and bools exactly as float64
+            x = float_values(col, name, source, keep_float32=True)
             buf = None
             if self.device == "cpu":
                 dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
@@ -101,6 +108,13 @@ def validate_sigmoid_options(temperature, feature_range, output) -> None:
 def default_columns(schema: pa.Schema) -> tuple[str, ...]:
     """Every floating-point column."""
     return tuple(f.name for f in schema if pa.types.is_floating(f.type))
+
+
+def left_out_columns(schema: pa.Schema, exclude=()) -> tuple[str, ...]:
+    """Integer and bool columns, which the default column set leaves out (name them to use
+    them)."""
+    return tuple(f.name for f in schema if f.name not in exclude and (
+        pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)))
 
 
 def sigmoid_columns(df, columns=None, temperature: float = 1.0, feature_range=(0, 1),

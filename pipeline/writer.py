@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from .errors import PipelineError
 from .monitor import ChunkTimer, RssSampler
 from .progress import Progress
-from .storage import open_storage, redact
+from .storage import is_url, open_storage, redact
 
 SUCCESS = "_SUCCESS"
 JOB = "_job.json"
@@ -143,11 +143,11 @@ def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str 
     name = target.name(task.index)
     uploaded = {}
     with ChunkTimer() as timer:
+        data = task.produce()
         if target.storage is None:
-            tmp, rows = write_part_file(task.produce(), target.folder, task.index, target.fmt)
+            tmp, rows = write_part_file(data, target.folder, task.index, target.fmt)
         else:
-            local, rows = write_part_file(task.produce(), tempfile.gettempdir(), task.index,
-                                          target.fmt)
+            local, rows = write_part_file(data, tempfile.gettempdir(), task.index, target.fmt)
             try:
                 uploaded = target.storage.put_file(local, target.storage.join(target.folder,
                                                                               name))
@@ -157,6 +157,7 @@ def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str 
     rec = timer.record(chunk=task.index, part=name, source=task.source_path, rows=rows,
                        device=device).to_dict()
     rec.update(uploaded)
+    rec.update(getattr(data, "record_extras", {}))  # e.g. rows_dropped
     return rec, tmp
 
 
@@ -306,9 +307,7 @@ class OutputFolder:
             # (Parquet) or the chunk's record (CSV input: no count before reading).
             num_rows = _part_rows(part, fmt)
             rec = records.get(index)
-            expected = expected_rows[index]
-            if expected is None:
-                expected = rec.get("rows") if rec is not None else None
+            expected = _expected_part_rows(expected_rows[index], rec)
             if num_rows is None or expected is None or num_rows != expected:
                 part.unlink()
                 continue
@@ -586,6 +585,16 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _expected_part_rows(planned: int | None, rec: dict | None) -> int | None:
+    """The rows a kept part must have: its record's (which, with the rows it dropped, must
+    add up to the plan's count where the plan knows it), else the plan's."""
+    if rec is None or not isinstance(rec.get("rows"), int):
+        return planned
+    if planned is not None and rec["rows"] + rec.get("rows_dropped", 0) != planned:
+        return None
+    return rec["rows"]
+
+
 def _part_rows(part: Path, fmt: str) -> int | None:
     try:
         if fmt == "parquet":
@@ -660,6 +669,9 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
         "resumed_parts": len(folder.kept),
     }
+    dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
+    if dropped:
+        manifest["rows_dropped"] = sum(dropped)
     folder.finish(manifest, extras)
     return manifest
 
@@ -682,12 +694,15 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
     folder input would read its own output.
 
     ``inputs`` are the input files; ``input_arg`` the INPUT as given (a folder counts as
-    the input, a glob as its files).
+    the input, a glob as its files). URLs are compared as written.
     """
-    target = os.path.realpath(out)
-    roots = [os.path.realpath(p) for p in inputs]
-    if input_arg is not None and os.path.isdir(input_arg):
-        roots.append(os.path.realpath(input_arg))
+    target = _resolved(out)
+    roots = [_resolved(p) for p in inputs]
+    if input_arg is not None and not is_url(input_arg) and os.path.isdir(input_arg):
+        roots.append(_resolved(input_arg))
+    elif input_arg is not None and is_url(input_arg) and not any(c in str(input_arg)
+                                                                 for c in "*?["):
+        roots.append(_resolved(input_arg))
     for root in roots:
         if target == root or _inside(target, root) or _inside(root, target):
             relation = ("is" if target == root else
@@ -696,5 +711,11 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
                                 f"{what}", path=os.fspath(out))
 
 
+def _resolved(path) -> str:
+    text = os.fspath(path)
+    return text.rstrip("/") if is_url(text) else os.path.realpath(text)
+
+
 def _inside(child: str, parent: str) -> bool:
-    return child.startswith(parent.rstrip(os.sep) + os.sep)
+    sep = "/" if is_url(parent) else os.sep
+    return child.startswith(parent.rstrip(sep) + sep)

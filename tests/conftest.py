@@ -73,7 +73,7 @@ def _wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
 class DaskProcesses:
     """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1."""
 
-    def __init__(self, workers: int = 2, nthreads: int = 1) -> None:
+    def __init__(self, workers: int = 2, nthreads: int = 1, cwd=None) -> None:
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -86,7 +86,8 @@ class DaskProcesses:
                 [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
                  "--host", "127.0.0.1", "--nthreads", str(nthreads), "--no-nanny",
                  "--no-dashboard", "--memory-limit", "2GiB", "--name", f"w{i}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                cwd=None if cwd is None else _own_folder(cwd, f"w{i}"))
             for i in range(workers)
         ]
         _wait_for_workers(self.address, workers)
@@ -100,6 +101,12 @@ class DaskProcesses:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _own_folder(base, name):
+    folder = Path(base) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

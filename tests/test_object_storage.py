@@ -123,3 +123,113 @@ def test_failed_overwrite_on_s3_leaves_the_old_output_whole(moto_server, bucket,
     assert run_cli("generate", url, "--rows", "6000", "--features", "3", "--files", "9000",
                    "--overwrite", "--quiet") == 2
     assert {p: fs.info(p)["ETag"] for p in fs.find(url)} == before
+
+
+# --- reading from the bucket: transform, train, score, evaluate --------------------------------
+
+
+def _upload_folder(fs, local, url):
+    for p in sorted(local.iterdir()):
+        fs.put_file(str(p), f"{url}/{p.name}")
+
+
+def test_transform_s3_to_s3_equals_local_for_parquet_csv_and_gzip(moto_server, bucket,
+                                                                     tmp_path):
+    import pyarrow.csv as pacsv
+    from conftest import make_table
+
+    fs = s3fs_client(moto_server)
+    local = {"pq": tmp_path / "pq", "csv": tmp_path / "csv", "gz": tmp_path / "gz"}
+    for folder in local.values():
+        folder.mkdir()
+    for k in range(3):
+        t = make_table(3000, seed=k, start=k * 3000)
+        pq.write_table(t, local["pq"] / f"p{k}.parquet", row_group_size=700)
+        pacsv.write_csv(t, local["csv"] / f"p{k}.csv")
+        with pa.CompressedOutputStream(str(local["gz"] / f"p{k}.csv.gz"), "gzip") as out:
+            pacsv.write_csv(t, out)
+    for kind, folder in local.items():
+        _upload_folder(fs, folder, f"{bucket}/in-{kind}")
+        assert run_cli("transform", folder, tmp_path / f"out-{kind}", "--blocksize", "40KiB",
+                       "--quiet") == 0
+        url = f"{bucket}/out-{kind}"
+        assert run_cli("transform", f"{bucket}/in-{kind}", url, "--blocksize", "40KiB",
+                       "--quiet") == 0
+        manifest, table = _read_s3_output(fs, url)
+        assert table.equals(read_output(tmp_path / f"out-{kind}")), kind
+        assert len(manifest["parts"]) >= 3 and manifest["input"][0]["path"].startswith("s3://")
+        _only_manifest_objects(fs, url)
+        # an output folder on s3 is an input too: its manifest's parts, nothing else
+        assert run_cli("transform", url, f"{bucket}/again-{kind}", "--columns", "f0",
+                       "--quiet") == 0
+        assert _read_s3_output(fs, f"{bucket}/again-{kind}")[0]["rows"] == 9000
+
+
+def test_train_score_evaluate_read_from_s3(moto_server, bucket, tmp_path, capsys):
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "d", "--rows", "20000", "--features", "4",
+                   "--files", "2", "--quiet") == 0
+    _upload_folder(fs, tmp_path / "d", f"{bucket}/d")
+    assert run_cli("train", tmp_path / "d", tmp_path / "local.json", "--label", "label",
+                   "--quiet") == 0
+    assert run_cli("train", f"{bucket}/d", tmp_path / "s3.json", "--label", "label",
+                   "--quiet") == 0
+    a = json.loads((tmp_path / "local.json").read_text())
+    b = json.loads((tmp_path / "s3.json").read_text())
+    assert a["coef"] == b["coef"] and a["intercept"] == b["intercept"]
+    assert run_cli("score", f"{bucket}/d", tmp_path / "s3.json", f"{bucket}/scored",
+                   "--quiet") == 0
+    assert run_cli("score", tmp_path / "d", tmp_path / "s3.json", tmp_path / "scored",
+                   "--quiet") == 0
+    assert _read_s3_output(fs, f"{bucket}/scored")[1].equals(read_output(tmp_path / "scored"))
+    capsys.readouterr()
+    assert run_cli("evaluate", f"{bucket}/d", tmp_path / "s3.json", "--label", "label") == 0
+    s3_eval = json.loads(capsys.readouterr().out)
+    assert run_cli("evaluate", tmp_path / "d", tmp_path / "s3.json", "--label", "label") == 0
+    assert json.loads(capsys.readouterr().out) == s3_eval and s3_eval["rows"] == 20000
+
+
+def test_transform_killed_on_s3_resumes_to_a_clean_run(moto_server, bucket, tmp_path):
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "d", "--rows", "30000", "--features", "3",
+                   "--files", "6", "--quiet") == 0
+    _upload_folder(fs, tmp_path / "d", f"{bucket}/d")
+    assert run_cli("transform", tmp_path / "d", tmp_path / "clean", "--quiet") == 0
+    url = f"{bucket}/t"
+    _kill_at("part-3", "transform", f"{bucket}/d", url, "--quiet", "--threads-per-worker", "1",
+             "--blocksize", "1")
+    assert run_cli("transform", f"{bucket}/d", url, "--resume", "--quiet", "--blocksize",
+                   "1") == 0
+    manifest, table = _read_s3_output(fs, url)
+    assert manifest["resumed_parts"] >= 3
+    assert table.equals(read_output(tmp_path / "clean"))
+    _only_manifest_objects(fs, url)
+
+
+def test_dask_workers_with_no_shared_disk_run_a_job_on_the_bucket(moto_server, bucket,
+                                                                   tmp_path, monkeypatch):
+    """A real scheduler and two workers, each in its own empty folder: input and output live
+    only in the bucket."""
+    from conftest import DaskProcesses
+
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "d", "--rows", "20000", "--features", "3",
+                   "--files", "4", "--quiet") == 0
+    _upload_folder(fs, tmp_path / "d", f"{bucket}/d")
+    assert run_cli("transform", tmp_path / "d", tmp_path / "clean", "--quiet") == 0
+    cluster = DaskProcesses(workers=2, cwd=tmp_path / "workers")
+    try:
+        assert run_cli("transform", f"{bucket}/d", f"{bucket}/t", "--scheduler",
+                       cluster.address, "--blocksize", "1", "--quiet") == 0
+        # local paths relative to the client's folder reach workers that run elsewhere
+        monkeypatch.chdir(tmp_path)
+        assert run_cli("transform", "d", "rel-out", "--scheduler", cluster.address,
+                       "--blocksize", "1", "--quiet") == 0
+    finally:
+        cluster.close()
+    manifest, table = _read_s3_output(fs, f"{bucket}/t")
+    assert table.equals(read_output(tmp_path / "clean"))
+    records = [json.loads(x) for x in fs.cat_file(f"{bucket}/t/_chunks.jsonl").splitlines()]
+    assert len(records) == 4 and all(r["worker"].startswith("tcp://") for r in records)
+    assert not any((tmp_path / "workers").rglob("*.parquet"))  # nothing on the workers' disks
+    assert read_output(tmp_path / "rel-out").equals(read_output(tmp_path / "clean"))

@@ -370,7 +370,7 @@ def _fits_in_memory(source, p: int, executor) -> bool:
     rows = source.total_rows
     if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
         # (compressed CSV: float text compresses about 2-3x; count it as 4x its file)
-        need = sum(os.path.getsize(f) * (4 if input_format(f)[1] else 1)
+        need = sum(source.storage.size(f) * (4 if input_format(f)[1] else 1)
                    for f in source.paths)
     else:
         need = block_nbytes(rows, p)

@@ -84,6 +84,17 @@ def test_score_and_evaluate_read_a_model_on_s3(moto_server, bucket, data_dir, tm
     assert json.loads(s3_line) == json.loads(local_line)
 
 
+def test_train_on_a_csv_input_on_s3_equals_train_on_the_same_files_on_disk(
+        moto_server, bucket, tmp_path):
+    gen = ["--rows", "3000", "--features", "3", "--files", "2", "--format", "csv", "--quiet"]
+    assert run_cli("generate", f"{bucket}/csv", *gen) == 0
+    assert run_cli("generate", tmp_path / "csv", *gen) == 0
+    assert run_cli("train", f"{bucket}/csv", f"{bucket}/m.json", *FEATS) == 0
+    assert run_cli("train", tmp_path / "csv", tmp_path / "m.json", *FEATS) == 0
+    np.testing.assert_array_equal(LogisticModel.load(f"{bucket}/m.json").coef_,
+                                  LogisticModel.load(tmp_path / "m.json").coef_)
+
+
 def test_missing_model_on_a_url_is_one_error_line(moto_server, bucket, data_dir, tmp_path,
                                                   capsys):
     assert run_cli("score", data_dir, f"{bucket}/none.json", tmp_path / "o") == 2
@@ -155,7 +166,7 @@ quiet = true
 
 [[steps]]
 command = "train"
-input = "{data_dir}"
+input = "data/gen"
 model = "../models/m.json"
 label = "label"
 features = ["f0", "f1", "f2"]
@@ -180,6 +191,8 @@ out = "data/scores"
     manifest = json.loads(fs.cat_file(f"{bucket}/jobs/data/scores/_SUCCESS"))
     assert manifest["params"]["model_path"] == f"{bucket}/models/m.json"
     assert manifest["rows"] == 2000
+    model = json.loads(fs.cat_file(f"{bucket}/models/m.json"))
+    assert model["rows"] == 3000  # trained on the generated data, read from the bucket
 
 
 def test_job_validator_checks_that_url_inputs_exist(moto_server, bucket, tmp_path):

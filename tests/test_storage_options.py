@@ -257,8 +257,6 @@ out = "../job-scores"
     assert not any(s in out.out + out.err for s in secrets)
 
 
-@pytest.mark.xfail(reason="INPUT on a URL needs the object-storage readers (sources.plan)",
-                   strict=False)
 def test_no_secret_is_written_with_inputs_on_s3(moto_server, bucket, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     opts = ["--storage-option", f"key={KEY_ID}", "--storage-option", f"secret={SECRET}"]

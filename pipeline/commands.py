@@ -71,16 +71,20 @@ class Arg:
 
 def key_values(items: list[str]) -> dict:
     """``--storage-option KEY=VALUE`` texts as one table; a value that is JSON (``true``,
-    ``3``) is parsed as JSON, any other is text. A bad item is not echoed: it may hold a
-    secret."""
-    from .storage import parse_storage_options
+    ``3``) is parsed as JSON, any other is text, and a secret's value (an option that
+    :func:`~pipeline.storage.redact` hides) is always text: ``secret=12345`` stays a string.
+    A bad item is not echoed: it may hold a secret."""
+    from .storage import parse_storage_options, redact
 
     for i, item in enumerate(items, start=1):
         key, sep, _ = item.partition("=")
         if not (sep and key.strip()):
             raise PipelineError(f"--storage-option must be KEY=VALUE; item {i} is not (its "
                                 "text is not shown, as it may hold a secret)")
-    return parse_storage_options(items)
+    options = parse_storage_options(items)
+    texts = dict(item.split("=", 1) for item in items)
+    hidden = {k for k, v in redact(dict.fromkeys(texts, "")).items() if v != ""}
+    return {k: texts[k] if k in hidden else v for k, v in options.items()}
 
 
 STORAGE_ARG = Arg("storage_options", flag="--storage-option", check=STORAGE_OPTIONS,

@@ -11,6 +11,7 @@ import s3fs
 from conftest import S3_ENV, run_cli, run_proc, s3fs_client, write_parquet_files
 
 import pipeline
+from pipeline.commands import key_values
 from pipeline.execution import ExecOptions
 from pipeline.jobs import load_job
 
@@ -122,6 +123,13 @@ def test_nested_storage_options_are_refused_without_showing_a_secret():
     assert str(err.value) == (
         "storage_options must be a table of option names to strings, numbers or booleans; "
         "got {'endpoint_url': 'http://x', 'secret': '<redacted>', 'client_kwargs': <dict>}")
+
+
+def test_storage_option_values_are_json_where_they_are_and_secrets_stay_text():
+    assert key_values(["anon=true", "max_concurrency=4", "endpoint_url=http://h:9000",
+                       "secret=12345", "sas_token=true", "region=us-east-1", "a=b=c"]) == {
+        "anon": True, "max_concurrency": 4, "endpoint_url": "http://h:9000",
+        "secret": "12345", "sas_token": "true", "region": "us-east-1", "a": "b=c"}
 
 
 def test_storage_option_without_equals_is_one_error_line_that_does_not_echo_it(tmp_path,

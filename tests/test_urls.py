@@ -70,6 +70,18 @@ def test_overwrite_of_an_s3_object_that_is_not_a_model_leaves_it(moto_server, bu
         f"error: {bucket}/folder: model path is a folder, not a file\n"
 
 
+def test_model_path_that_is_an_input_file_on_s3_is_refused_and_untouched(moto_server, bucket,
+                                                                          capsys):
+    assert run_cli("generate", f"{bucket}/gen", *GEN) == 0
+    fs = s3fs_client(moto_server)
+    part = next(p for p in _keys(fs, bucket) if p.endswith(".parquet"))
+    before = fs.info(f"{bucket}/{part}")["ETag"]
+    assert run_cli("train", f"{bucket}/gen", f"{bucket}/{part}", *FEATS, "--overwrite") == 2
+    assert capsys.readouterr().err == \
+        f"error: {bucket}/{part}: the model path is an input file; choose another\n"
+    assert fs.info(f"{bucket}/{part}")["ETag"] == before
+
+
 def test_score_and_evaluate_read_a_model_on_s3(moto_server, bucket, data_dir, tmp_path, capsys):
     assert run_cli("train", data_dir, f"{bucket}/model.json", *FEATS) == 0
     assert run_cli("train", data_dir, tmp_path / "model.json", *FEATS) == 0

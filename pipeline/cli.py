@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from .commands import COMMANDS, execute
-from .errors import PipelineError
+from .errors import PipelineError, StorageError
 from .execution import validate_exec_options
 
 
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ Local paths use ``os`` directly (today's speed: memory-mapped Parquet, no fsspec
 
 from __future__ import annotations
 
+import functools
 import glob as _glob
 import json
 import os
@@ -19,7 +20,7 @@ import shutil
 import uuid
 from typing import IO, Any
 
-from .errors import PipelineError
+from .errors import PipelineError, StorageError
 
 # URL schemes and the extra that brings their file system.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "az": "azure",
@@ -237,6 +238,29 @@ def _version(info: dict) -> str | None:
 def _takes_refresh(fs) -> bool:
     return type(fs).__name__ in ("S3FileSystem", "GCSFileSystem", "AzureBlobFileSystem")
 
+
+def _storage_errors(method):
+    """A store's failure, after its client's own retries, as one StorageError naming the
+    operation and the object; a missing object stays FileNotFoundError."""
+
+    @functools.wraps(method)
+    def wrapper(self, path, *args, **kwargs):
+        try:
+            return method(self, path, *args, **kwargs)
+        except (FileNotFoundError, PipelineError, StorageError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
+                type(exc).__name__
+            raise StorageError(f"{self.url(path)}: {method.__name__} failed "
+                               f"({detail})") from None
+
+    return wrapper
+
+
+for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "read_range",
+              "read_text", "write_text", "put_file", "rm"):
+    setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
 
 Storage = LocalStorage | FsspecStorage
 LOCAL = LocalStorage()

@@ -383,10 +383,10 @@ class ManifestFolder:
        at OUT's top level changes, so an existing output stays whole and readable.
     2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
        object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
-    3. Commit: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are PUT, then
-       ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
-    4. Cleanup: objects the new manifest does not list (an old output's parts, other
-       attempts) and ``_pending/<id>`` are deleted.
+    3. Commit: ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
+    4. Publish and clean up: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are
+       PUT; objects the new manifest does not list (an old output's parts, other attempts)
+       and ``_pending/<id>`` are deleted.
 
     ``--resume`` finds the attempt with the same identity, keeps each part whose record and
     object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
@@ -442,7 +442,10 @@ class ManifestFolder:
         attempts = self._attempts()
         if self.resume:
             if current is not None and self._same_job(current):
-                self.complete_manifest = current
+                self.complete_manifest = current  # killed after its commit: finish up
+                attempt = next((a for a, job in attempts.items() if self._same_job(job)), None)
+                if attempt is not None:
+                    self._publish(attempt)
                 self._cleanup(current)
                 return
             for attempt, job in attempts.items():
@@ -504,22 +507,35 @@ class ManifestFolder:
                                 json.dumps(record))
 
     def finish(self, manifest: dict, extras: dict | None = None) -> None:
-        records = {}
-        folder = self._path(PENDING, self.attempt)
-        for path in self.storage.find(folder):
-            rec = self._read_json(path) if not path.endswith("/" + JOB) else None
-            if rec is not None and "chunk" in rec:
-                records[int(rec["chunk"])] = rec
         for name, obj in (extras or {}).items():
             self.storage.write_text(self._path(name), json.dumps(obj, indent=1, default=str))
-        self.storage.write_text(self._path(CHUNKS), "".join(
-            json.dumps(records[i]) + "\n" for i in sorted(records)))
-        self.storage.write_text(self._path(JOB), json.dumps(self.job, indent=1))
         crash_point("before-success")
         self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
                                                                   default=str))
         crash_point("after-success")
+        self._publish(self.attempt)
         self._cleanup(manifest)
+
+    def _publish(self, attempt: str) -> None:
+        """After the commit: the attempt's records merged into ``_chunks.jsonl``, and its
+        ``_job.json`` at the top (before the commit they would have described an output that
+        was not yet the output)."""
+        folder = self._path(PENDING, attempt)
+        records, job = {}, None
+        for path in self.storage.find(folder) if self.storage.exists(folder) else []:
+            obj = self._read_json(path)
+            if obj is None:
+                continue
+            if path.endswith("/" + JOB):
+                job = obj
+            elif "chunk" in obj:
+                records[int(obj["chunk"])] = obj
+        if job is None:  # published and cleaned up already
+            return
+        self.storage.write_text(self._path(CHUNKS), "".join(
+            json.dumps(records[i]) + "\n" for i in sorted(records)))
+        job.pop("attempt", None)
+        self.storage.write_text(self._path(JOB), json.dumps(job, indent=1))
 
     def _cleanup(self, manifest: dict) -> None:
         """After the commit: delete what the manifest does not list (old parts, attempts)."""

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         values = vars(args)
         cmd = COMMANDS[values["command"]]
         for a in cmd.all_args():
+            if a.parse is not None and values.get(a.name) is not None:
+                values[a.name] = a.parse(values[a.name])
             a.validate(values.get(a.name))
         if cmd.data:
             validate_exec_options(values, named=lambda a: a.option)

@@ -25,8 +25,10 @@ from .errors import PipelineError, StorageError
 # URL schemes and the extra that brings their file system.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "az": "azure",
           "abfss": "azure"}
-# Option names whose values are secrets: never written anywhere.
-_SECRET_WORDS = ("key", "secret", "token", "password", "sas", "credential")
+# Option names whose values are secrets (by word of the name: ``key``, ``aws_secret_access_key``,
+# ``sas_token``, ``account_key``, ``connection_string``, ``credentials``): never written.
+_SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "sas", "credential",
+                 "credentials", "connection", "signature")
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -38,9 +40,18 @@ def redact(options: dict | None) -> dict:
     """Storage options as they may be recorded: secret-looking values replaced."""
     out = {}
     for key, value in (options or {}).items():
-        secret = any(w in str(key).lower() for w in _SECRET_WORDS)
-        out[key] = "<redacted>" if secret else value
+        out[key] = "<redacted>" if is_secret_option(key) else value
     return out
+
+
+def is_secret_option(name) -> bool:
+    """Whether an option's value is a secret: a word of its name (split at ``_``, ``-``,
+    ``.``) is one of the secret words (so ``aws_secret_access_key`` is, ``max_keys`` not)."""
+    import re
+
+    words = re.split(r"[_\-.]+", str(name).lower())
+    return any(w in _SECRET_WORDS for w in words) or any(
+        w in str(name).lower() for w in ("secret", "password", "credential", "token"))
 
 
 def parse_storage_options(items) -> dict:
@@ -272,7 +283,7 @@ def _storage_errors(method):
     return wrapper
 
 
-for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "read_range",
+for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
               "read_text", "write_text", "put_file", "rm", "rm_many"):
     setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
 

@@ -597,17 +597,25 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa
             return f.read_row_groups(list(piece.row_groups), columns=columns, use_threads=True)
         start, stop = piece.byte_range
         body = source.storage.read_range(piece.path, start, stop)
-        data = source.csv_header + body
+        # parsed with the header's names and no header line: no copy of the body to prepend
+        # it, and pyarrow's threads parse the body's blocks (measured: 0.30 s -> 0.12 s for
+        # 96 MiB of floats, both cores free)
+        data = memoryview(body)
         # integer columns computed on stay integers here (exact, checked against 2**53 when
         # converted); one that shows a decimal in this chunk is read again as float64
         types = dict(source.csv_types)
+        threads = True
         while True:
             try:
                 return pacsv.read_csv(
-                    io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
+                    pa.BufferReader(data), read_options=pacsv.ReadOptions(
+                        use_threads=threads, column_names=source.names),
                     convert_options=_convert_options(column_types=types,
                                                      include_columns=columns))
             except pa.ArrowInvalid as exc:
+                if threads:  # threaded errors carry no row number: parse again, one thread
+                    threads = False
+                    continue
                 name = _csv_error_column(exc, source.names)
                 if name in numeric and pa.types.is_integer(types[name]):
                     types[name] = pa.float64()
@@ -645,10 +653,10 @@ def _csv_error(path: str, exc: Exception, source, piece: Piece | None, numeric=(
         column = _csv_error_column(exc, names)
     m = _CSV_ROW.search(text)
     if m and piece is not None and piece.byte_range is not None:
-        # pyarrow counts lines from 1 at the header of what it parsed; report the data row
-        # of the file, counted from 1 after the header.
         storage = getattr(source, "storage", LOCAL)
-        row = _rows_before(path, piece.byte_range[0], storage) - 1 + int(m.group(1)) - 1
+        # pyarrow counts the parsed lines from 1 (the body: no header line); the data row of
+        # the file counts from 1 after the header
+        row = _rows_before(path, piece.byte_range[0], storage) - 1 + int(m.group(1))
     m = _CSV_CONVERSION.search(text)
     if m and column is not None:
         typ, value = m.group(1), m.group(2)

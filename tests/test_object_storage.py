@@ -283,3 +283,21 @@ def test_a_store_that_keeps_failing_is_one_error_line_and_the_old_output_whole(
     fs.invalidate_cache()
     after = {p: fs.info(p)["ETag"] for p in fs.find(url) if p in before}
     assert after == before  # the old output: every object as it was, still the output
+
+
+def test_a_tasks_logged_form_shows_no_secret(moto_server, bucket, tmp_path):
+    """What a Dask worker logs of a failed task is its repr: no storage option value."""
+    from pipeline.sources import plan
+    from pipeline.tasks import file_tasks
+    from pipeline.writer import PartTarget
+
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "d", *GEN) == 0
+    _upload_folder(fs, tmp_path / "d", f"{bucket}/d")
+    secret = "do-not-log-this-8c1f"
+    source = plan(f"{bucket}/d", storage_options={"secret": secret, "key": "testing-key",
+                                                  "endpoint_url": moto_server.endpoint})
+    task = file_tasks(source)[0]
+    target = PartTarget(f"{bucket}/t", "parquet", source.storage, "a1")
+    for text in (repr(task), str(task), repr(target), repr(source.reader())):
+        assert secret not in text and "testing-key" not in text

@@ -14,6 +14,7 @@ import json
 import lzma
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -569,7 +570,8 @@ class ChunkReader:
             raise PipelineError(f"{err.detail} (after data row {done})", path=piece.path,
                                 column=err.column) from None
         except (OSError, EOFError, lzma.LZMAError) as exc:
-            raise PipelineError(f"cannot read ({_short(exc)})", path=piece.path) from None
+            raise PipelineError(f"cannot read ({_short(exc)}){_on_worker()}",
+                                path=piece.path) from None
 
 
 def _column_types(types: dict, numeric) -> dict:
@@ -630,7 +632,8 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa
         raise PipelineError(f"cannot read row groups {list(piece.row_groups)} "
                             f"({_short(exc)})", path=piece.path) from None
     except OSError as exc:
-        raise PipelineError(f"cannot read ({_short(exc)})", path=piece.path) from None
+        what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
+        raise PipelineError(f"cannot read ({what}){_on_worker()}", path=piece.path) from None
 
 
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
@@ -673,6 +676,19 @@ def _csv_error(path: str, exc: Exception, source, piece: Piece | None, numeric=(
     detail = text.split(": ", 1)[-1] if "CSV conversion error" in text else text
     detail = re.sub(r"^(In CSV column #\d+: )?(Row #\d+: )?", "", detail)
     return PipelineError(f"bad CSV ({_short(detail)})", path=path, column=column, row=row)
+
+
+def _on_worker() -> str:
+    """`` on worker ADDRESS`` when this runs on a Dask worker (which may not see a path the
+    client sees), else nothing."""
+    if "distributed" not in sys.modules:
+        return ""
+    from distributed import get_worker
+
+    try:
+        return f" on worker {get_worker().address}"
+    except ValueError:
+        return ""
 
 
 def _short(exc) -> str:

@@ -301,3 +301,28 @@ def test_a_tasks_logged_form_shows_no_secret(moto_server, bucket, tmp_path):
     target = PartTarget(f"{bucket}/t", "parquet", source.storage, "a1")
     for text in (repr(task), str(task), repr(target), repr(source.reader())):
         assert secret not in text and "testing-key" not in text
+
+
+def test_a_worker_that_cannot_see_the_input_says_which_worker_and_path(tmp_path, capsys):
+    """memory:// lives in the client's process: the workers, like machines with no shared
+    disk, cannot see it."""
+    import fsspec
+    from conftest import DaskProcesses
+
+    assert run_cli("generate", tmp_path / "d", *GEN) == 0
+    mem = fsspec.filesystem("memory")
+    for p in sorted((tmp_path / "d").glob("part-*")):
+        mem.pipe_file(f"/only-here/{p.name}", p.read_bytes())
+    cluster = DaskProcesses(workers=1, cwd=tmp_path / "workers")
+    try:
+        capsys.readouterr()
+        assert run_cli("transform", "memory://only-here", tmp_path / "out", "--scheduler",
+                       cluster.address, "--quiet") == 2
+    finally:
+        cluster.close()
+        mem.rm("/only-here", recursive=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "only-here/part-0000" in err[0] and "no such file" in err[0]
+    assert "on worker tcp://127.0.0.1:" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -59,6 +59,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _input_requests(log, sizes: dict[str, int]) -> tuple[int, Counter]:
+    """LIST requests of the input prefix, and footer reads per input file, from a proxy log."""
+    lists = sum(1 for kind, path, _ in log if kind == "LIST" and "prefix=in" in path)
+    footers: Counter = Counter({name: 0 for name in sizes})
+    for kind, path, rng in log:
+        name = path.rsplit("/", 1)[-1]
+        if kind != "GET range" or f"/{BUCKET}/in/" not in path or name not in sizes:
+            continue
+        first, _, last = rng.removeprefix("bytes=").partition("-")
+        size = sizes[name]
+        end = int(last) if last else size - 1
+        if first.startswith("-"):  # a suffix range: the last N bytes
+            start = size - int(first[1:])
+        else:
+            start = int(first or 0)
+        if end >= size - 1 and size - start <= 65536 + 8 and start > 0:
+            footers[name] += 1
+    return lists, footers
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=2_000_000)
@@ -111,10 +131,12 @@ def main() -> None:
                 results[name]["peaks"].append(peak)
                 print(f"  run {r + 1}/{args.repeat} {name}: {wall:.2f} s, peak "
                       f"{peak / 2**20:.0f} MiB", file=sys.stderr)
+        sizes = {p.name: p.stat().st_size for p in data.glob("part-*.parquet")}
         for name in contenders:
             proxy.reset()
             run(name, proxy.endpoint)
             results[name]["requests"] = Counter(proxy.counts)
+            results[name]["input"] = _input_requests(proxy.log, sizes)
         ours = "pipeline transform s3 -> s3"
         base = statistics.median(results[ours]["walls"])
         print(f"\ntransform s3 -> s3: {args.rows:,} rows x {FEATURES} float64 in {args.files} "
@@ -133,6 +155,12 @@ def main() -> None:
             c = res["requests"]
             print(f"{name:44s} " + " ".join(f"{c.get(k, 0):>18d}" for k in kinds)
                   + f" {sum(c.values()):>7d}")
+        print("\nreads of the input (same run): LISTs of the input prefix, and reads of each "
+              "file's footer (a ranged GET of its last 64 KiB or less)")
+        for name, res in results.items():
+            lists, footers = res["input"]
+            print(f"{name:44s} LIST in/: {lists}   footer GETs per file: "
+                  f"{', '.join(f'{k}={v}' for k, v in sorted(footers.items()))}")
     finally:
         if proxy is not None:
             proxy.close()

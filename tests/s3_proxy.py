@@ -43,7 +43,8 @@ class S3Proxy:
     def __init__(self, upstream: str) -> None:
         target = urlsplit(upstream)
         self.counts: Counter = Counter()
-        self.log: list[tuple[str, str]] = []  # (kind, path) of every request, in order
+        # (kind, path, Range header or "") of every request, in order
+        self.log: list[tuple[str, str, str]] = []
         self.failures: list = []
         self._lock = threading.Lock()
         proxy = self
@@ -60,7 +61,7 @@ class S3Proxy:
                 kind = request_kind(self.command, self.path, self.headers)
                 with proxy._lock:
                     proxy.counts[kind] += 1
-                    proxy.log.append((kind, self.path))
+                    proxy.log.append((kind, self.path, self.headers.get("Range", "")))
                     fail = next((f for f in proxy.failures
                                  if f[1] > 0 and f[0](kind, self.path)), None)
                     if fail is not None:

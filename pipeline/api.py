@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .device import resolve_device
-from .errors import PipelineError, parse_size
+from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
 from .model import LogisticModel, block_nbytes, load_block
-from .params import STORAGE_OPTIONS, check
+from .params import STORAGE_OPTIONS, check, parse_size
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .storage import LocalStorage, open_storage

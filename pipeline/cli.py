@@ -10,9 +10,14 @@ import argparse
 import sys
 import warnings
 
-from .commands import COMMANDS, execute
+from . import commands
+from .commands import execute
 from .errors import PipelineError, StorageError
 from .execution import validate_exec_options
+from .jobs import RUN
+
+# Every command the CLI knows: the library's, and ``run`` (the steps of a job file).
+COMMANDS = {**commands.COMMANDS, RUN.name: RUN}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         if values["command"] == "train" and values.get("no_penalty") and \
                 "--C" in (argv if argv is not None else sys.argv):
             raise PipelineError("--C and --no-penalty exclude each other")
-        return execute(values.pop("command"), values)
+        values.pop("command")
+        return execute(cmd, values)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

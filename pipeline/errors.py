@@ -45,15 +45,6 @@ def _rebuild(message, path, column, row):
     return PipelineError(message, path=path, column=column, row=row)
 
 
-def parse_size(text: str | int | None, *, name: str = "size") -> int | None:
-    """Parse ``64MiB``, ``1GB``, ``1e6`` or a plain byte count (> 0; None stays None)."""
-    from .params import SIZE, check
-
-    if text is None:
-        return None
-    return SIZE.to_bytes(check(name, text, SIZE))
-
-
 def located_error(message: str, source, *, column: str | None = None,
                   index: int | None = None) -> PipelineError:
     """An error at row ``index`` of a block read from ``source``: an object that locates its

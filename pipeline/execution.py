@@ -14,14 +14,15 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from .errors import PipelineError, parse_size
+from .errors import PipelineError
+from .params import parse_size
 
 
 @dataclass
 class ExecOptions:
     """The execution options every data command takes, checked when made.
 
-    Each option's rule is declared once, on its ``Arg`` in :mod:`pipeline.commands`; a bad
+    Each option's rule is declared once, on its ``Arg`` in :mod:`pipeline.options`; a bad
     value raises :class:`PipelineError` naming the parameter (``workers must be an integer
     >= 1; got -1``).
     """
@@ -41,10 +42,10 @@ class ExecOptions:
         validate_exec_options(vars(self))
 
     def blocksize_bytes(self) -> int | None:
-        return parse_size(self.blocksize, name="--blocksize")
+        return parse_size(self.blocksize, name="blocksize")
 
     def memory_limit_bytes(self) -> int | None:
-        return parse_size(self.memory_limit, name="--memory-limit")
+        return parse_size(self.memory_limit, name="memory_limit")
 
 
 def with_storage_options(options: ExecOptions | None, storage_options: dict | None
@@ -69,7 +70,7 @@ def validate_exec_options(values: dict, *, named: Callable = lambda arg: arg.nam
     ``named(arg)`` is what the message calls an option: the parameter (``workers``), the
     CLI's flag (``--workers``) or a job file's key.
     """
-    from .commands import EXEC_ARGS
+    from .options import EXEC_ARGS
 
     args = {a.name: a for a in EXEC_ARGS}
     for a in EXEC_ARGS:

@@ -71,7 +71,7 @@ def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parqu
     OUT may be a URL; ``storage_options`` (or ``options.storage_options``) go to its file
     system.
     """
-    from .commands import constraint
+    from .options import constraint
 
     options = with_storage_options(options, storage_options)
     for name, value in (("rows", rows), ("features", features), ("files", files)):

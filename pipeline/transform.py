@@ -97,7 +97,7 @@ def _out_schema(schema: pa.Schema, columns) -> pa.Schema:
 
 def validate_sigmoid_options(temperature, feature_range, output) -> None:
     """Check the transform's parameters against the rules ``pipeline transform`` declares."""
-    from .commands import constraint
+    from .options import constraint
 
     check("temperature", temperature, constraint("transform", "temperature"))
     check("feature_range", feature_range, constraint("transform", "range"))

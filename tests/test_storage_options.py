@@ -11,9 +11,9 @@ import s3fs
 from conftest import S3_ENV, run_cli, run_proc, s3fs_client, write_parquet_files
 
 import pipeline
-from pipeline.commands import key_values
 from pipeline.execution import ExecOptions
 from pipeline.jobs import load_job
+from pipeline.options import key_values
 
 GEN = ["--rows", "3000", "--features", "3", "--files", "2", "--quiet"]
 KEY_ID, SECRET = "AKIAOPTIONKEY7XQ2ZZ", "option-secret-3b1f-never-written"

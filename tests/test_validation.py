@@ -19,7 +19,7 @@ from conftest import read_output, run_cli, write_parquet_files
 
 import pipeline
 from pipeline import jobs
-from pipeline.commands import COMMANDS
+from pipeline.cli import COMMANDS
 from pipeline.execution import ExecOptions
 from pipeline.model import LogisticModel
 from pipeline.params import (

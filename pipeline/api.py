@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from .chunks import write_parts
 from .device import resolve_device
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
@@ -19,7 +20,7 @@ from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
 from .values import first_values, label_classes, label_value, validate_missing
-from .writer import job_identity, refuse_overlap, write_parts
+from .writer import job_identity, refuse_overlap
 
 
 def read(input_path, columns=None, blocksize=None, *, storage_options: dict | None = None):
@@ -219,8 +220,24 @@ class TrainChunk:
     classes: tuple = (1, 0)  # (positive, negative) label values
 
     @property
+    def index(self) -> int:
+        return self.task.index
+
+    @property
     def source_path(self) -> str:
         return self.task.source_path
+
+    @property
+    def rows(self) -> int | None:
+        return self.task.rows
+
+    @property
+    def plan_key(self) -> list:
+        return self.task.plan_key
+
+    def produce(self) -> pa.Table:
+        """The chunk's features and label as read (:meth:`load` makes the arrays)."""
+        return self.task.read()
 
     def load(self):
         """``(X, y, rows_dropped)``."""
@@ -282,8 +299,6 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     validate_missing(missing, ("error", "drop"), "train")
     model_out = None if model_out is None else os.fspath(model_out)
     exists = model_out is not None and _model_exists(model_out, options)
-    if exists and options.overwrite and options.resume:
-        raise PipelineError("--overwrite and --resume cannot be used together", path=model_out)
     if exists and not (options.overwrite or options.resume):
         raise PipelineError("model file already exists; pass --overwrite to replace it or "
                             "--resume to keep it when it was trained the same way",

@@ -75,6 +75,9 @@ def validate_exec_options(values: dict, *, named: Callable = lambda arg: arg.nam
     args = {a.name: a for a in EXEC_ARGS}
     for a in EXEC_ARGS:
         a.validate(values.get(a.name), named(a))
+    if values.get("overwrite") and values.get("resume"):
+        raise PipelineError(f"{named(args['overwrite'])} and {named(args['resume'])} cannot "
+                            "be used together")
     if values.get("scheduler"):
         local = [k for k in LOCAL_CLUSTER_KEYS if values.get(k) is not None]
         if local:  # would be silently ignored: an existing cluster has its own size

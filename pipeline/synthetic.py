@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
+from .chunks import write_parts
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
 from .params import check
-from .writer import job_identity, write_parts
+from .writer import job_identity
 
 ROW_GROUP = 131072
 

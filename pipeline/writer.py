@@ -19,14 +19,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-import hashlib
 import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +34,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
-from .monitor import ChunkTimer, RssSampler
-from .progress import Progress
-from .storage import is_url, open_storage, redact
+from .monitor import RssSampler
+from .storage import LOCAL, is_url, open_storage
 
 SUCCESS = "_SUCCESS"
 JOB = "_job.json"
@@ -137,28 +134,20 @@ class PartTarget:
         return f"part-{index:05d}-{self.attempt}.{self.fmt}"
 
 
-def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str | None]:
-    """Produce one chunk's table and write its part (on a worker); returns its record and
-    the temporary path the writer loop commits (None when the part is already uploaded)."""
-    name = target.name(task.index)
-    uploaded = {}
-    with ChunkTimer() as timer:
-        data = task.produce()
-        if target.storage is None:
-            tmp, rows = write_part_file(data, target.folder, task.index, target.fmt)
-        else:
-            local, rows = write_part_file(data, tempfile.gettempdir(), task.index, target.fmt)
-            try:
-                uploaded = target.storage.put_file(local, target.storage.join(target.folder,
-                                                                              name))
-            finally:
-                os.unlink(local)
-            tmp = None
-    rec = timer.record(chunk=task.index, part=name, source=task.source_path, rows=rows,
-                       device=device).to_dict()
-    rec.update(uploaded)
-    rec.update(getattr(data, "record_extras", {}))  # e.g. rows_dropped
-    return rec, tmp
+def write_part(data, target: PartTarget, index: int) -> tuple[int, str | None, dict]:
+    """Write one part of ``target`` from ``data`` (a ``pyarrow.Table`` or an iterator of
+    Tables) on a worker; returns (rows, the temporary path that :func:`commit_part` makes
+    final, or None when the part is already uploaded whole, and what the upload reports)."""
+    if target.storage is None:
+        tmp, rows = write_part_file(data, target.folder, index, target.fmt)
+        return rows, tmp, {}
+    local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
+    try:
+        uploaded = target.storage.put_file(local, target.storage.join(target.folder,
+                                                                      target.name(index)))
+    finally:
+        LOCAL.rm(local)
+    return rows, None, uploaded
 
 
 def read_job(folder: str | os.PathLike) -> dict | None:
@@ -223,8 +212,6 @@ class OutputFolder:
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         """Check the flags against what exists, then make the folder ready to write."""
         p = self.path
-        if self.overwrite and self.resume:
-            raise self._error("--overwrite and --resume cannot be used together")
         if p.exists() and not p.is_dir():
             raise self._error("output exists and is not a folder")
         self._finish_interrupted_swap()
@@ -443,8 +430,6 @@ class ManifestFolder:
         return all(old.get(k) == self.job.get(k) for k in _IDENTITY)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
-        if self.overwrite and self.resume:
-            raise self._error("--overwrite and --resume cannot be used together")
         # one listing of OUT answers what is there: requests cost more than bytes here
         self.listing = {self._name(p) for p in self.storage.find(self.root)}
         current = self._read_json(self._path(SUCCESS)) if SUCCESS in self.listing else None
@@ -628,55 +613,21 @@ def _part_rows(part: Path, fmt: str) -> int | None:
         return None
 
 
-def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
-                overwrite: bool = False, resume: bool = False, device: str = "cpu",
-                progress: bool = False, total_rows: int | None = None,
-                fmt: str = "parquet", extras: dict | None = None,
-                storage_options: dict | None = None) -> dict:
-    """Run every chunk task through ``executor``, writing one part each; return the manifest.
-
-    Each task has ``index``, ``source_path``, ``rows`` (or None), ``plan_key`` and
-    ``produce()`` returning a ``pyarrow.Table`` or an iterator of them. The job's identity
-    (``job``, with the chunk plan and the device added here) is what ``--resume`` compares;
-    ``extras`` are JSON files written just before ``_SUCCESS``. OUT on a store without
-    rename (an object store) is committed by its manifest (:class:`ManifestFolder`).
-    """
-    t0 = time.perf_counter()
-    job = {**job, "plan": plan_digest(tasks), "device": device}
-    if storage_options:
-        job["storage_options"] = redact(storage_options)
+def open_output(out: str | os.PathLike, job: dict, *, overwrite: bool = False,
+                resume: bool = False, storage_options: dict | None = None
+                ) -> OutputFolder | ManifestFolder:
+    """The output folder OUT, by what its store can do: renamed parts on a local disk
+    (:class:`OutputFolder`), a manifest commit on an object store (:class:`ManifestFolder`)."""
     storage, root = open_storage(out, storage_options)
     if storage.atomic_rename:
-        folder = OutputFolder(Path(root), job, overwrite=overwrite, resume=resume)
-    else:
-        folder = ManifestFolder(storage, root, job, overwrite=overwrite, resume=resume,
-                                display=os.fspath(out))
-    folder.open({t.index: t.rows for t in tasks}, fmt)
-    if folder.complete_manifest is not None:
-        folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
-        return folder.complete_manifest
-    todo = [t for t in tasks if t.index not in folder.kept]
-    records = dict(folder.kept)
-    bar = Progress(total_rows, len(tasks), enabled=progress)
-    for rec in folder.kept.values():
-        bar.update(rec.get("rows", 0))
-    fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
-    try:
-        done = 0
-        for task, (rec, tmp) in executor.map_unordered(fn, todo, in_flight=executor.slots + 2):
-            if tmp is not None:
-                commit_part(tmp, str(folder.folder), task.index, fmt)
-            records[task.index] = rec
-            folder.append_record(rec)
-            bar.update(rec["rows"])
-            done += 1
-            crash_point(f"part-{done}")
-    except Exception as exc:
-        folder.discard(bad_input=isinstance(exc, PipelineError))
-        raise
-    finally:
-        bar.close()
-    sources = {t.index: t.source_path for t in tasks}
+        return OutputFolder(Path(root), job, overwrite=overwrite, resume=resume)
+    return ManifestFolder(storage, root, job, overwrite=overwrite, resume=resume,
+                          display=os.fspath(out))
+
+
+def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str], *,
+                   fmt: str, seconds: float, resumed_parts: int) -> dict:
+    """``_SUCCESS``: the job, each part with its rows and source, the totals."""
     parts = []
     for i in sorted(records):
         rec = records[i]
@@ -689,22 +640,14 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         **job,
         "parts": parts,
         "rows": sum(p["rows"] for p in parts),
-        "seconds": round(time.perf_counter() - t0, 6),
+        "seconds": round(seconds, 6),
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
-        "resumed_parts": len(folder.kept),
+        "resumed_parts": resumed_parts,
     }
     dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
     if dropped:
         manifest["rows_dropped"] = sum(dropped)
-    folder.finish(manifest, extras, records=records)
     return manifest
-
-
-def plan_digest(tasks: list) -> dict:
-    """The chunk plan in a few bytes: the number of chunks and a hash of what each reads
-    (files and row groups or byte ranges); another --blocksize gives another plan."""
-    keys = json.dumps([[t.index, t.plan_key] for t in tasks], default=str)
-    return {"chunks": len(tasks), "sha256": hashlib.sha256(keys.encode()).hexdigest()}
 
 
 def job_identity(command: str, params: dict, fingerprint) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +19,50 @@ def test_the_import_graph_has_no_cycle_and_runs_from_the_cli_down():
     order = [line.split()[0] for line in lines]
     assert order.index("commands") < order.index("api") < order.index("kernels")
     assert order.index("jobs") < order.index("commands")  # jobs run commands, not the reverse
+
+
+def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.api import TrainChunk
+    from pipeline.chunks import ChunkTask
+    from pipeline.sources import plan
+    from pipeline.synthetic import GenerateTask
+    from pipeline.tasks import FileChunkTask, PartitionTask, file_tasks
+
+    pq.write_table(pa.table({"x": [0.5, -1.0], "label": [1, 0]}), tmp_path / "a.parquet")
+    file_task = file_tasks(plan(str(tmp_path / "a.parquet")), columns=("x", "label"))[0]
+    kinds = {
+        FileChunkTask: file_task,
+        PartitionTask: PartitionTask(0, None, 2),
+        TrainChunk: TrainChunk(file_task, ("x",), "label"),
+        GenerateTask: GenerateTask(0, 0, 10, 2, "float64", 1),
+    }
+    for kind, task in kinds.items():
+        assert isinstance(task, ChunkTask), kind.__name__
+        assert isinstance(task.index, int) and isinstance(task.source_path, str)
+        assert json.dumps(task.plan_key, default=str)
+    for task in (file_task, kinds[TrainChunk], kinds[GenerateTask]):
+        data = task.produce()
+        tables = [data] if isinstance(data, pa.Table) else list(data)
+        assert sum(t.num_rows for t in tables) == (10 if task is kinds[GenerateTask] else 2)
+
+
+def test_the_writer_takes_tables_not_tasks(tmp_path):
+    import ast
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.writer import PartTarget, commit_part, write_part
+
+    tree = ast.parse((ROOT / "pipeline" / "writer.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"tasks", "chunks", "api", "synthetic"}
+    target = PartTarget(str(tmp_path))
+    tables = iter([pa.table({"x": [1.0, 2.0]}), pa.table({"x": [3.0]})])
+    rows, tmp, uploaded = write_part(tables, target, 7)
+    commit_part(tmp, str(tmp_path), 7)
+    assert rows == 3 and uploaded == {}
+    assert pq.read_table(tmp_path / "part-00007.parquet").column("x").to_pylist() == [1, 2, 3]

@@ -66,3 +66,31 @@ def test_the_writer_takes_tables_not_tasks(tmp_path):
     commit_part(tmp, str(tmp_path), 7)
     assert rows == 3 and uploaded == {}
     assert pq.read_table(tmp_path / "part-00007.parquet").column("x").to_pylist() == [1, 2, 3]
+
+
+# What reads, writes, lists, renames or deletes files; only storage.py may call these.
+FILE_CALLS = {"os": {"replace", "rename", "remove", "unlink", "fsync", "open", "walk",
+                     "listdir", "scandir", "makedirs", "mkdir", "rmdir", "stat"},
+              "os.path": {"exists", "isdir", "isfile", "getsize"},
+              "shutil": None, "glob": {"glob", "iglob"}}
+
+
+def test_only_the_storage_module_touches_files():
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "pipeline").glob("*.py")):
+        if path.name == "storage.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            if isinstance(fn, ast.Name) and fn.id == "open":
+                found.append(f"{path.name}:{node.lineno} open")
+            elif isinstance(fn, ast.Attribute):
+                owner = ast.unparse(fn.value)
+                names = FILE_CALLS.get(owner, set())
+                if owner in FILE_CALLS and (names is None or fn.attr in names):
+                    found.append(f"{path.name}:{node.lineno} {owner}.{fn.attr}")
+    assert not found, found

@@ -13,13 +13,21 @@ from .device import resolve_device
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
 from .model import LogisticModel, block_nbytes, load_block
-from .params import STORAGE_OPTIONS, check, parse_size
+from .options import constraint
+from .params import MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
-from .values import first_values, label_classes, label_value, validate_missing
+from .values import (
+    first_values,
+    label_classes,
+    label_value,
+    missing_feature,
+    not_a_label,
+    validate_missing,
+)
 from .writer import job_identity, refuse_overlap
 
 
@@ -113,7 +121,7 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
         raise PipelineError("no floating-point columns to transform; name them with "
-                            "--columns", path=source.paths[0])
+                            "columns=NAMES", path=source.paths[0], params=("columns",))
     source.require_columns(cols)
     if not columns:
         _note_left_out(note, source, cols)
@@ -139,8 +147,7 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
     model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
     if model_path:
         model = LogisticModel.load(model_path, storage_options=options.storage_options)
-    if not (0.0 <= float(threshold) <= 1.0):
-        raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
+    check("threshold", threshold, constraint("score", "threshold"))
     validate_missing(missing)
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
@@ -173,7 +180,7 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
     options = with_storage_options(options, storage_options)
     if not isinstance(model, LogisticModel):
         model = LogisticModel.load(model, storage_options=options.storage_options)
-    validate_missing(missing, ("error", "drop"), "evaluate")
+    validate_missing(missing, MISSING_NO_KEEP)
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
     _require_label(source, label)
@@ -196,15 +203,13 @@ def _require_label(source, label: str) -> None:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
     typ = source.schema.field(label).type
     if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
-        raise PipelineError(f"label column is not bool, integer or string ({typ})",
-                            path=source.paths[0], column=label)
+        raise PipelineError(not_a_label(typ), path=source.paths[0], column=label)
 
 
 def _require_model_features(source, model: LogisticModel) -> None:
     for name in model.features_:
         if name not in source.schema.names:
-            raise PipelineError("the model's feature is missing from the input",
-                                path=source.paths[0], column=name)
+            raise missing_feature(name, source.paths[0])
     source.require_columns(model.features_)
 
 
@@ -294,15 +299,16 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
     model._validate_params()
     if missing == "keep":
-        raise PipelineError("train cannot keep rows with missing values (a row without a "
-                            "value has no loss); use --missing error or --missing drop")
-    validate_missing(missing, ("error", "drop"), "train")
+        raise PipelineError('train cannot keep rows with missing values (a row without a '
+                            'value has no loss); use missing="error" or missing="drop"',
+                            params=("missing", "missing"))
+    validate_missing(missing, MISSING_NO_KEEP)
     model_out = None if model_out is None else os.fspath(model_out)
     exists = model_out is not None and _model_exists(model_out, options)
     if exists and not (options.overwrite or options.resume):
-        raise PipelineError("model file already exists; pass --overwrite to replace it or "
-                            "--resume to keep it when it was trained the same way",
-                            path=model_out)
+        raise PipelineError("model file already exists; pass overwrite=True to replace it or "
+                            "resume=True to keep it when it was trained the same way",
+                            path=model_out, params=("overwrite", "resume"))
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
     if model_out is not None:
@@ -312,8 +318,8 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if features is None:
         features = [n for n in default_columns(source.schema) if n != label]
     if not features:
-        raise PipelineError("no floating-point feature columns; name them with --features",
-                            path=source.paths[0])
+        raise PipelineError("no floating-point feature columns; name them with features=NAMES",
+                            path=source.paths[0], params=("features",))
     source.require_columns(features)
     if not named:
         _note_left_out(note, source, features, exclude=(label,))
@@ -329,8 +335,8 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
-                                "parameters or input; rerun with --overwrite",
-                                path=model_out)
+                                "parameters or input; rerun with overwrite=True",
+                                path=model_out, params=("overwrite",))
         return old
     tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features),
                        used=(*features, label))
@@ -367,8 +373,9 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
         try:
             LogisticModel.load(path, storage_options=options.storage_options)
         except PipelineError:
-            raise PipelineError("--overwrite replaces only a model file of this tool, and "
-                                "this file is not one; not touched", path=path) from None
+            raise PipelineError("overwrite=True replaces only a model file of this tool, and "
+                                "this file is not one; not touched", path=path,
+                                params=("overwrite",)) from None
 
 
 def _same_training(old: LogisticModel, new: LogisticModel) -> bool:

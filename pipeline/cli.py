@@ -20,6 +20,21 @@ from .jobs import RUN
 COMMANDS = {**commands.COMMANDS, RUN.name: RUN}
 
 
+# Library parameters whose option has another name.
+_OPTION_NAMES = {"feature_range": "range", "fmt": "format"}
+
+
+def option(name: str) -> str:
+    """A library parameter as the CLI calls it (``threshold``: ``--threshold``); a name that
+    is no option's stays as it is."""
+    name = _OPTION_NAMES.get(name, name)
+    for cmd in COMMANDS.values():
+        for a in cmd.all_args():
+            if a.name == name and not a.positional:
+                return a.option
+    return name
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other bad input
         raise PipelineError(message)
@@ -72,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             raise PipelineError("--C and --no-penalty exclude each other")
         values.pop("command")
         return execute(cmd, values)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except PipelineError as exc:  # the library's words for parameters, as options
+        print(f"error: {exc.worded(option)}", file=sys.stderr)
         return 2
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)

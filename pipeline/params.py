@@ -258,7 +258,7 @@ def check(name: str, value: Any, constraint: Constraint, *, path: str | None = N
     """
     if not constraint.is_satisfied_by(value):
         raise PipelineError(f"{name} must be {constraint}; got {constraint.show(value)}",
-                            path=path)
+                            path=path, params=(name,))
     return value
 
 

@@ -16,7 +16,7 @@ from . import kernels
 from .chunks import write_parts
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
-from .params import check
+from .params import FLOAT_DTYPES, FORMATS, check, choice
 from .writer import job_identity
 
 ROW_GROUP = 131072
@@ -78,11 +78,10 @@ def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parqu
     for name, value in (("rows", rows), ("features", features), ("files", files)):
         check(name, value, constraint("generate", name))
     if files > rows:
-        raise PipelineError(f"files must be at most rows ({rows}); got {files}")
-    if fmt not in ("parquet", "csv"):
-        raise PipelineError(f"--format must be parquet or csv; got {fmt!r}")
-    if dtype not in ("float64", "float32"):
-        raise PipelineError(f"--dtype must be float64 or float32; got {dtype!r}")
+        raise PipelineError(f"files must be at most rows ({rows}); got {files}",
+                            params=("files",))
+    choice("fmt", fmt, FORMATS)
+    choice("dtype", dtype, FLOAT_DTYPES)
     base, extra = divmod(rows, files)
     tasks, first = [], 0
     for i in range(files):

@@ -16,10 +16,8 @@ from . import kernels
 from .buffers import empty_column, to_arrow
 from .device import to_device, to_host
 from .errors import PipelineError
-from .params import check
+from .params import OUTPUTS, check, choice
 from .values import apply_missing, float_values, validate_missing
-
-OUTPUTS = ("value", "derivative", "log")
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,7 @@ def validate_sigmoid_options(temperature, feature_range, output) -> None:
 
     check("temperature", temperature, constraint("transform", "temperature"))
     check("feature_range", feature_range, constraint("transform", "range"))
-    if output not in OUTPUTS:
-        raise PipelineError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
+    choice("output", output, OUTPUTS)
 
 
 def default_columns(schema: pa.Schema) -> tuple[str, ...]:

@@ -143,9 +143,16 @@ _IDENTITY = {
     "command": "command",
     "params": "parameters",
     "input": "input files (paths, sizes or times)",
-    "plan": "chunk plan (another --blocksize?)",
-    "device": "device (--device)",
+    "plan": "chunk plan (another blocksize?)",
+    "device": "device",
 }
+
+
+def _resume_refused(key: str, path: str) -> PipelineError:
+    """The refusal of a resume whose ``key`` of the job identity differs."""
+    return PipelineError(f"cannot resume: the {_IDENTITY[key]} differ from the interrupted "
+                         "run's; rerun with overwrite=True", path=path,
+                         params=("overwrite", *(["blocksize"] if key == "plan" else [])))
 
 
 def _is_empty_dir(p: Path) -> bool:
@@ -189,8 +196,8 @@ class OutputFolder:
     def _old(self) -> Path:
         return self.path.parent / f".{self.path.name}.pipeline-old"
 
-    def _error(self, message: str) -> PipelineError:
-        return PipelineError(message, path=self.display)
+    def _error(self, message: str, *params: str) -> PipelineError:
+        return PipelineError(message, path=self.display, params=params)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         """Check the flags against what exists, then make the folder ready to write."""
@@ -219,11 +226,11 @@ class OutputFolder:
             self._open_resume(expected_rows, fmt)
             return
         if not self.overwrite:
-            raise self._error("output already exists; pass --overwrite to replace it or "
-                              "--resume to continue it")
+            raise self._error("output already exists; pass overwrite=True to replace it or "
+                              "resume=True to continue it", "overwrite", "resume")
         if current is None:
-            raise self._error(f"--overwrite replaces only an output of this tool, and this "
-                              f"folder has no readable {JOB}; not touched")
+            raise self._error(f"overwrite=True replaces only an output of this tool, and "
+                              f"this folder has no readable {JOB}; not touched", "overwrite")
         self.staging = self._new
         if LOCAL.exists(self.staging):
             LOCAL.rmtree(self.staging)
@@ -247,10 +254,9 @@ class OutputFolder:
         if old is None:
             raise self._error(f"cannot resume: no readable {JOB}, so this is not an output "
                               "of this tool")
-        for key, what in _IDENTITY.items():
+        for key in _IDENTITY:
             if old.get(key) != self.job.get(key):
-                raise self._error(f"cannot resume: the {what} differ from the interrupted "
-                                  "run's; rerun with --overwrite")
+                raise _resume_refused(key, self.display)
         if LOCAL.exists(p / SUCCESS):
             self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
             return
@@ -381,8 +387,8 @@ class ManifestFolder:
     def _path(self, *names: str) -> str:
         return self.storage.join(self.root, *names)
 
-    def _error(self, message: str) -> PipelineError:
-        return PipelineError(message, path=self.display)
+    def _error(self, message: str, *params: str) -> PipelineError:
+        return PipelineError(message, path=self.display, params=params)
 
     def _read_json(self, path: str) -> dict | None:
         try:
@@ -428,21 +434,20 @@ class ManifestFolder:
                     return
             if attempts:
                 old = next(iter(attempts.values()))
-                what = next(w for k, w in _IDENTITY.items() if old.get(k) != self.job.get(k))
-                raise self._error(f"cannot resume: the {what} differ from the interrupted "
-                                  "run's; rerun with --overwrite")
+                key = next(k for k in _IDENTITY if old.get(k) != self.job.get(k))
+                raise _resume_refused(key, self.display)
         exists = bool(self.listing)
         if exists and not (self.overwrite or self.resume):
-            raise self._error("output already exists; pass --overwrite to replace it or "
-                              "--resume to continue it")
+            raise self._error("output already exists; pass overwrite=True to replace it or "
+                              "resume=True to continue it", "overwrite", "resume")
         ours = current is not None or attempts or (
             JOB in self.listing and self._read_json(self._path(JOB)) is not None)
         if exists and not ours:
-            raise self._error(f"--overwrite replaces only an output of this tool, and this "
-                              f"folder has no readable {JOB}; not touched")
+            raise self._error(f"overwrite=True replaces only an output of this tool, and "
+                              f"this folder has no readable {JOB}; not touched", "overwrite")
         if exists and self.resume and current is not None:
             raise self._error("cannot resume: the output is complete with other parameters; "
-                              "rerun with --overwrite")
+                              "rerun with overwrite=True", "overwrite")
         self.fresh = not exists
         self.attempt = uuid.uuid4().hex[:12]
         self.storage.makedirs(self._path(PENDING, self.attempt))

@@ -288,13 +288,28 @@ def current_client(client=None):
         return None
 
 
-def _quiet_distributed() -> None:
+@contextmanager
+def _quiet_distributed() -> Iterator[None]:
     """A cluster we start ourselves logs nothing below CRITICAL: what goes wrong reaches the
-    user as one ``error:`` line (a worker killed for memory, say), not as log noise."""
+    user as one ``error:`` line (a worker killed for memory, say), not as log noise. The
+    logger's level and the environment are as they were after the block."""
     import logging
 
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"  # the worker processes inherit it
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("distributed")
+    level, env = logger.level, os.environ.get(_DISTRIBUTED_LOGGING)
+    os.environ[_DISTRIBUTED_LOGGING] = "critical"  # the worker processes inherit it
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if env is None:
+            os.environ.pop(_DISTRIBUTED_LOGGING, None)
+        else:
+            os.environ[_DISTRIBUTED_LOGGING] = env
+
+
+_DISTRIBUTED_LOGGING = "DASK_LOGGING__DISTRIBUTED"
 
 
 @contextmanager
@@ -326,28 +341,28 @@ def open_executor(opts: ExecOptions | None = None, client=None):
         return
     memory = opts.memory_limit_bytes()
     if opts.workers or memory:
-        _quiet_distributed()
-        from distributed import Client, LocalCluster
+        with _quiet_distributed():
+            from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=opts.workers or 2,
-            threads_per_worker=opts.threads_per_worker or 1,
-            memory_limit=memory or "auto",
-            processes=True,
-            dashboard_address=":0",  # its HTTP routes on a free port: never a clash
-        )
-        client = Client(cluster)
-        try:
-            yield DaskExecutor(client)
-        finally:
-            client.close()
-            cluster.close()
+            cluster = LocalCluster(
+                n_workers=opts.workers or 2,
+                threads_per_worker=opts.threads_per_worker or 1,
+                memory_limit=memory or "auto",
+                processes=True,
+                dashboard_address=":0",  # its HTTP routes on a free port: never a clash
+            )
+            client = Client(cluster)
+            try:
+                yield DaskExecutor(client)
+            finally:
+                client.close()
+                cluster.close()
         return
-    from .buffers import use_fast_pool
+    from .buffers import fast_pool
 
-    use_fast_pool()
-    executor = LocalExecutor(opts.threads_per_worker)
-    try:
-        yield executor
-    finally:
-        executor.close()
+    with fast_pool():
+        executor = LocalExecutor(opts.threads_per_worker)
+        try:
+            yield executor
+        finally:
+            executor.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -30,8 +32,16 @@ from .values import (
 )
 from .writer import job_identity, refuse_overlap
 
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
 
-def read(input_path, columns=None, blocksize=None, *, storage_options: dict | None = None):
+Path = str | os.PathLike  # a local path or a URL
+
+
+def read(input_path: Path, *, columns: Sequence[str] | None = None,
+         blocksize: str | int | None = None, storage_options: dict | None = None
+         ) -> dd.DataFrame:
     """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
 
     ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``).
@@ -54,8 +64,8 @@ def _read_frame(reader, columns, numeric, chunk):
     return reader.read(chunk, list(columns), numeric).to_pandas()
 
 
-def write(df, out, overwrite: bool = False, resume: bool = False, *, client=None,
-          device: str = "cpu", progress: bool = False,
+def write(df: dd.DataFrame, out: Path, *, overwrite: bool = False, resume: bool = False,
+          client: Client | None = None, device: str = "cpu", progress: bool = False,
           storage_options: dict | None = None) -> dict:
     """Write a dask DataFrame to an output folder (one part per partition), atomically.
 
@@ -99,10 +109,12 @@ def _note_left_out(note, source, used, exclude=()) -> None:
              f"{', '.join(left)}")
 
 
-def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
-                    feature_range=(0.0, 1.0), output: str = "value", missing: str = "keep",
-                    dtype=None, options: ExecOptions | None = None, client=None,
-                    note=None, storage_options: dict | None = None) -> dict:
+def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | None = None,
+                    temperature: float = 1.0, feature_range: tuple[float, float] = (0.0, 1.0),
+                    output: str = "value", missing: str = "keep",
+                    dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
+                    client: Client | None = None, note: Callable[[str], None] | None = None,
+                    storage_options: dict | None = None) -> dict:
     """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
 
     ``missing`` decides what a null or NaN in a transformed column does: ``"keep"`` (NaN
@@ -134,9 +146,11 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
     return _write_tasks("transform", tasks, source, out, params, options, client, device)
 
 
-def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
-                missing: str = "error", dtype=None, options: ExecOptions | None = None,
-                client=None, storage_options: dict | None = None) -> dict:
+def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
+                keep: Sequence[str] | None = None, threshold: float = 0.5,
+                missing: str = "error", dtype: Sequence[str] | None = None,
+                options: ExecOptions | None = None, client: Client | None = None,
+                storage_options: dict | None = None) -> dict:
     """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
 
     A row with a missing feature is an error (``missing="error"``), left out and counted
@@ -167,8 +181,9 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
     return _write_tasks("score", tasks, source, out, params, options, client, device)
 
 
-def evaluate_files(input_path, model, *, label: str = "label", missing: str = "error",
-                   dtype=None, options: ExecOptions | None = None, client=None,
+def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str = "label",
+                   missing: str = "error", dtype: Sequence[str] | None = None,
+                   options: ExecOptions | None = None, client: Client | None = None,
                    storage_options: dict | None = None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
 
@@ -281,11 +296,14 @@ def _label_classes(source, label: str, positive, executor) -> tuple:
     return label_classes(values, label, positive, typ=typ)
 
 
-def train_files(input_path, model_out, *, label: str = "label", features=None,
-                C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                max_iter: int = 50, positive=None, missing: str = "error", dtype=None,
-                options: ExecOptions | None = None, client=None, log=None,
-                note=None, storage_options: dict | None = None) -> LogisticModel:
+def train_files(input_path: Path, model_out: Path | None, *, label: str = "label",
+                features: Sequence[str] | None = None, C: float = 1.0,
+                penalty: str | None = "l2", tol: float = 1e-10, max_iter: int = 50,
+                positive: bool | int | float | str | None = None, missing: str = "error",
+                dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
+                client: Client | None = None, log: Callable[[dict], None] | None = None,
+                note: Callable[[str], None] | None = None,
+                storage_options: dict | None = None) -> LogisticModel:
     """``pipeline train``: fit out of core, then write the model file atomically.
 
     The label is bool, integer or string with exactly two values; the positive class is the

@@ -7,7 +7,9 @@ its own seeded stream, so the same seed gives the same bytes however the files a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,9 @@ from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
 from .params import FLOAT_DTYPES, FORMATS, check, choice
 from .writer import job_identity
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 ROW_GROUP = 131072
 
@@ -64,9 +69,10 @@ class GenerateTask:
                 break
 
 
-def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parquet",
-             dtype: str = "float64", seed: int = 0, options: ExecOptions | None = None,
-             client=None, storage_options: dict | None = None) -> dict:
+def generate(out: str | os.PathLike, *, rows: int, features: int, files: int = 1,
+             fmt: str = "parquet", dtype: str = "float64", seed: int = 0,
+             options: ExecOptions | None = None, client: Client | None = None,
+             storage_options: dict | None = None) -> dict:
     """Write ``rows`` x ``features`` synthetic rows in ``files`` files under ``out``.
 
     OUT may be a URL; ``storage_options`` (or ``options.storage_options``) go to its file

@@ -94,3 +94,17 @@ def test_only_the_storage_module_touches_files():
                 if owner in FILE_CALLS and (names is None or fn.attr in names):
                     found.append(f"{path.name}:{node.lineno} {owner}.{fn.attr}")
     assert not found, found
+
+
+def test_public_functions_take_options_by_keyword_with_type_hints():
+    import inspect
+
+    import pipeline
+
+    data_args = {"read": 1, "write": 2, "transform_files": 2, "score_files": 3,
+                 "evaluate_files": 2, "train_files": 2, "generate": 1, "sigmoid_columns": 1}
+    for name, n in data_args.items():
+        params = list(inspect.signature(getattr(pipeline, name)).parameters.values())
+        assert all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params[:n]), name
+        assert all(p.kind == p.KEYWORD_ONLY for p in params[n:]), name
+        assert all(p.annotation is not p.empty for p in params), name

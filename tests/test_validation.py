@@ -161,13 +161,14 @@ def test_library_errors_name_parameters_and_the_cli_names_options(tmp_path, caps
 
 def test_generate_in_the_library_checks_its_counts_by_the_same_rules(tmp_path):
     with pytest.raises(pipeline.PipelineError, match=r"^rows must be an integer >= 1; got True$"):
-        pipeline.generate(tmp_path / "g", True, 2)  # not one row: a bool is not a count
+        # not one row: a bool is not a count
+        pipeline.generate(tmp_path / "g", rows=True, features=2)
     with pytest.raises(pipeline.PipelineError,
                        match=r"^features must be an integer >= 1; got 0$"):
-        pipeline.generate(tmp_path / "g", 10, 0)
+        pipeline.generate(tmp_path / "g", rows=10, features=0)
     with pytest.raises(pipeline.PipelineError, match=r"^files must be at most rows \(10\); "
                                                      r"got 11$"):
-        pipeline.generate(tmp_path / "g", 10, 2, files=11)
+        pipeline.generate(tmp_path / "g", rows=10, features=2, files=11)
     assert not (tmp_path / "g").exists()
 
 

@@ -4,25 +4,44 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from .chunks import write_parts
 from .device import resolve_device
-from .errors import PipelineError, parse_size
+from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
 from .model import LogisticModel, block_nbytes, load_block
-from .params import STORAGE_OPTIONS, check
+from .options import constraint
+from .params import MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
-from .values import first_values, label_classes, label_value, validate_missing
-from .writer import job_identity, refuse_overlap, write_parts
+from .values import (
+    first_values,
+    label_classes,
+    label_value,
+    missing_feature,
+    not_a_label,
+    validate_missing,
+)
+from .writer import job_identity, refuse_overlap
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
+
+Path = str | os.PathLike  # a local path or a URL
 
 
-def read(input_path, columns=None, blocksize=None, *, storage_options: dict | None = None):
+def read(input_path: Path, *, columns: Sequence[str] | None = None,
+         blocksize: str | int | None = None, storage_options: dict | None = None
+         ) -> dd.DataFrame:
     """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
 
     ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``).
@@ -45,8 +64,8 @@ def _read_frame(reader, columns, numeric, chunk):
     return reader.read(chunk, list(columns), numeric).to_pandas()
 
 
-def write(df, out, overwrite: bool = False, resume: bool = False, *, client=None,
-          device: str = "cpu", progress: bool = False,
+def write(df: dd.DataFrame, out: Path, *, overwrite: bool = False, resume: bool = False,
+          client: Client | None = None, device: str = "cpu", progress: bool = False,
           storage_options: dict | None = None) -> dict:
     """Write a dask DataFrame to an output folder (one part per partition), atomically.
 
@@ -90,10 +109,12 @@ def _note_left_out(note, source, used, exclude=()) -> None:
              f"{', '.join(left)}")
 
 
-def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
-                    feature_range=(0.0, 1.0), output: str = "value", missing: str = "keep",
-                    dtype=None, options: ExecOptions | None = None, client=None,
-                    note=None, storage_options: dict | None = None) -> dict:
+def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | None = None,
+                    temperature: float = 1.0, feature_range: tuple[float, float] = (0.0, 1.0),
+                    output: str = "value", missing: str = "keep",
+                    dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
+                    client: Client | None = None, note: Callable[[str], None] | None = None,
+                    storage_options: dict | None = None) -> dict:
     """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
 
     ``missing`` decides what a null or NaN in a transformed column does: ``"keep"`` (NaN
@@ -112,7 +133,7 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
         raise PipelineError("no floating-point columns to transform; name them with "
-                            "--columns", path=source.paths[0])
+                            "columns=NAMES", path=source.paths[0], params=("columns",))
     source.require_columns(cols)
     if not columns:
         _note_left_out(note, source, cols)
@@ -125,9 +146,11 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
     return _write_tasks("transform", tasks, source, out, params, options, client, device)
 
 
-def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
-                missing: str = "error", dtype=None, options: ExecOptions | None = None,
-                client=None, storage_options: dict | None = None) -> dict:
+def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
+                keep: Sequence[str] | None = None, threshold: float = 0.5,
+                missing: str = "error", dtype: Sequence[str] | None = None,
+                options: ExecOptions | None = None, client: Client | None = None,
+                storage_options: dict | None = None) -> dict:
     """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
 
     A row with a missing feature is an error (``missing="error"``), left out and counted
@@ -138,8 +161,7 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
     model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
     if model_path:
         model = LogisticModel.load(model_path, storage_options=options.storage_options)
-    if not (0.0 <= float(threshold) <= 1.0):
-        raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
+    check("threshold", threshold, constraint("score", "threshold"))
     validate_missing(missing)
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
@@ -159,8 +181,9 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
     return _write_tasks("score", tasks, source, out, params, options, client, device)
 
 
-def evaluate_files(input_path, model, *, label: str = "label", missing: str = "error",
-                   dtype=None, options: ExecOptions | None = None, client=None,
+def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str = "label",
+                   missing: str = "error", dtype: Sequence[str] | None = None,
+                   options: ExecOptions | None = None, client: Client | None = None,
                    storage_options: dict | None = None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
 
@@ -172,7 +195,7 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
     options = with_storage_options(options, storage_options)
     if not isinstance(model, LogisticModel):
         model = LogisticModel.load(model, storage_options=options.storage_options)
-    validate_missing(missing, ("error", "drop"), "evaluate")
+    validate_missing(missing, MISSING_NO_KEEP)
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
     _require_label(source, label)
@@ -195,15 +218,13 @@ def _require_label(source, label: str) -> None:
         raise PipelineError("no such label column", path=source.paths[0], column=label)
     typ = source.schema.field(label).type
     if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
-        raise PipelineError(f"label column is not bool, integer or string ({typ})",
-                            path=source.paths[0], column=label)
+        raise PipelineError(not_a_label(typ), path=source.paths[0], column=label)
 
 
 def _require_model_features(source, model: LogisticModel) -> None:
     for name in model.features_:
         if name not in source.schema.names:
-            raise PipelineError("the model's feature is missing from the input",
-                                path=source.paths[0], column=name)
+            raise missing_feature(name, source.paths[0])
     source.require_columns(model.features_)
 
 
@@ -219,8 +240,24 @@ class TrainChunk:
     classes: tuple = (1, 0)  # (positive, negative) label values
 
     @property
+    def index(self) -> int:
+        return self.task.index
+
+    @property
     def source_path(self) -> str:
         return self.task.source_path
+
+    @property
+    def rows(self) -> int | None:
+        return self.task.rows
+
+    @property
+    def plan_key(self) -> list:
+        return self.task.plan_key
+
+    def produce(self) -> pa.Table:
+        """The chunk's features and label as read (:meth:`load` makes the arrays)."""
+        return self.task.read()
 
     def load(self):
         """``(X, y, rows_dropped)``."""
@@ -259,11 +296,14 @@ def _label_classes(source, label: str, positive, executor) -> tuple:
     return label_classes(values, label, positive, typ=typ)
 
 
-def train_files(input_path, model_out, *, label: str = "label", features=None,
-                C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                max_iter: int = 50, positive=None, missing: str = "error", dtype=None,
-                options: ExecOptions | None = None, client=None, log=None,
-                note=None, storage_options: dict | None = None) -> LogisticModel:
+def train_files(input_path: Path, model_out: Path | None, *, label: str = "label",
+                features: Sequence[str] | None = None, C: float = 1.0,
+                penalty: str | None = "l2", tol: float = 1e-10, max_iter: int = 50,
+                positive: bool | int | float | str | None = None, missing: str = "error",
+                dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
+                client: Client | None = None, log: Callable[[dict], None] | None = None,
+                note: Callable[[str], None] | None = None,
+                storage_options: dict | None = None) -> LogisticModel:
     """``pipeline train``: fit out of core, then write the model file atomically.
 
     The label is bool, integer or string with exactly two values; the positive class is the
@@ -277,17 +317,16 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
     model._validate_params()
     if missing == "keep":
-        raise PipelineError("train cannot keep rows with missing values (a row without a "
-                            "value has no loss); use --missing error or --missing drop")
-    validate_missing(missing, ("error", "drop"), "train")
+        raise PipelineError('train cannot keep rows with missing values (a row without a '
+                            'value has no loss); use missing="error" or missing="drop"',
+                            params=("missing", "missing"))
+    validate_missing(missing, MISSING_NO_KEEP)
     model_out = None if model_out is None else os.fspath(model_out)
     exists = model_out is not None and _model_exists(model_out, options)
-    if exists and options.overwrite and options.resume:
-        raise PipelineError("--overwrite and --resume cannot be used together", path=model_out)
     if exists and not (options.overwrite or options.resume):
-        raise PipelineError("model file already exists; pass --overwrite to replace it or "
-                            "--resume to keep it when it was trained the same way",
-                            path=model_out)
+        raise PipelineError("model file already exists; pass overwrite=True to replace it or "
+                            "resume=True to keep it when it was trained the same way",
+                            path=model_out, params=("overwrite", "resume"))
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
     if model_out is not None:
@@ -297,8 +336,8 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if features is None:
         features = [n for n in default_columns(source.schema) if n != label]
     if not features:
-        raise PipelineError("no floating-point feature columns; name them with --features",
-                            path=source.paths[0])
+        raise PipelineError("no floating-point feature columns; name them with features=NAMES",
+                            path=source.paths[0], params=("features",))
     source.require_columns(features)
     if not named:
         _note_left_out(note, source, features, exclude=(label,))
@@ -314,8 +353,8 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
-                                "parameters or input; rerun with --overwrite",
-                                path=model_out)
+                                "parameters or input; rerun with overwrite=True",
+                                path=model_out, params=("overwrite",))
         return old
     tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features),
                        used=(*features, label))
@@ -352,8 +391,9 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
         try:
             LogisticModel.load(path, storage_options=options.storage_options)
         except PipelineError:
-            raise PipelineError("--overwrite replaces only a model file of this tool, and "
-                                "this file is not one; not touched", path=path) from None
+            raise PipelineError("overwrite=True replaces only a model file of this tool, and "
+                                "this file is not one; not touched", path=path,
+                                params=("overwrite",)) from None
 
 
 def _same_training(old: LogisticModel, new: LogisticModel) -> bool:

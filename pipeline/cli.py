@@ -10,9 +10,29 @@ import argparse
 import sys
 import warnings
 
-from .commands import COMMANDS, execute
+from . import commands
+from .commands import execute
 from .errors import PipelineError, StorageError
 from .execution import validate_exec_options
+from .jobs import RUN
+
+# Every command the CLI knows: the library's, and ``run`` (the steps of a job file).
+COMMANDS = {**commands.COMMANDS, RUN.name: RUN}
+
+
+# Library parameters whose option has another name.
+_OPTION_NAMES = {"feature_range": "range", "fmt": "format"}
+
+
+def option(name: str) -> str:
+    """A library parameter as the CLI calls it (``threshold``: ``--threshold``); a name that
+    is no option's stays as it is."""
+    name = _OPTION_NAMES.get(name, name)
+    for cmd in COMMANDS.values():
+        for a in cmd.all_args():
+            if a.name == name and not a.positional:
+                return a.option
+    return name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if values["command"] == "train" and values.get("no_penalty") and \
                 "--C" in (argv if argv is not None else sys.argv):
             raise PipelineError("--C and --no-penalty exclude each other")
-        return execute(values.pop("command"), values)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        values.pop("command")
+        return execute(cmd, values)
+    except PipelineError as exc:  # the library's words for parameters, as options
+        print(f"error: {exc.worded(option)}", file=sys.stderr)
         return 2
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,8 +7,7 @@ error that says which, never a silent fall-back; ``auto`` picks the GPU only whe
 from __future__ import annotations
 
 from .errors import PipelineError
-
-DEVICES = ("cpu", "gpu", "auto")
+from .params import DEVICES, choice
 
 
 def gpu_problem() -> str | None:
@@ -27,13 +26,12 @@ def gpu_problem() -> str | None:
 
 
 def resolve_device(device: str) -> str:
-    if device not in DEVICES:
-        raise PipelineError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
+    choice("device", device, DEVICES)
     if device == "cpu":
         return "cpu"
     problem = gpu_problem()
     if device == "gpu" and problem:
-        raise PipelineError(f"--device gpu: {problem}")
+        raise PipelineError(f"device gpu: {problem}", params=("device",))
     return "cpu" if problem else "gpu"
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class PipelineError(ValueError):
     """Bad input or usage (exit status 2). The message names the file, column and row.
 
     A ``ValueError``, as scikit-learn's ``InvalidParameterError`` is, so library callers may
-    catch either; the CLI maps it to ``error: …`` and exit status 2.
+    catch either; the CLI maps it to ``error: …`` and exit status 2. ``params`` are the
+    parameters the message names, in the library's words (``threshold``, ``overwrite=True``);
+    the CLI says them as its options (``--threshold``, ``--overwrite``), see :meth:`worded`.
     """
 
     def __init__(
@@ -17,23 +21,57 @@ class PipelineError(ValueError):
         path: str | None = None,
         column: str | None = None,
         row: int | None = None,
+        params: tuple[str, ...] = (),
     ) -> None:
         self.path = path
         self.column = column
         self.row = row
         self.detail = message
+        self.params = tuple(params)
+        super().__init__(self._compose(message))
+
+    def _compose(self, message: str) -> str:
         parts = []
-        if path is not None:
-            parts.append(str(path))
-        if column is not None:
-            parts.append(f"column {column!r}")
-        if row is not None:
-            parts.append(f"row {row}")
+        if self.path is not None:
+            parts.append(str(self.path))
+        if self.column is not None:
+            parts.append(f"column {self.column!r}")
+        if self.row is not None:
+            parts.append(f"row {self.row}")
         parts.append(message)
-        super().__init__(": ".join(parts))
+        return ": ".join(parts)
+
+    def worded(self, word: Callable[[str], str]) -> str:
+        """The message with each of its ``params`` as ``word(name)`` calls it.
+
+        A mention ``name=VALUE`` (``overwrite=True``, ``missing="drop"``, ``columns=NAMES``)
+        is taken first, else the first bare ``name``; a name listed twice, two mentions.
+
+        >>> err = PipelineError("pass overwrite=True to replace it", params=("overwrite",))
+        >>> err.worded(lambda name: "--" + name)
+        'pass --overwrite to replace it'
+        >>> PipelineError('a missing value; pass missing="drop" to skip it',
+        ...               params=("missing",)).worded(lambda name: "--" + name)
+        'a missing value; pass --missing drop to skip it'
+        """
+        import re
+
+        def say(match, name):
+            value = match.group(2) if match.group(2) is not None else match.group(3)
+            return word(name) + (f" {value}" if value not in (None, "True") else "")
+
+        text = self.detail
+        for name in self.params:
+            bare = rf"(?<![\w-]){re.escape(name)}"
+            text, n = re.subn(bare + r"""=(?:(['"])(.*?)\1|(\w+))""",
+                              lambda m, name=name: say(m, name), text, count=1)
+            if not n:
+                text = re.sub(bare + r"(?![\w-])", lambda _, name=name: word(name), text,
+                              count=1)
+        return self._compose(text)
 
     def __reduce__(self):  # survive pickling between Dask workers and the client
-        return (_rebuild, (self.detail, self.path, self.column, self.row))
+        return (_rebuild, (self.detail, self.path, self.column, self.row, self.params))
 
 
 class StorageError(Exception):
@@ -41,21 +79,12 @@ class StorageError(Exception):
     ``error:`` line): not bad input, and whatever the run wrote is left for ``--resume``."""
 
 
-def _rebuild(message, path, column, row):
-    return PipelineError(message, path=path, column=column, row=row)
-
-
-def parse_size(text: str | int | None, *, name: str = "size") -> int | None:
-    """Parse ``64MiB``, ``1GB``, ``1e6`` or a plain byte count (> 0; None stays None)."""
-    from .params import SIZE, check
-
-    if text is None:
-        return None
-    return SIZE.to_bytes(check(name, text, SIZE))
+def _rebuild(message, path, column, row, params=()):
+    return PipelineError(message, path=path, column=column, row=row, params=params)
 
 
 def located_error(message: str, source, *, column: str | None = None,
-                  index: int | None = None) -> PipelineError:
+                  index: int | None = None, params: tuple[str, ...] = ()) -> PipelineError:
     """An error at row ``index`` of a block read from ``source``: an object that locates its
     rows (``locate(index) -> (path, row)``, as :class:`pipeline.sources.RowOrigin`), or just a
     name (then the row is the block's own index)."""
@@ -63,4 +92,4 @@ def located_error(message: str, source, *, column: str | None = None,
         path, row = source.locate(index) if index is not None else (str(source), None)
     else:
         path, row = (str(source) if source else None), index
-    return PipelineError(message, path=path, column=column, row=row)
+    return PipelineError(message, path=path, column=column, row=row, params=params)

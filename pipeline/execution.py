@@ -14,14 +14,15 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from .errors import PipelineError, parse_size
+from .errors import PipelineError
+from .params import parse_size
 
 
 @dataclass
 class ExecOptions:
     """The execution options every data command takes, checked when made.
 
-    Each option's rule is declared once, on its ``Arg`` in :mod:`pipeline.commands`; a bad
+    Each option's rule is declared once, on its ``Arg`` in :mod:`pipeline.options`; a bad
     value raises :class:`PipelineError` naming the parameter (``workers must be an integer
     >= 1; got -1``).
     """
@@ -41,10 +42,10 @@ class ExecOptions:
         validate_exec_options(vars(self))
 
     def blocksize_bytes(self) -> int | None:
-        return parse_size(self.blocksize, name="--blocksize")
+        return parse_size(self.blocksize, name="blocksize")
 
     def memory_limit_bytes(self) -> int | None:
-        return parse_size(self.memory_limit, name="--memory-limit")
+        return parse_size(self.memory_limit, name="memory_limit")
 
 
 def with_storage_options(options: ExecOptions | None, storage_options: dict | None
@@ -69,11 +70,14 @@ def validate_exec_options(values: dict, *, named: Callable = lambda arg: arg.nam
     ``named(arg)`` is what the message calls an option: the parameter (``workers``), the
     CLI's flag (``--workers``) or a job file's key.
     """
-    from .commands import EXEC_ARGS
+    from .options import EXEC_ARGS
 
     args = {a.name: a for a in EXEC_ARGS}
     for a in EXEC_ARGS:
         a.validate(values.get(a.name), named(a))
+    if values.get("overwrite") and values.get("resume"):
+        raise PipelineError(f"{named(args['overwrite'])} and {named(args['resume'])} cannot "
+                            "be used together")
     if values.get("scheduler"):
         local = [k for k in LOCAL_CLUSTER_KEYS if values.get(k) is not None]
         if local:  # would be silently ignored: an existing cluster has its own size
@@ -284,13 +288,28 @@ def current_client(client=None):
         return None
 
 
-def _quiet_distributed() -> None:
+@contextmanager
+def _quiet_distributed() -> Iterator[None]:
     """A cluster we start ourselves logs nothing below CRITICAL: what goes wrong reaches the
-    user as one ``error:`` line (a worker killed for memory, say), not as log noise."""
+    user as one ``error:`` line (a worker killed for memory, say), not as log noise. The
+    logger's level and the environment are as they were after the block."""
     import logging
 
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"  # the worker processes inherit it
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("distributed")
+    level, env = logger.level, os.environ.get(_DISTRIBUTED_LOGGING)
+    os.environ[_DISTRIBUTED_LOGGING] = "critical"  # the worker processes inherit it
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if env is None:
+            os.environ.pop(_DISTRIBUTED_LOGGING, None)
+        else:
+            os.environ[_DISTRIBUTED_LOGGING] = env
+
+
+_DISTRIBUTED_LOGGING = "DASK_LOGGING__DISTRIBUTED"
 
 
 @contextmanager
@@ -322,28 +341,28 @@ def open_executor(opts: ExecOptions | None = None, client=None):
         return
     memory = opts.memory_limit_bytes()
     if opts.workers or memory:
-        _quiet_distributed()
-        from distributed import Client, LocalCluster
+        with _quiet_distributed():
+            from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=opts.workers or 2,
-            threads_per_worker=opts.threads_per_worker or 1,
-            memory_limit=memory or "auto",
-            processes=True,
-            dashboard_address=":0",  # its HTTP routes on a free port: never a clash
-        )
-        client = Client(cluster)
-        try:
-            yield DaskExecutor(client)
-        finally:
-            client.close()
-            cluster.close()
+            cluster = LocalCluster(
+                n_workers=opts.workers or 2,
+                threads_per_worker=opts.threads_per_worker or 1,
+                memory_limit=memory or "auto",
+                processes=True,
+                dashboard_address=":0",  # its HTTP routes on a free port: never a clash
+            )
+            client = Client(cluster)
+            try:
+                yield DaskExecutor(client)
+            finally:
+                client.close()
+                cluster.close()
         return
-    from .buffers import use_fast_pool
+    from .buffers import fast_pool
 
-    use_fast_pool()
-    executor = LocalExecutor(opts.threads_per_worker)
-    try:
-        yield executor
-    finally:
-        executor.close()
+    with fast_pool():
+        executor = LocalExecutor(opts.threads_per_worker)
+        try:
+            yield executor
+        finally:
+            executor.close()

@@ -17,9 +17,10 @@ import posixpath
 import sys
 import tomllib
 
-from .commands import CLUSTER_KEYS, COMMANDS, EXEC_ARGS, execute
+from .commands import COMMANDS, Command, execute
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, validate_exec_options
+from .options import CLUSTER_KEYS, EXEC_ARGS
 from .params import STORAGE_OPTIONS, check
 from .storage import is_url, open_storage
 
@@ -214,4 +215,12 @@ def run_job(path: str | os.PathLike, *, storage_options: dict | None = None) -> 
         client = getattr(ex, "client", None)
         for i, (name, values) in enumerate(steps, start=1):
             print(f"step {i}/{len(steps)}: {name}", file=sys.stderr)
-            execute(name, values, client=client)
+            execute(COMMANDS[name], values, client=client)
+
+
+def _run(values: dict, *, client=None, out=None) -> None:
+    run_job(values["job"], storage_options=values.get("storage_options"))
+
+
+# The one command that runs other commands, so declared here, above them.
+RUN = Command("run", "run the steps of a TOML job file", _run)

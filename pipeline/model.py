@@ -257,7 +257,7 @@ class LogisticModel:
 
     def _validate_params(self) -> None:
         """Check the parameters against the rules ``pipeline train`` declares for them."""
-        from .commands import constraint
+        from .options import constraint
 
         if self.penalty not in _PENALTIES:
             raise PipelineError("The 'penalty' parameter of LogisticModel must be one of 'l2' "

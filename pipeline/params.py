@@ -27,7 +27,8 @@ from .errors import PipelineError
 __all__ = ["Constraint", "Interval", "Size", "IncreasingPair", "Options", "InstanceOf",
            "Nullable", "ListOf", "StorageOptions", "check", "COUNT", "NON_NEGATIVE", "FINITE",
            "POSITIVE", "PROBABILITY", "SIZE", "INCREASING_PAIR", "STORAGE_OPTIONS", "Integral",
-           "Real"]
+           "Real", "DEVICES", "OUTPUTS", "FORMATS", "FLOAT_DTYPES", "MISSING", "MISSING_NO_KEEP",
+           "choice", "parse_size"]
 
 
 class Constraint:
@@ -232,6 +233,14 @@ SIZE = Size()
 INCREASING_PAIR = IncreasingPair()
 STORAGE_OPTIONS = StorageOptions()
 
+# the choices of the options that take one of a few words, each declared once
+DEVICES = ("cpu", "gpu", "auto")
+OUTPUTS = ("value", "derivative", "log")      # what transform writes
+FORMATS = ("parquet", "csv")                  # the file formats generate writes
+FLOAT_DTYPES = ("float64", "float32")
+MISSING = ("error", "drop", "keep")           # what a null or NaN in a used column does
+MISSING_NO_KEEP = ("error", "drop")           # train, evaluate: a row without a value has no loss
+
 
 def check(name: str, value: Any, constraint: Constraint, *, path: str | None = None) -> Any:
     """``value`` if it satisfies ``constraint``, else a :class:`PipelineError` naming ``name``.
@@ -249,5 +258,23 @@ def check(name: str, value: Any, constraint: Constraint, *, path: str | None = N
     """
     if not constraint.is_satisfied_by(value):
         raise PipelineError(f"{name} must be {constraint}; got {constraint.show(value)}",
-                            path=path)
+                            path=path, params=(name,))
     return value
+
+
+def choice(name: str, value: Any, choices: tuple[str, ...], *, path: str | None = None) -> Any:
+    """``value`` if it is one of ``choices``, else the one sentence of :func:`check`.
+
+    >>> choice("device", "tpu", DEVICES)
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.PipelineError: device must be one of 'cpu', 'gpu', 'auto'; got 'tpu'
+    """
+    return check(name, value, Options(*choices), path=path)
+
+
+def parse_size(text: str | int | None, *, name: str = "size") -> int | None:
+    """Parse ``64MiB``, ``1GB``, ``1e6`` or a plain byte count (> 0; None stays None)."""
+    if text is None:
+        return None
+    return SIZE.to_bytes(check(name, text, SIZE))

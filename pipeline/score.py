@@ -11,7 +11,14 @@ from . import kernels
 from .buffers import empty_column, to_arrow
 from .device import to_host
 from .errors import PipelineError
-from .values import apply_missing, binary_label, float_values, validate_missing
+from .params import MISSING_NO_KEEP
+from .values import (
+    apply_missing,
+    binary_label,
+    float_values,
+    missing_feature,
+    validate_missing,
+)
 
 # Margin bins for the AUC (uniform in z over ±AUC_RANGE, the ends open): pairs within one bin
 # count as ties, which bounds the error by half the share of (positive, negative) pairs that
@@ -28,8 +35,7 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source="",
     for name in features:
         i = table.schema.get_field_index(name)
         if i < 0:
-            raise PipelineError("the model's feature is missing from the input",
-                                path=str(source) or None, column=name)
+            raise missing_feature(name, str(source) or None)
         # float, integer or bool, exactly as float64; a missing value (kept) becomes NaN
         cols.append(float_values(table.column(i), name, source))
     if device == "gpu":
@@ -101,7 +107,7 @@ class EvalOp:
     negative: object = 0
 
     def __post_init__(self) -> None:
-        validate_missing(self.missing, ("error", "drop"), "evaluate")
+        validate_missing(self.missing, MISSING_NO_KEEP)
 
     def __call__(self, table: pa.Table, source="") -> dict:
         if self.label not in table.column_names:

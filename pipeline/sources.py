@@ -315,7 +315,8 @@ def parse_dtypes(dtype) -> dict[str, pa.DataType]:
         for text in [dtype] if isinstance(dtype, str) else dtype:
             name, sep, typ = str(text).partition("=")
             if not sep or not name or not typ:
-                raise PipelineError(f"--dtype must be COL=TYPE (e.g. id=int64); got {text!r}")
+                raise PipelineError(f"dtype must be COL=TYPE (e.g. id=int64); got {text!r}",
+                                    params=("dtype",))
             pairs.append((name, typ))
         items = pairs
     out = {}
@@ -326,8 +327,9 @@ def parse_dtypes(dtype) -> dict[str, pa.DataType]:
         try:
             out[name] = pa.type_for_alias(str(typ).strip())
         except (ValueError, KeyError):
-            raise PipelineError(f"--dtype {name}={typ}: unknown type (use int64, float64, "
-                                "float32, bool, string, ...)", column=name) from None
+            raise PipelineError(f"dtype {name}={typ}: unknown type (use int64, float64, "
+                                "float32, bool, string, ...)", column=name,
+                                params=("dtype",)) from None
     return out
 
 
@@ -423,8 +425,8 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
     names = pacsv.read_csv(io.BytesIO(header)).column_names
     for name in dtype:
         if name not in names:
-            raise PipelineError("--dtype names no column of the input", path=paths[0],
-                                column=name)
+            raise PipelineError("dtype names no column of the input", path=paths[0],
+                                column=name, params=("dtype",))
     fields = []
     for name in names:
         typ = types.get(name)
@@ -672,7 +674,8 @@ def _csv_error(path: str, exc: Exception, source, piece: Piece | None, numeric=(
         except ValueError:
             fix = "string"
         return PipelineError(f"value {value!r} is not {typ}; set the column's type with "
-                             f"--dtype {column}={fix}", path=path, column=column, row=row)
+                             f"dtype {column}={fix}", path=path, column=column, row=row,
+                             params=("dtype",))
     detail = text.split(": ", 1)[-1] if "CSV conversion error" in text else text
     detail = re.sub(r"^(In CSV column #\d+: )?(Row #\d+: )?", "", detail)
     return PipelineError(f"bad CSV ({_short(detail)})", path=path, column=column, row=row)

@@ -7,16 +7,22 @@
 a local disk renames atomically (temporary name, fsync, rename); an object store has no rename
 and no append, so there an output is committed by one PUT of its manifest.
 
-Local paths use ``os`` directly (today's speed: memory-mapped Parquet, no fsspec layer).
+Local paths use ``os`` directly (today's speed: memory-mapped Parquet, no fsspec layer), and
+:class:`LocalStorage` also holds the primitives of the local commit protocol (fsync of a file
+or a folder, atomic rename, the exchange of two folders, append): no other module touches
+``os``, ``open``, ``shutil`` or ``glob`` for data or output files.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
 import glob as _glob
 import json
 import os
 import shutil
+import sys
 import uuid
 from typing import IO, Any
 
@@ -128,11 +134,48 @@ class LocalStorage:
     def write_text(self, path: str, text: str) -> None:
         """Atomically: temporary name, fsync, rename."""
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "w") as fh:
+        self.write_synced(tmp, text)
+        self.replace(tmp, path)
+
+    # The local commit protocol's primitives (see writer.py): temporary name, fsync, rename.
+
+    def write_synced(self, path: str, text: str) -> None:
+        """Write ``path`` (under a name no reader takes for complete) and fsync it."""
+        with open(path, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+
+    def append_text(self, path: str, text: str) -> None:
+        with open(path, "a") as fh:
+            fh.write(text)
+
+    def fsync(self, path: str) -> None:
+        """Make a file's data, or a folder's entries (its renames), durable."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def replace(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` atomically, replacing a file there."""
+        os.replace(src, dst)
+
+    def exchange(self, a: str, b: str) -> bool:
+        """Swap two folders atomically; False where this platform cannot (nothing done)."""
+        return exchange_paths(a, b)
+
+    def rmtree(self, path: str, *, ignore_errors: bool = False) -> None:
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in a folder, sorted."""
+        return sorted(os.listdir(path))
+
+    def realpath(self, path: str) -> str:
+        """``..`` and symlinks resolved."""
+        return os.path.realpath(path)
 
     def put_file(self, local: str, path: str) -> dict:
         """Upload a finished local file whole; returns its size and version."""
@@ -157,6 +200,36 @@ class LocalStorage:
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+
+
+def exchange_paths(a, b) -> bool:
+    """Atomically swap two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``).
+
+    Returns False where the platform or the file system cannot, and nothing was changed.
+    """
+    rename = _renameat2()
+    if rename is None or os.environ.get("PIPELINE_NO_RENAME_EXCHANGE"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if rename(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(a), None, os.fspath(b))
+
+
+@functools.cache
+def _renameat2():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # glibc < 2.28, musl
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 class FsspecStorage:

@@ -7,16 +7,22 @@ its own seeded stream, so the same seed gives the same bytes however the files a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from . import kernels
+from .chunks import write_parts
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
-from .params import check
-from .writer import job_identity, write_parts
+from .params import FLOAT_DTYPES, FORMATS, check, choice
+from .writer import job_identity
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 ROW_GROUP = 131072
 
@@ -63,25 +69,25 @@ class GenerateTask:
                 break
 
 
-def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parquet",
-             dtype: str = "float64", seed: int = 0, options: ExecOptions | None = None,
-             client=None, storage_options: dict | None = None) -> dict:
+def generate(out: str | os.PathLike, *, rows: int, features: int, files: int = 1,
+             fmt: str = "parquet", dtype: str = "float64", seed: int = 0,
+             options: ExecOptions | None = None, client: Client | None = None,
+             storage_options: dict | None = None) -> dict:
     """Write ``rows`` x ``features`` synthetic rows in ``files`` files under ``out``.
 
     OUT may be a URL; ``storage_options`` (or ``options.storage_options``) go to its file
     system.
     """
-    from .commands import constraint
+    from .options import constraint
 
     options = with_storage_options(options, storage_options)
     for name, value in (("rows", rows), ("features", features), ("files", files)):
         check(name, value, constraint("generate", name))
     if files > rows:
-        raise PipelineError(f"files must be at most rows ({rows}); got {files}")
-    if fmt not in ("parquet", "csv"):
-        raise PipelineError(f"--format must be parquet or csv; got {fmt!r}")
-    if dtype not in ("float64", "float32"):
-        raise PipelineError(f"--dtype must be float64 or float32; got {dtype!r}")
+        raise PipelineError(f"files must be at most rows ({rows}); got {files}",
+                            params=("files",))
+    choice("fmt", fmt, FORMATS)
+    choice("dtype", dtype, FLOAT_DTYPES)
     base, extra = divmod(rows, files)
     tasks, first = [], 0
     for i in range(files):

@@ -1,7 +1,5 @@
-"""Chunk tasks: what one worker does for one chunk, before the writer takes the table.
-
-A task is small and picklable: it names its chunk and how to produce its table, and runs the
-same in a thread of this process or on a Dask worker.
+"""The chunk tasks of files and of dask DataFrames (see :class:`pipeline.chunks.ChunkTask`):
+what one worker does for one chunk, before the writer takes the table.
 """
 
 from __future__ import annotations

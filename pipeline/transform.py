@@ -7,7 +7,9 @@ maps it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +18,11 @@ from . import kernels
 from .buffers import empty_column, to_arrow
 from .device import to_device, to_host
 from .errors import PipelineError
-from .params import check
+from .params import OUTPUTS, check, choice
 from .values import apply_missing, float_values, validate_missing
 
-OUTPUTS = ("value", "derivative", "log")
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,11 @@ def _out_schema(schema: pa.Schema, columns) -> pa.Schema:
 
 def validate_sigmoid_options(temperature, feature_range, output) -> None:
     """Check the transform's parameters against the rules ``pipeline transform`` declares."""
-    from .commands import constraint
+    from .options import constraint
 
     check("temperature", temperature, constraint("transform", "temperature"))
     check("feature_range", feature_range, constraint("transform", "range"))
-    if output not in OUTPUTS:
-        raise PipelineError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
+    choice("output", output, OUTPUTS)
 
 
 def default_columns(schema: pa.Schema) -> tuple[str, ...]:
@@ -117,8 +119,9 @@ def left_out_columns(schema: pa.Schema, exclude=()) -> tuple[str, ...]:
         pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)))
 
 
-def sigmoid_columns(df, columns=None, temperature: float = 1.0, feature_range=(0, 1),
-                    output: str = "value", *, device: str = "cpu"):
+def sigmoid_columns(df: dd.DataFrame, *, columns: Sequence[str] | None = None,
+                    temperature: float = 1.0, feature_range: tuple[float, float] = (0, 1),
+                    output: str = "value", device: str = "cpu") -> dd.DataFrame:
     """Lazy sigmoid of ``columns`` (default: every floating-point column) of a dask DataFrame.
 
     Other columns pass through; names, order and dtypes are kept (float32 stays float32).

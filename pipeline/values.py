@@ -13,19 +13,15 @@ import pyarrow as pa
 
 from .buffers import column_numpy
 from .errors import PipelineError, located_error
+from .params import MISSING, choice
 from .sources import is_numeric_type
 
-MISSING = ("error", "drop", "keep")
 # Integers beyond this magnitude have no exact float64.
 EXACT_INT = 2**53
 
 
-def validate_missing(missing: str, allowed: tuple[str, ...] = MISSING,
-                     command: str = "") -> None:
-    if missing not in allowed:
-        what = f"{command} " if command else ""
-        raise PipelineError(f"{what}--missing must be one of {', '.join(allowed)}; "
-                            f"got {missing!r}")
+def validate_missing(missing: str, allowed: tuple[str, ...] = MISSING) -> None:
+    choice("missing", missing, allowed)
 
 
 def missing_mask(table: pa.Table, names) -> np.ndarray | None:
@@ -82,8 +78,8 @@ def apply_missing(table: pa.Table, names, missing: str, source
     if missing == "error":
         i = int(np.argmax(mask))
         column = next(n for n in names if _is_missing(table.column(n), i))
-        raise located_error("missing value (null or NaN); pass --missing drop to skip such "
-                            "rows", source, column=column, index=i)
+        raise located_error('missing value (null or NaN); pass missing="drop" to skip such '
+                            "rows", source, column=column, index=i, params=("missing",))
     if missing == "drop":
         kept = np.flatnonzero(~mask)
         return table.take(pa.array(kept)), KeptRows(source, kept), None
@@ -147,7 +143,7 @@ def _float_chunk(c: pa.Array, keep_float32: bool) -> np.ndarray:
     return column_numpy(c.cast(pa.float64()))  # nulls become NaN
 
 
-def label_value(value, typ: pa.DataType, *, what: str = "--positive"):
+def label_value(value, typ: pa.DataType, *, what: str = "positive"):
     """``value`` (text from the command line, or a JSON value) as a value of the label's type."""
     try:
         return pa.scalar(value).cast(typ).as_py()
@@ -157,7 +153,7 @@ def label_value(value, typ: pa.DataType, *, what: str = "--positive"):
         return pa.scalar(str(value)).cast(typ).as_py()
     except (pa.ArrowException, TypeError, ValueError):
         raise PipelineError(f"{what} {value!r} is not a value of the label's type "
-                            f"({typ})") from None
+                            f"({typ})", params=(what,)) from None
 
 
 def label_classes(values: dict, label: str, positive=None, *, typ=None) -> tuple:
@@ -175,8 +171,9 @@ def label_classes(values: dict, label: str, positive=None, *, typ=None) -> tuple
         if positive is None:
             return max(distinct), min(distinct)
         if positive not in distinct:
-            raise PipelineError(f"--positive {positive!r} is not a value of the label (it "
-                                f"takes {distinct[0]!r} and {distinct[1]!r})", column=label)
+            raise PipelineError(f"positive {positive!r} is not a value of the label (it "
+                                f"takes {distinct[0]!r} and {distinct[1]!r})", column=label,
+                                params=("positive",))
         return positive, next(v for v in distinct if v != positive)
     if typ is not None and pa.types.is_boolean(typ):
         positive = True if positive is None else positive
@@ -190,8 +187,8 @@ def label_classes(values: dict, label: str, positive=None, *, typ=None) -> tuple
         raise PipelineError("label has no values (every row is missing, or there are no "
                             "rows)", column=label)
     raise PipelineError(f"label takes only one value ({distinct[0]!r}); a binary label takes "
-                        "two (or name the positive one with --positive)",
-                        path=values[distinct[0]][0], column=label)
+                        "two (or name the positive one: positive=VALUE)",
+                        path=values[distinct[0]][0], column=label, params=("positive",))
 
 
 def first_values(col, source, limit: int = 3) -> dict:
@@ -213,6 +210,17 @@ def first_values(col, source, limit: int = 3) -> dict:
     return out
 
 
+def not_a_label(typ: pa.DataType) -> str:
+    """Why a column cannot be a label: the one sentence, wherever it is found."""
+    return f"label column is not bool, integer or string ({typ})"
+
+
+def missing_feature(name: str, path: str | None) -> PipelineError:
+    """The input lacks a feature of the model (when planned, or in a chunk)."""
+    return PipelineError("the model's feature is missing from the input", path=path,
+                         column=name)
+
+
 def binary_label(col, name: str, positive, negative, source) -> np.ndarray:
     """The label as float64 0/1 (1 where it equals ``positive``); any value that is neither
     class is an error naming its row."""
@@ -231,8 +239,7 @@ def binary_label(col, name: str, positive, negative, source) -> np.ndarray:
         pos = v == positive
         ok = pos | (v == negative) if negative is not None else np.ones(len(v), bool)
     else:
-        raise located_error(f"label column is not bool, integer or string ({col.type})",
-                            source, column=name)
+        raise located_error(not_a_label(col.type), source, column=name)
     if not ok.all():
         i = int(np.argmin(ok))
         raise located_error(f"label has a third value {col[i].as_py()!r} (the classes are "

@@ -16,19 +16,13 @@ is complete, so the old output stays whole until then.
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import functools
-import hashlib
 import json
 import os
-import shutil
 import signal
-import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,16 +30,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
-from .monitor import ChunkTimer, RssSampler
-from .progress import Progress
-from .storage import is_url, open_storage, redact
+from .monitor import RssSampler
+from .storage import LOCAL, is_url, open_storage
 
 SUCCESS = "_SUCCESS"
 JOB = "_job.json"
 CHUNKS = "_chunks.jsonl"
 
-# Random floats gain nothing from dictionary encoding and it makes writes ~5x slower
-# (measured, see PERF-NOTES); snappy is nearly free.
+# Random floats gain nothing from dictionary encoding, which made part writes ~5x slower
+# when measured; snappy is nearly free.
 PARQUET_OPTIONS = {"compression": "snappy", "use_dictionary": False}
 
 
@@ -59,11 +52,11 @@ def write_part_file(data, folder: str, index: int, fmt: str = "parquet") -> tupl
     ``data`` is a ``pyarrow.Table`` or an iterator of Tables (streamed, one row group each,
     so a part can be larger than memory). :func:`commit_part` makes it final.
     """
-    tmp = os.path.join(folder, f".{part_name(index, fmt)}.{uuid.uuid4().hex}.tmp")
+    tmp = LOCAL.join(folder, f".{part_name(index, fmt)}.{uuid.uuid4().hex}.tmp")
     tables = [data] if isinstance(data, pa.Table) else data
     rows = 0
     try:
-        with open(tmp, "wb") as fh:
+        with LOCAL.open(tmp, "wb") as fh:
             writer = None
             for table in tables:
                 if writer is None:
@@ -74,8 +67,7 @@ def write_part_file(data, folder: str, index: int, fmt: str = "parquet") -> tupl
             if writer is not None:
                 writer.close()
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        LOCAL.rm(tmp)
         raise
     return tmp, rows
 
@@ -86,33 +78,17 @@ def commit_part(tmp: str, folder: str, index: int, fmt: str = "parquet") -> None
     The writer's loop calls this as records arrive, so the wait for the disk overlaps the
     workers' next chunks instead of holding a worker thread.
     """
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, os.path.join(folder, part_name(index, fmt)))
+    LOCAL.fsync(tmp)
+    LOCAL.replace(tmp, LOCAL.join(folder, part_name(index, fmt)))
 
 
 def write_json_atomic(path: str | os.PathLike, obj, *, crash_before_rename: str = "") -> None:
     path = os.fspath(path)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    LOCAL.write_synced(tmp, json.dumps(obj, indent=1, default=str) + "\n")
     crash_point(crash_before_rename)
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path) or ".")
-
-
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    LOCAL.replace(tmp, path)
+    LOCAL.fsync(LOCAL.parent(path))
 
 
 @dataclass(frozen=True)
@@ -137,34 +113,26 @@ class PartTarget:
         return f"part-{index:05d}-{self.attempt}.{self.fmt}"
 
 
-def run_chunk_task(task, *, target: PartTarget, device: str) -> tuple[dict, str | None]:
-    """Produce one chunk's table and write its part (on a worker); returns its record and
-    the temporary path the writer loop commits (None when the part is already uploaded)."""
-    name = target.name(task.index)
-    uploaded = {}
-    with ChunkTimer() as timer:
-        data = task.produce()
-        if target.storage is None:
-            tmp, rows = write_part_file(data, target.folder, task.index, target.fmt)
-        else:
-            local, rows = write_part_file(data, tempfile.gettempdir(), task.index, target.fmt)
-            try:
-                uploaded = target.storage.put_file(local, target.storage.join(target.folder,
-                                                                              name))
-            finally:
-                os.unlink(local)
-            tmp = None
-    rec = timer.record(chunk=task.index, part=name, source=task.source_path, rows=rows,
-                       device=device).to_dict()
-    rec.update(uploaded)
-    rec.update(getattr(data, "record_extras", {}))  # e.g. rows_dropped
-    return rec, tmp
+def write_part(data, target: PartTarget, index: int) -> tuple[int, str | None, dict]:
+    """Write one part of ``target`` from ``data`` (a ``pyarrow.Table`` or an iterator of
+    Tables) on a worker; returns (rows, the temporary path that :func:`commit_part` makes
+    final, or None when the part is already uploaded whole, and what the upload reports)."""
+    if target.storage is None:
+        tmp, rows = write_part_file(data, target.folder, index, target.fmt)
+        return rows, tmp, {}
+    local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
+    try:
+        uploaded = target.storage.put_file(local, target.storage.join(target.folder,
+                                                                      target.name(index)))
+    finally:
+        LOCAL.rm(local)
+    return rows, None, uploaded
 
 
 def read_job(folder: str | os.PathLike) -> dict | None:
     """The ``_job.json`` of an output of this tool, or None when ``folder`` is not one."""
     try:
-        job = json.loads((Path(folder) / JOB).read_text())
+        job = json.loads(LOCAL.read_text(LOCAL.join(folder, JOB)))
     except (OSError, ValueError):
         return None
     return job if isinstance(job, dict) and isinstance(job.get("command"), str) else None
@@ -175,13 +143,24 @@ _IDENTITY = {
     "command": "command",
     "params": "parameters",
     "input": "input files (paths, sizes or times)",
-    "plan": "chunk plan (another --blocksize?)",
-    "device": "device (--device)",
+    "plan": "chunk plan (another blocksize?)",
+    "device": "device",
 }
 
 
+def _resume_refused(key: str, path: str) -> PipelineError:
+    """The refusal of a resume whose ``key`` of the job identity differs."""
+    return PipelineError(f"cannot resume: the {_IDENTITY[key]} differ from the interrupted "
+                         "run's; rerun with overwrite=True", path=path,
+                         params=("overwrite", *(["blocksize"] if key == "plan" else [])))
+
+
 def _is_empty_dir(p: Path) -> bool:
-    return p.is_dir() and not any(p.iterdir())
+    return LOCAL.isdir(p) and not LOCAL.listdir(p)
+
+
+def _matching(folder: Path, pattern: str) -> list[Path]:
+    return [folder / name for name in LOCAL.listdir(folder) if fnmatch(name, pattern)]
 
 
 @dataclass
@@ -199,7 +178,7 @@ class OutputFolder:
 
     def __post_init__(self) -> None:
         self.display = os.fspath(self.path)
-        self.path = Path(os.path.realpath(self.path))
+        self.path = Path(LOCAL.realpath(self.path))
         self.staging: Path | None = None
         self.kept: dict[int, dict] = {}
         self.complete_manifest: dict | None = None
@@ -217,47 +196,45 @@ class OutputFolder:
     def _old(self) -> Path:
         return self.path.parent / f".{self.path.name}.pipeline-old"
 
-    def _error(self, message: str) -> PipelineError:
-        return PipelineError(message, path=self.display)
+    def _error(self, message: str, *params: str) -> PipelineError:
+        return PipelineError(message, path=self.display, params=params)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         """Check the flags against what exists, then make the folder ready to write."""
         p = self.path
-        if self.overwrite and self.resume:
-            raise self._error("--overwrite and --resume cannot be used together")
-        if p.exists() and not p.is_dir():
+        if LOCAL.exists(p) and not LOCAL.isdir(p):
             raise self._error("output exists and is not a folder")
         self._finish_interrupted_swap()
-        if not p.exists() or _is_empty_dir(p):
+        if not LOCAL.exists(p) or _is_empty_dir(p):
             if read_job(self._new) is not None:  # a stale half-built --overwrite of a
-                shutil.rmtree(self._new)          # folder that is gone since
-            self.fresh = not p.exists()
-            p.mkdir(parents=True, exist_ok=True)
+                LOCAL.rmtree(self._new)           # folder that is gone since
+            self.fresh = not LOCAL.exists(p)
+            LOCAL.makedirs(p)
             write_json_atomic(p / JOB, self.job)
             return
         current = read_job(p)
         if self.resume:
-            if current is not None and (p / SUCCESS).exists() and self._same_job(current):
+            if current is not None and LOCAL.exists(p / SUCCESS) and self._same_job(current):
                 # complete already (an --overwrite killed after its swap leaves the old
                 # output in the hidden sibling: it is ours, and replaced)
-                self.complete_manifest = json.loads((p / SUCCESS).read_text())
+                self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
                 if read_job(self._new) is not None:
-                    shutil.rmtree(self._new)
+                    LOCAL.rmtree(self._new)
                 return
             if read_job(self._new) is not None:  # an interrupted --overwrite: continue it
                 self.staging = self._new
             self._open_resume(expected_rows, fmt)
             return
         if not self.overwrite:
-            raise self._error("output already exists; pass --overwrite to replace it or "
-                              "--resume to continue it")
+            raise self._error("output already exists; pass overwrite=True to replace it or "
+                              "resume=True to continue it", "overwrite", "resume")
         if current is None:
-            raise self._error(f"--overwrite replaces only an output of this tool, and this "
-                              f"folder has no readable {JOB}; not touched")
+            raise self._error(f"overwrite=True replaces only an output of this tool, and "
+                              f"this folder has no readable {JOB}; not touched", "overwrite")
         self.staging = self._new
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        self.staging.mkdir()
+        if LOCAL.exists(self.staging):
+            LOCAL.rmtree(self.staging)
+        LOCAL.makedirs(self.staging)
         write_json_atomic(self.staging / JOB, self.job)
 
     def _same_job(self, old: dict) -> bool:
@@ -266,10 +243,10 @@ class OutputFolder:
     def _finish_interrupted_swap(self) -> None:
         """Without RENAME_EXCHANGE the swap is two renames; a kill between them leaves no
         OUT and a complete new output beside it: finish the swap."""
-        if not self.path.exists() and (self._new / SUCCESS).exists():
-            os.replace(self._new, self.path)
-            _fsync_dir(str(self.path.parent))
-            shutil.rmtree(self._old, ignore_errors=True)
+        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS):
+            LOCAL.replace(self._new, self.path)
+            LOCAL.fsync(self.path.parent)
+            LOCAL.rmtree(self._old, ignore_errors=True)
 
     def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
         p = self.folder
@@ -277,30 +254,27 @@ class OutputFolder:
         if old is None:
             raise self._error(f"cannot resume: no readable {JOB}, so this is not an output "
                               "of this tool")
-        for key, what in _IDENTITY.items():
+        for key in _IDENTITY:
             if old.get(key) != self.job.get(key):
-                raise self._error(f"cannot resume: the {what} differ from the interrupted "
-                                  "run's; rerun with --overwrite")
-        if (p / SUCCESS).exists():
-            self.complete_manifest = json.loads((p / SUCCESS).read_text())
+                raise _resume_refused(key, self.display)
+        if LOCAL.exists(p / SUCCESS):
+            self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
             return
-        for stray in p.glob("*.tmp"):  # parts, _chunks.jsonl or _SUCCESS cut short
-            stray.unlink()
-        for stray in p.glob(".*.tmp"):
-            stray.unlink()
+        for stray in _matching(p, "*.tmp"):  # parts, _chunks.jsonl or _SUCCESS cut short
+            LOCAL.rm(stray)
         records = {}
-        if (p / CHUNKS).exists():
-            for line in (p / CHUNKS).read_text().splitlines():
+        if LOCAL.exists(p / CHUNKS):
+            for line in LOCAL.read_text(p / CHUNKS).splitlines():
                 try:
                     rec = json.loads(line)
                     records[int(rec["chunk"])] = rec
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a line cut by the interruption
         planned = {part_name(i, fmt): i for i in expected_rows}
-        for part in p.glob("part-*"):
+        for part in _matching(p, "part-*"):
             index = planned.get(part.name)
             if index is None:  # not a part of this plan: never left beside the manifest
-                part.unlink()
+                LOCAL.rm(part)
                 continue
             # A part under its final name was renamed after fsync, so it is complete; its
             # footer and row count are checked all the same, against the plan's count
@@ -309,13 +283,12 @@ class OutputFolder:
             rec = records.get(index)
             expected = _expected_part_rows(expected_rows[index], rec)
             if num_rows is None or expected is None or num_rows != expected:
-                part.unlink()
+                LOCAL.rm(part)
                 continue
             self.kept[index] = rec or {"chunk": index, "part": part.name, "rows": num_rows}
         # Keep only the records of the parts kept, in one atomic rewrite.
-        tmp = p / f"{CHUNKS}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text("".join(json.dumps(self.kept[i]) + "\n" for i in sorted(self.kept)))
-        os.replace(tmp, p / CHUNKS)
+        LOCAL.write_text(p / CHUNKS, "".join(json.dumps(self.kept[i]) + "\n"
+                                             for i in sorted(self.kept)))
 
     def discard(self, *, bad_input: bool) -> None:
         """A run that failed (not interrupted: Ctrl-C and SIGKILL leave it for --resume).
@@ -325,21 +298,20 @@ class OutputFolder:
         user's, and the corrected rerun needs no flag.
         """
         if self.staging is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            LOCAL.rmtree(self.staging, ignore_errors=True)
             self.staging = None
         elif bad_input and self.fresh:
-            shutil.rmtree(self.path, ignore_errors=True)
+            LOCAL.rmtree(self.path, ignore_errors=True)
 
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(str(self.folder), fmt)
 
     def append_record(self, record: dict) -> None:
-        with open(self.folder / CHUNKS, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        LOCAL.append_text(self.folder / CHUNKS, json.dumps(record) + "\n")
 
     def finish(self, manifest: dict, extras: dict | None = None, *,
                records: dict[int, dict] | None = None) -> None:
-        _fsync_dir(str(self.folder))  # the parts' renames are durable before _SUCCESS
+        LOCAL.fsync(self.folder)  # the parts' renames are durable before _SUCCESS
         for name, obj in (extras or {}).items():
             write_json_atomic(self.folder / name, obj)
         crash_point("before-success")
@@ -356,18 +328,18 @@ class OutputFolder:
         """
         if self.staging is None:
             return
-        if exchange_paths(self.staging, self.path):
+        if LOCAL.exchange(self.staging, self.path):
             crash_point("swap-exchanged")
-            _fsync_dir(str(self.path.parent))
-            shutil.rmtree(self.staging)  # the old output, now in the hidden sibling
+            LOCAL.fsync(self.path.parent)
+            LOCAL.rmtree(self.staging)  # the old output, now in the hidden sibling
         else:
-            if self._old.exists():
-                shutil.rmtree(self._old)
-            os.replace(self.path, self._old)
+            if LOCAL.exists(self._old):
+                LOCAL.rmtree(self._old)
+            LOCAL.replace(self.path, self._old)
             crash_point("swap-moved-old")
-            os.replace(self.staging, self.path)
-            _fsync_dir(str(self.path.parent))
-            shutil.rmtree(self._old)
+            LOCAL.replace(self.staging, self.path)
+            LOCAL.fsync(self.path.parent)
+            LOCAL.rmtree(self._old)
         self.staging = None
 
 
@@ -415,8 +387,8 @@ class ManifestFolder:
     def _path(self, *names: str) -> str:
         return self.storage.join(self.root, *names)
 
-    def _error(self, message: str) -> PipelineError:
-        return PipelineError(message, path=self.display)
+    def _error(self, message: str, *params: str) -> PipelineError:
+        return PipelineError(message, path=self.display, params=params)
 
     def _read_json(self, path: str) -> dict | None:
         try:
@@ -443,8 +415,6 @@ class ManifestFolder:
         return all(old.get(k) == self.job.get(k) for k in _IDENTITY)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
-        if self.overwrite and self.resume:
-            raise self._error("--overwrite and --resume cannot be used together")
         # one listing of OUT answers what is there: requests cost more than bytes here
         self.listing = {self._name(p) for p in self.storage.find(self.root)}
         current = self._read_json(self._path(SUCCESS)) if SUCCESS in self.listing else None
@@ -464,21 +434,20 @@ class ManifestFolder:
                     return
             if attempts:
                 old = next(iter(attempts.values()))
-                what = next(w for k, w in _IDENTITY.items() if old.get(k) != self.job.get(k))
-                raise self._error(f"cannot resume: the {what} differ from the interrupted "
-                                  "run's; rerun with --overwrite")
+                key = next(k for k in _IDENTITY if old.get(k) != self.job.get(k))
+                raise _resume_refused(key, self.display)
         exists = bool(self.listing)
         if exists and not (self.overwrite or self.resume):
-            raise self._error("output already exists; pass --overwrite to replace it or "
-                              "--resume to continue it")
+            raise self._error("output already exists; pass overwrite=True to replace it or "
+                              "resume=True to continue it", "overwrite", "resume")
         ours = current is not None or attempts or (
             JOB in self.listing and self._read_json(self._path(JOB)) is not None)
         if exists and not ours:
-            raise self._error(f"--overwrite replaces only an output of this tool, and this "
-                              f"folder has no readable {JOB}; not touched")
+            raise self._error(f"overwrite=True replaces only an output of this tool, and "
+                              f"this folder has no readable {JOB}; not touched", "overwrite")
         if exists and self.resume and current is not None:
             raise self._error("cannot resume: the output is complete with other parameters; "
-                              "rerun with --overwrite")
+                              "rerun with overwrite=True", "overwrite")
         self.fresh = not exists
         self.attempt = uuid.uuid4().hex[:12]
         self.storage.makedirs(self._path(PENDING, self.attempt))
@@ -570,36 +539,6 @@ class ManifestFolder:
         """Nothing to swap: the manifest PUT was the commit."""
 
 
-def exchange_paths(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``).
-
-    Returns False where the platform or the file system cannot, and nothing was changed.
-    """
-    rename = _renameat2()
-    if rename is None or os.environ.get("PIPELINE_NO_RENAME_EXCHANGE"):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if rename(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), os.fspath(a), None, os.fspath(b))
-
-
-@functools.cache
-def _renameat2():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):  # glibc < 2.28, musl
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
 def crash_point(name: str) -> None:
     """Fault injection for the crash-consistency tests: SIGKILL this process at the named
     step when ``PIPELINE_KILL_AT`` names it (``part-K``: after the K-th part this run
@@ -628,55 +567,21 @@ def _part_rows(part: Path, fmt: str) -> int | None:
         return None
 
 
-def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
-                overwrite: bool = False, resume: bool = False, device: str = "cpu",
-                progress: bool = False, total_rows: int | None = None,
-                fmt: str = "parquet", extras: dict | None = None,
-                storage_options: dict | None = None) -> dict:
-    """Run every chunk task through ``executor``, writing one part each; return the manifest.
-
-    Each task has ``index``, ``source_path``, ``rows`` (or None), ``plan_key`` and
-    ``produce()`` returning a ``pyarrow.Table`` or an iterator of them. The job's identity
-    (``job``, with the chunk plan and the device added here) is what ``--resume`` compares;
-    ``extras`` are JSON files written just before ``_SUCCESS``. OUT on a store without
-    rename (an object store) is committed by its manifest (:class:`ManifestFolder`).
-    """
-    t0 = time.perf_counter()
-    job = {**job, "plan": plan_digest(tasks), "device": device}
-    if storage_options:
-        job["storage_options"] = redact(storage_options)
+def open_output(out: str | os.PathLike, job: dict, *, overwrite: bool = False,
+                resume: bool = False, storage_options: dict | None = None
+                ) -> OutputFolder | ManifestFolder:
+    """The output folder OUT, by what its store can do: renamed parts on a local disk
+    (:class:`OutputFolder`), a manifest commit on an object store (:class:`ManifestFolder`)."""
     storage, root = open_storage(out, storage_options)
     if storage.atomic_rename:
-        folder = OutputFolder(Path(root), job, overwrite=overwrite, resume=resume)
-    else:
-        folder = ManifestFolder(storage, root, job, overwrite=overwrite, resume=resume,
-                                display=os.fspath(out))
-    folder.open({t.index: t.rows for t in tasks}, fmt)
-    if folder.complete_manifest is not None:
-        folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
-        return folder.complete_manifest
-    todo = [t for t in tasks if t.index not in folder.kept]
-    records = dict(folder.kept)
-    bar = Progress(total_rows, len(tasks), enabled=progress)
-    for rec in folder.kept.values():
-        bar.update(rec.get("rows", 0))
-    fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
-    try:
-        done = 0
-        for task, (rec, tmp) in executor.map_unordered(fn, todo, in_flight=executor.slots + 2):
-            if tmp is not None:
-                commit_part(tmp, str(folder.folder), task.index, fmt)
-            records[task.index] = rec
-            folder.append_record(rec)
-            bar.update(rec["rows"])
-            done += 1
-            crash_point(f"part-{done}")
-    except Exception as exc:
-        folder.discard(bad_input=isinstance(exc, PipelineError))
-        raise
-    finally:
-        bar.close()
-    sources = {t.index: t.source_path for t in tasks}
+        return OutputFolder(Path(root), job, overwrite=overwrite, resume=resume)
+    return ManifestFolder(storage, root, job, overwrite=overwrite, resume=resume,
+                          display=os.fspath(out))
+
+
+def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str], *,
+                   fmt: str, seconds: float, resumed_parts: int) -> dict:
+    """``_SUCCESS``: the job, each part with its rows and source, the totals."""
     parts = []
     for i in sorted(records):
         rec = records[i]
@@ -689,22 +594,14 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
         **job,
         "parts": parts,
         "rows": sum(p["rows"] for p in parts),
-        "seconds": round(time.perf_counter() - t0, 6),
+        "seconds": round(seconds, 6),
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
-        "resumed_parts": len(folder.kept),
+        "resumed_parts": resumed_parts,
     }
     dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
     if dropped:
         manifest["rows_dropped"] = sum(dropped)
-    folder.finish(manifest, extras, records=records)
     return manifest
-
-
-def plan_digest(tasks: list) -> dict:
-    """The chunk plan in a few bytes: the number of chunks and a hash of what each reads
-    (files and row groups or byte ranges); another --blocksize gives another plan."""
-    keys = json.dumps([[t.index, t.plan_key] for t in tasks], default=str)
-    return {"chunks": len(tasks), "sha256": hashlib.sha256(keys.encode()).hexdigest()}
 
 
 def job_identity(command: str, params: dict, fingerprint) -> dict:
@@ -722,7 +619,7 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
     """
     target = _resolved(out)
     roots = [_resolved(p) for p in inputs]
-    if input_arg is not None and not is_url(input_arg) and os.path.isdir(input_arg):
+    if input_arg is not None and not is_url(input_arg) and LOCAL.isdir(input_arg):
         roots.append(_resolved(input_arg))
     elif input_arg is not None and is_url(input_arg) and not any(c in str(input_arg)
                                                                  for c in "*?["):
@@ -737,7 +634,7 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
 
 def _resolved(path) -> str:
     text = os.fspath(path)
-    return text.rstrip("/") if is_url(text) else os.path.realpath(text)
+    return text.rstrip("/") if is_url(text) else LOCAL.realpath(text)
 
 
 def _inside(child: str, parent: str) -> bool:

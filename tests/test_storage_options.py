@@ -11,9 +11,9 @@ import s3fs
 from conftest import S3_ENV, run_cli, run_proc, s3fs_client, write_parquet_files
 
 import pipeline
-from pipeline.commands import key_values
 from pipeline.execution import ExecOptions
 from pipeline.jobs import load_job
+from pipeline.options import key_values
 
 GEN = ["--rows", "3000", "--features", "3", "--files", "2", "--quiet"]
 KEY_ID, SECRET = "AKIAOPTIONKEY7XQ2ZZ", "option-secret-3b1f-never-written"
@@ -95,7 +95,7 @@ def test_run_storage_option_reads_a_job_on_s3_and_reaches_its_steps(moto_server,
 def test_library_storage_options_reach_the_file_system(moto_server, bucket, no_endpoint_env,
                                                        tmp_path):
     opts = dict(no_endpoint_env, key=KEY_ID, secret=SECRET)
-    manifest = pipeline.generate(f"{bucket}/lib", 3000, 3, files=2,
+    manifest = pipeline.generate(f"{bucket}/lib", rows=3000, features=3, files=2,
                                  options=ExecOptions(quiet=True), storage_options=opts)
     assert manifest["rows"] == 3000
     df = pipeline.read(write_parquet_files(tmp_path / "d"), columns=["id", "f0"],
@@ -110,7 +110,8 @@ def test_library_storage_options_reach_the_file_system(moto_server, bucket, no_e
 
 def test_storage_options_given_twice_differently_are_an_error():
     with pytest.raises(pipeline.PipelineError, match="storage_options given twice"):
-        pipeline.generate("memory://g", 10, 2, options=ExecOptions(storage_options={"a": 1}),
+        pipeline.generate("memory://g", rows=10, features=2,
+                          options=ExecOptions(storage_options={"a": 1}),
                           storage_options={"a": 2})
 
 

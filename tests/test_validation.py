@@ -19,7 +19,7 @@ from conftest import read_output, run_cli, write_parquet_files
 
 import pipeline
 from pipeline import jobs
-from pipeline.commands import COMMANDS
+from pipeline.cli import COMMANDS
 from pipeline.execution import ExecOptions
 from pipeline.model import LogisticModel
 from pipeline.params import (
@@ -134,15 +134,41 @@ def test_library_errors_name_the_parameter_and_are_value_errors():
         pipeline.transform_files("IN", "OUT", temperature=float("inf"))
 
 
+def test_library_errors_name_parameters_and_the_cli_names_options(tmp_path, capsys):
+    data = tmp_path / "in"
+    write_parquet_files(data, files=1, rows=50)
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"^threshold must be a finite number in \[0, 1\]; got 2$"):
+        pipeline.score_files(data, LogisticModel(), tmp_path / "s", threshold=2)
+    with pytest.raises(pipeline.PipelineError, match=r"^device must be one of 'cpu', 'gpu', "
+                                                     r"'auto'; got 'tpu'$"):
+        pipeline.transform_files(data, tmp_path / "t", options=ExecOptions(device="tpu"))
+    with pytest.raises(pipeline.PipelineError, match=r"^overwrite and resume cannot be used "
+                                                     r"together$"):
+        ExecOptions(overwrite=True, resume=True)
+    out = tmp_path / "out"
+    pipeline.transform_files(data, out, options=ExecOptions(quiet=True))
+    with pytest.raises(pipeline.PipelineError, match=r"pass overwrite=True to replace it or "
+                                                     r"resume=True to continue it$"):
+        pipeline.transform_files(data, out)
+    assert run_cli("transform", str(data), str(out), "--quiet") == 2
+    assert "pass --overwrite to replace it or --resume to continue it\n" in \
+        capsys.readouterr().err
+    assert run_cli("transform", str(data), str(out), "--overwrite", "--resume") == 2
+    assert capsys.readouterr().err == \
+        "error: --overwrite and --resume cannot be used together\n"
+
+
 def test_generate_in_the_library_checks_its_counts_by_the_same_rules(tmp_path):
     with pytest.raises(pipeline.PipelineError, match=r"^rows must be an integer >= 1; got True$"):
-        pipeline.generate(tmp_path / "g", True, 2)  # not one row: a bool is not a count
+        # not one row: a bool is not a count
+        pipeline.generate(tmp_path / "g", rows=True, features=2)
     with pytest.raises(pipeline.PipelineError,
                        match=r"^features must be an integer >= 1; got 0$"):
-        pipeline.generate(tmp_path / "g", 10, 0)
+        pipeline.generate(tmp_path / "g", rows=10, features=0)
     with pytest.raises(pipeline.PipelineError, match=r"^files must be at most rows \(10\); "
                                                      r"got 11$"):
-        pipeline.generate(tmp_path / "g", 10, 2, files=11)
+        pipeline.generate(tmp_path / "g", rows=10, features=2, files=11)
     assert not (tmp_path / "g").exists()
 
 

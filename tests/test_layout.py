@@ -1,0 +1,110 @@
+"""The shape of the package: its import graph, the chunk-task protocol, the storage seam."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_import_graph_has_no_cycle_and_runs_from_the_cli_down():
+    res = subprocess.run([sys.executable, "tools/imports.py", "pipeline"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("cli ")
+    order = [line.split()[0] for line in lines]
+    assert order.index("commands") < order.index("api") < order.index("kernels")
+    assert order.index("jobs") < order.index("commands")  # jobs run commands, not the reverse
+
+
+def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.api import TrainChunk
+    from pipeline.chunks import ChunkTask
+    from pipeline.sources import plan
+    from pipeline.synthetic import GenerateTask
+    from pipeline.tasks import FileChunkTask, PartitionTask, file_tasks
+
+    pq.write_table(pa.table({"x": [0.5, -1.0], "label": [1, 0]}), tmp_path / "a.parquet")
+    file_task = file_tasks(plan(str(tmp_path / "a.parquet")), columns=("x", "label"))[0]
+    kinds = {
+        FileChunkTask: file_task,
+        PartitionTask: PartitionTask(0, None, 2),
+        TrainChunk: TrainChunk(file_task, ("x",), "label"),
+        GenerateTask: GenerateTask(0, 0, 10, 2, "float64", 1),
+    }
+    for kind, task in kinds.items():
+        assert isinstance(task, ChunkTask), kind.__name__
+        assert isinstance(task.index, int) and isinstance(task.source_path, str)
+        assert json.dumps(task.plan_key, default=str)
+    for task in (file_task, kinds[TrainChunk], kinds[GenerateTask]):
+        data = task.produce()
+        tables = [data] if isinstance(data, pa.Table) else list(data)
+        assert sum(t.num_rows for t in tables) == (10 if task is kinds[GenerateTask] else 2)
+
+
+def test_the_writer_takes_tables_not_tasks(tmp_path):
+    import ast
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.writer import PartTarget, commit_part, write_part
+
+    tree = ast.parse((ROOT / "pipeline" / "writer.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"tasks", "chunks", "api", "synthetic"}
+    target = PartTarget(str(tmp_path))
+    tables = iter([pa.table({"x": [1.0, 2.0]}), pa.table({"x": [3.0]})])
+    rows, tmp, uploaded = write_part(tables, target, 7)
+    commit_part(tmp, str(tmp_path), 7)
+    assert rows == 3 and uploaded == {}
+    assert pq.read_table(tmp_path / "part-00007.parquet").column("x").to_pylist() == [1, 2, 3]
+
+
+# What reads, writes, lists, renames or deletes files; only storage.py may call these.
+FILE_CALLS = {"os": {"replace", "rename", "remove", "unlink", "fsync", "open", "walk",
+                     "listdir", "scandir", "makedirs", "mkdir", "rmdir", "stat"},
+              "os.path": {"exists", "isdir", "isfile", "getsize"},
+              "shutil": None, "glob": {"glob", "iglob"}}
+
+
+def test_only_the_storage_module_touches_files():
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "pipeline").glob("*.py")):
+        if path.name == "storage.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            if isinstance(fn, ast.Name) and fn.id == "open":
+                found.append(f"{path.name}:{node.lineno} open")
+            elif isinstance(fn, ast.Attribute):
+                owner = ast.unparse(fn.value)
+                names = FILE_CALLS.get(owner, set())
+                if owner in FILE_CALLS and (names is None or fn.attr in names):
+                    found.append(f"{path.name}:{node.lineno} {owner}.{fn.attr}")
+    assert not found, found
+
+
+def test_public_functions_take_options_by_keyword_with_type_hints():
+    import inspect
+
+    import pipeline
+
+    data_args = {"read": 1, "write": 2, "transform_files": 2, "score_files": 3,
+                 "evaluate_files": 2, "train_files": 2, "generate": 1, "sigmoid_columns": 1}
+    for name, n in data_args.items():
+        params = list(inspect.signature(getattr(pipeline, name)).parameters.values())
+        assert all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params[:n]), name
+        assert all(p.kind == p.KEYWORD_ONLY for p in params[n:]), name
+        assert all(p.annotation is not p.empty for p in params), name

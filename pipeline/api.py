@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from .design import Block, block_nbytes, load_block
 from .device import resolve_device
 from .errors import PipelineError, parse_size
 from .execution import ExecOptions, open_executor
-from .model import LogisticModel, block_nbytes, load_block
+from .model import LogisticModel
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
@@ -201,8 +202,8 @@ class TrainChunk:
     def source_path(self) -> str:
         return self.task.source_path
 
-    def load(self):
-        """``(X, y, rows_dropped)``."""
+    def load(self) -> Block:
+        """The chunk's :class:`~pipeline.design.Block`: ``(X, y, rows_dropped)``."""
         table, origin = self.task.read_located()
         X, y = load_block(table, self.features, self.label, origin, missing=self.missing,
                           classes=self.classes)
@@ -210,8 +211,8 @@ class TrainChunk:
         if self.device == "gpu":  # cached in GPU memory; each pass runs there
             import cupy
 
-            return cupy.asarray(X), cupy.asarray(y), dropped
-        return X, y, dropped
+            return Block(cupy.asarray(X), cupy.asarray(y), dropped)
+        return Block(X, y, dropped)
 
 
 def _first_label_values(label: str, table, origin) -> dict:
@@ -279,15 +280,13 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     source.require_columns(features)
     if not named:
         _note_left_out(note, source, features, exclude=(label,))
-    model.features_ = list(features)
-    model.label_ = label
     model.input_ = source.fingerprint()
     model.missing_ = missing
     if exists and options.resume:
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
         old = LogisticModel.load(model_out)
-        if not _same_training(old, model) or (
+        if not _same_training(old, model, features, label) or (
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
@@ -301,7 +300,7 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
         chunks = [TrainChunk(t, tuple(features), label, device, missing,
                              (model.positive_, model.negative_)) for t in tasks]
         cache = _fits_in_memory(source, len(features), ex)
-        model._fit_chunks(chunks, ex, cache=cache, log=log)
+        model.fit_chunks(chunks, ex, features=features, label=label, cache=cache, log=log)
     if model_out is not None:
         model.save(model_out)
     return model
@@ -322,9 +321,9 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
                                 "this file is not one; not touched", path=path) from None
 
 
-def _same_training(old: LogisticModel, new: LogisticModel) -> bool:
+def _same_training(old: LogisticModel, new: LogisticModel, features, label: str) -> bool:
     a, b = old.to_dict(), new.get_params()
-    return (a["features"] == new.features_ and a["label"] == new.label_
+    return (a["features"] == list(features) and a["label"] == label
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))
             and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
             and getattr(old, "input_", None) == new.input_

@@ -390,8 +390,8 @@ def test_fit_streams_a_dask_frame_larger_than_the_workers_memory(tmp_path):
 
 
 def test_train_decides_by_the_same_rule_as_fit(tmp_path, monkeypatch):
+    from pipeline.design import block_nbytes
     from pipeline.execution import Executor
-    from pipeline.model import block_nbytes
 
     asked = []
     monkeypatch.setattr(Executor, "fits_in_memory",

@@ -12,7 +12,7 @@ from .design import Block, block_nbytes, load_block
 from .device import resolve_device
 from .errors import PipelineError, parse_size
 from .execution import ExecOptions, open_executor
-from .model import LogisticModel
+from .model import LogisticModel, class_weight_json, parse_class_weight
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
@@ -143,12 +143,14 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
 
 
 def evaluate_files(input_path, model, *, label: str = "label", missing: str = "error",
-                   dtype=None, options: ExecOptions | None = None, client=None) -> dict:
+                   weight: str | None = None, dtype=None, options: ExecOptions | None = None,
+                   client=None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
 
     The label's classes are the model's (``positive``, ``negative``); with
     ``missing="drop"`` rows with a missing feature or label are left out and counted as
-    ``rows_dropped``.
+    ``rows_dropped``. With ``weight`` (a column of sample weights) the metrics are
+    weighted, as scikit-learn's with ``sample_weight``, and ``weight_sum`` is reported.
     """
     options = options or ExecOptions()
     model = LogisticModel.load(model) if not isinstance(model, LogisticModel) else model
@@ -161,9 +163,13 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
     positive = label_value(model.positive_, typ, what="the model's positive class")
     negative = label_value(model.negative_, typ, what="the model's negative class")
     op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                label, device, missing, positive, negative)
-    tasks = file_tasks(source, op, columns=(*model.features_, label),
-                       numeric=tuple(model.features_), used=(*model.features_, label),
+                label, device, missing, positive, negative, weight)
+    extra = (weight,) if weight is not None else ()
+    if weight is not None:
+        source.require_columns([weight])
+    tasks = file_tasks(source, op, columns=(*model.features_, label, *extra),
+                       numeric=(*model.features_, *extra),
+                       used=(*model.features_, label, *extra),
                        batch_bytes=options.blocksize_bytes())
     with open_executor(options, client) as ex:
         parts = [r for _, rs in ex.map_unordered(run_reduce_task, tasks) for r in rs]
@@ -197,6 +203,7 @@ class TrainChunk:
     device: str = "cpu"
     missing: str = "error"
     classes: tuple = (1, 0)  # (positive, negative) label values
+    weight: str | None = None  # the sample-weight column
 
     @property
     def source_path(self) -> str:
@@ -205,14 +212,14 @@ class TrainChunk:
     def load(self) -> Block:
         """The chunk's :class:`~pipeline.design.Block`: ``(X, y, rows_dropped)``."""
         table, origin = self.task.read_located()
-        X, y = load_block(table, self.features, self.label, origin, missing=self.missing,
-                          classes=self.classes)
-        dropped = table.num_rows - len(y)
+        block = load_block(table, self.features, self.label, origin, missing=self.missing,
+                           classes=self.classes, weight=self.weight)
         if self.device == "gpu":  # cached in GPU memory; each pass runs there
             import cupy
 
-            return Block(cupy.asarray(X), cupy.asarray(y), dropped)
-        return Block(X, y, dropped)
+            return Block(cupy.asarray(block.X), cupy.asarray(block.y), block.rows_dropped,
+                         None if block.weight is None else cupy.asarray(block.weight))
+        return block
 
 
 def _first_label_values(label: str, table, origin) -> dict:
@@ -241,7 +248,8 @@ def _label_classes(source, label: str, positive, executor) -> tuple:
 
 def train_files(input_path, model_out, *, label: str = "label", features=None,
                 C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                max_iter: int = 50, positive=None, missing: str = "error", dtype=None,
+                max_iter: int = 50, positive=None, missing: str = "error",
+                weight: str | None = None, class_weight=None, dtype=None,
                 options: ExecOptions | None = None, client=None, log=None,
                 note=None) -> LogisticModel:
     """``pipeline train``: fit out of core, then write the model file atomically.
@@ -250,9 +258,15 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     larger one (scikit-learn's ``classes_[1]``) unless ``positive`` names it (text is parsed
     to the label's type). Rows with a missing feature or label are an error, or left out and
     counted as the model's ``rows_dropped`` with ``missing="drop"``.
+
+    ``weight`` names a column of sample weights (finite, non-negative); ``class_weight`` is
+    ``"balanced"`` or a mapping (or JSON object text) from each class, as text, to its
+    weight: the objective is scikit-learn's ``LogisticRegression(C=C,
+    class_weight=...).fit(X, y, sample_weight=...)``.
     """
     options = options or ExecOptions()
-    model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
+    model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter,
+                          class_weight=parse_class_weight(class_weight))
     model._validate_params()
     if missing == "keep":
         raise PipelineError("train cannot keep rows with missing values (a row without a "
@@ -278,29 +292,33 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
         raise PipelineError("no floating-point feature columns; name them with --features",
                             path=source.paths[0])
     source.require_columns(features)
+    if weight is not None:
+        source.require_columns([weight])
     if not named:
-        _note_left_out(note, source, features, exclude=(label,))
+        _note_left_out(note, source, features, exclude=(label, *([weight] if weight else [])))
     model.input_ = source.fingerprint()
     model.missing_ = missing
     if exists and options.resume:
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
         old = LogisticModel.load(model_out)
-        if not _same_training(old, model, features, label) or (
+        if not _same_training(old, model, features, label, weight) or (
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
                                 "parameters or input; rerun with --overwrite",
                                 path=os.fspath(model_out))
         return old
-    tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features),
-                       used=(*features, label))
+    extra = (weight,) if weight is not None else ()
+    tasks = file_tasks(source, None, columns=(*features, label, *extra),
+                       numeric=(*features, *extra), used=(*features, label, *extra))
     with open_executor(options, client) as ex:
-        model.positive_, model.negative_ = _label_classes(source, label, positive, ex)
-        chunks = [TrainChunk(t, tuple(features), label, device, missing,
-                             (model.positive_, model.negative_)) for t in tasks]
-        cache = _fits_in_memory(source, len(features), ex)
-        model.fit_chunks(chunks, ex, features=features, label=label, cache=cache, log=log)
+        classes = _label_classes(source, label, positive, ex)
+        chunks = [TrainChunk(t, tuple(features), label, device, missing, classes, weight)
+                  for t in tasks]
+        cache = _fits_in_memory(source, len(features) + len(extra), ex)
+        model.fit_chunks(chunks, ex, features=features, label=label, classes=classes,
+                         weight=weight, cache=cache, log=log)
     if model_out is not None:
         model.save(model_out)
     return model
@@ -321,9 +339,12 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
                                 "this file is not one; not touched", path=path) from None
 
 
-def _same_training(old: LogisticModel, new: LogisticModel, features, label: str) -> bool:
+def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
+                   weight: str | None) -> bool:
     a, b = old.to_dict(), new.get_params()
     return (a["features"] == list(features) and a["label"] == label
+            and a["weight"] == weight
+            and a["class_weight"] == class_weight_json(b["class_weight"])
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))
             and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
             and getattr(old, "input_", None) == new.input_

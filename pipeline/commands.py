@@ -123,7 +123,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Arg("max_iter", int, default=50, check=COUNT),
         Arg("positive", "value", help="the label's positive class (default: the larger "
             "value)"),
-        missing_arg(("error", "drop"), "error"), *READ_ARGS],
+        missing_arg(("error", "drop"), "error"),
+        Arg("weight", help="a column of sample weights (finite, non-negative)"),
+        Arg("class_weight", help='"balanced" or JSON per class, e.g. {"0": 1, "1": 5}'),
+        *READ_ARGS],
         outputs=("model",), inputs=("input",)),
     Command("score", "probability and prediction per row", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
@@ -133,7 +136,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         outputs=("out",), inputs=("input", "model")),
     Command("evaluate", "log loss, accuracy and AUC as JSON on stdout", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
-        Arg("label", required=True), missing_arg(("error", "drop"), "error"), *READ_ARGS],
+        Arg("label", required=True), missing_arg(("error", "drop"), "error"),
+        Arg("weight", help="a column of sample weights: weighted metrics"), *READ_ARGS],
         inputs=("input", "model")),
     Command("run", "run the steps of a TOML job file", [
         Arg("job", "path", positional=True)], data=False),
@@ -196,8 +200,9 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
         m = train_files(v["input"], v["model"], label=v["label"], features=v.get("features"),
                         C=v["C"], penalty=None if v.get("no_penalty") else "l2", tol=v["tol"],
                         max_iter=v["max_iter"], positive=v.get("positive"),
-                        missing=v["missing"], dtype=v.get("dtype"), options=exec_options(v),
-                        client=client, log=log, note=note)
+                        missing=v["missing"], weight=v.get("weight"),
+                        class_weight=v.get("class_weight"), dtype=v.get("dtype"),
+                        options=exec_options(v), client=client, log=log, note=note)
         if v["missing"] == "drop":
             dropped(m.rows_dropped_)
         if not quiet:
@@ -215,7 +220,8 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
         from .api import evaluate_files
 
         res = evaluate_files(v["input"], v["model"], label=v["label"], missing=v["missing"],
-                             dtype=v.get("dtype"), options=exec_options(v), client=client)
+                             weight=v.get("weight"), dtype=v.get("dtype"),
+                             options=exec_options(v), client=client)
         dropped(res.get("rows_dropped"))
         print(json.dumps(res), file=out)
     elif name == "run":

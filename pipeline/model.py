@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .design import block_nbytes, load_block
+from .design import Block, block_nbytes, load_block
 from .errors import PipelineError
 from .newton import PassStats, newton_solve
 from .params import (
@@ -31,12 +31,14 @@ from .params import (
     POSITIVE,
     Constraint,
     InstanceOf,
+    Interval,
     ListOf,
     Nullable,
     Options,
+    Real,
     check,
 )
-from .stats import chunk_stats, load_and_stats, load_only, margin
+from .stats import chunk_stats, combine_stats, load_and_stats, load_only, margin
 
 
 class ConvergenceWarning(UserWarning):
@@ -47,6 +49,45 @@ class ConvergenceWarning(UserWarning):
 
 
 _PENALTIES = ("l2", None)
+
+
+class _ClassWeight(Constraint):
+    """None, ``"balanced"``, or a mapping from class to a finite non-negative weight."""
+
+    def is_satisfied_by(self, value) -> bool:
+        if value is None or value == "balanced":
+            return True
+        return isinstance(value, dict) and len(value) <= 2 and all(
+            _WEIGHT.is_satisfied_by(v) for v in value.values())
+
+    def __str__(self) -> str:
+        return ('None, "balanced" or a mapping from each class to a finite non-negative '
+                'weight, e.g. {"0": 1.0, "1": 5.0}')
+
+
+_WEIGHT = Interval(Real, 0, None)
+CLASS_WEIGHT = _ClassWeight()
+
+
+def parse_class_weight(value):
+    """``--class-weight`` as given on the command line or in a job file: ``"balanced"``,
+    JSON object text (``'{"0": 1, "1": 5}'``), a mapping, or None."""
+    if isinstance(value, str) and value != "balanced":
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise PipelineError(f'--class-weight must be "balanced" or a JSON object such as '
+                                f'{{"0": 1, "1": 5}}; got {value!r}') from None
+    check("--class-weight", value, CLASS_WEIGHT)
+    return value
+
+
+def _same_class(key, value) -> bool:
+    """Whether a class-weight key names the class ``value``: equal, or equal as text (JSON
+    keys are strings: "1" names 1, "true" names True)."""
+    if isinstance(key, bool) or isinstance(value, bool):
+        return str(key).lower() == str(value).lower()
+    return key == value or str(key) == str(value)
 
 
 class LogisticModel:
@@ -74,15 +115,17 @@ class LogisticModel:
     """
 
     def __init__(self, C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                 max_iter: int = 50) -> None:
+                 max_iter: int = 50, class_weight: dict | str | None = None) -> None:
         self.C = C
         self.penalty = penalty
         self.tol = tol
         self.max_iter = max_iter
+        self.class_weight = class_weight
 
     # scikit-learn conventions
     def get_params(self, deep: bool = True) -> dict:
-        return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter}
+        return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter,
+                "class_weight": self.class_weight}
 
     def set_params(self, **params) -> LogisticModel:
         for k, v in params.items():
@@ -105,15 +148,19 @@ class LogisticModel:
         for name in ("C", "tol", "max_iter"):
             check(f"The {name!r} parameter of LogisticModel", getattr(self, name),
                   constraint("train", name))
+        check("The 'class_weight' parameter of LogisticModel", self.class_weight,
+              CLASS_WEIGHT)
 
     # fitting
-    def fit(self, X, y=None, *, label: str = "label", features=None, client=None,
-            executor=None, log=None) -> LogisticModel:
+    def fit(self, X, y=None, *, sample_weight=None, label: str = "label", features=None,
+            weight: str | None = None, client=None, executor=None, log=None) -> LogisticModel:
         """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``.
 
-        A dask DataFrame's partitions are kept in memory between passes only when they fit
-        (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses); otherwise every
-        pass re-reads them. ``cached_`` records which.
+        ``sample_weight`` (NumPy input) or ``weight`` (a dask DataFrame's column) weighs
+        each row's loss, as scikit-learn's ``fit(X, y, sample_weight=...)``; weights must be
+        finite and non-negative. A dask DataFrame's partitions are kept in memory between
+        passes only when they fit (:meth:`Executor.fits_in_memory`, the rule ``pipeline
+        train`` uses); otherwise every pass re-reads them. ``cached_`` records which.
         """
         self._validate_params()
         if isinstance(X, np.ndarray) or (y is not None and not hasattr(X, "npartitions")):
@@ -124,13 +171,24 @@ class LogisticModel:
             if len(yv) != len(X):
                 raise PipelineError(f"X has {len(X)} rows but y has {len(yv)}")
             names = [f"x{j}" for j in range(X.shape[1])]
-            table = pa.table([*(X[:, j] for j in range(X.shape[1])), yv],
-                             names=[*names, "label"])
-            block = load_block(table, names, "label")
-            blocks = [(block[0][i:i + 65536], block[1][i:i + 65536])
-                      for i in range(0, len(X), 65536)] or [block]
+            cols = [*(X[:, j] for j in range(X.shape[1])), yv]
+            if sample_weight is not None:
+                sw = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+                if len(sw) != len(X):
+                    raise PipelineError(f"X has {len(X)} rows but sample_weight has {len(sw)}")
+                cols.append(sw)
+            table = pa.table(cols, names=[*names, "label", *(["weight"] if len(cols) >
+                                                                len(names) + 1 else [])])
+            block = load_block(table, names, "label",
+                               weight=None if sample_weight is None else "weight", source="X")
+            step = 65536
+            blocks = [Block(block.X[i:i + step], block.y[i:i + step], 0,
+                            None if block.weight is None else block.weight[i:i + step])
+                      for i in range(0, len(X), step)] or [block]
             self.features_ = names
             self.label_ = "label"
+            self.weight_ = None
+            self.positive_, self.negative_ = 1, 0
             return self._solve(blocks, None, log=log)
         # a dask DataFrame: each partition is loaded and validated on the workers
         from .execution import open_executor
@@ -138,16 +196,18 @@ class LogisticModel:
         if features is None:  # every floating-point column but the label, as the CLI does
             import pandas as pd
 
-            features = [c for c in X.columns
-                        if c != label and pd.api.types.is_float_dtype(X.dtypes[c])]
-        loaders = [_PartitionLoader(i, p, tuple(features), label)
+            features = [c for c in X.columns if c not in (label, weight)
+                        and pd.api.types.is_float_dtype(X.dtypes[c])]
+        loaders = [_PartitionLoader(i, p, tuple(features), label, weight)
                    for i, p in enumerate(X.to_delayed())]
+        kw = {"features": features, "label": label, "weight": weight, "log": log}
         if executor is not None:
-            return self.fit_chunks(loaders, executor, features=features, label=label, log=log)
+            return self.fit_chunks(loaders, executor, **kw)
         with open_executor(client=client) as ex:
-            return self.fit_chunks(loaders, ex, features=features, label=label, log=log)
+            return self.fit_chunks(loaders, ex, **kw)
 
     def fit_chunks(self, loaders: list, executor, *, features, label: str = "label",
+                   classes: tuple = (1, 0), weight: str | None = None,
                    cache: bool | None = None, log=None) -> LogisticModel:
         """Fit over chunk loaders, each pass mapped over them by ``executor``.
 
@@ -155,10 +215,12 @@ class LogisticModel:
         ----------
         loaders : list
             Objects with ``load()`` returning a :class:`~pipeline.design.Block` (features X,
-            0/1 label y, rows dropped), e.g. :class:`pipeline.api.TrainChunk`.
+            0/1 label y, rows dropped, sample weights), e.g. :class:`pipeline.api.TrainChunk`.
         executor : pipeline.execution.Executor
             Runs each pass's per-chunk statistics (threads here, or a Dask cluster).
-        features, label : the names the blocks' columns have (recorded in the model).
+        features, label, weight : the names of the blocks' columns (recorded in the model).
+        classes : (positive, negative)
+            The label values the blocks' y = 1 and y = 0 stand for (keys of ``class_weight``).
         cache : bool or None
             Keep the loaded blocks in worker memory between passes (True), re-read them every
             pass (False), or decide by the data's size (None): the first pass is then
@@ -171,42 +233,82 @@ class LogisticModel:
         self._validate_params()
         self.features_ = list(features)
         self.label_ = label
+        self.weight_ = weight
+        self.positive_, self.negative_ = classes
+        cw = self._class_weights()
         t0 = time.perf_counter()
         first = None
         if cache is None:
             fn = functools.partial(chunk_stats, coef=np.zeros(len(self.features_)),
-                                   intercept=0.0)
+                                   intercept=0.0, class_weight=cw)
             first = [r for _, r in executor.map_unordered(fn, loaders)]
-            rows = sum(q[0] for q in first)
-            cache = executor.fits_in_memory(block_nbytes(rows, len(self.features_)))
+            rows = sum(q.rows for q in first)
+            cache = executor.fits_in_memory(block_nbytes(rows, len(self.features_),
+                                                         weighted=weight is not None))
             if cache:
                 blocks, _ = executor.cache(load_only, loaders)
         elif cache:
             # the loading pass also evaluates the first point (w = 0): one pass fewer
-            blocks, first = executor.cache(load_and_stats, loaders)
+            blocks, first = executor.cache(functools.partial(load_and_stats, class_weight=cw),
+                                           loaders)
         self.cached_ = bool(cache)
         return self._solve(blocks if cache else loaders, executor, log=log, first=first, t0=t0)
+
+    def _class_weights(self, counts: tuple[int, int] | None = None):
+        """``class_weight`` as (w0, w1) for the classes (negative, positive); None when
+        every class weighs 1; ``"split"`` for ``"balanced"`` before the classes' total
+        sample weights ``(n0, n1)`` (their row counts without weights) are known.
+
+        ``"balanced"`` is scikit-learn's ``n_samples / (n_classes * bincount(y))``, with the
+        bincount weighted by the sample weights as scikit-learn (1.6 and later) does."""
+        spec = self.class_weight
+        if spec is None:
+            return None
+        if isinstance(spec, str):  # "balanced": n_samples / (n_classes * bincount(y))
+            if counts is None:
+                return "split"
+            n0, n1 = map(float, counts)
+            if not (n0 > 0 and n1 > 0):
+                raise PipelineError("class_weight='balanced' needs rows of both classes; "
+                                    f"the training rows weigh {n0:g} in class "
+                                    f"{self.negative_!r} and {n1:g} in class "
+                                    f"{self.positive_!r}")
+            return ((n0 + n1) / (2.0 * n0), (n0 + n1) / (2.0 * n1))
+        weights = [1.0, 1.0]
+        classes = (self.negative_, self.positive_)
+        for key, value in spec.items():
+            k = next((i for i, c in enumerate(classes) if _same_class(key, c)), None)
+            if k is None:
+                raise PipelineError(f"class_weight names the class {key!r}, which is not a "
+                                    f"class of the label (they are {classes[0]!r} and "
+                                    f"{classes[1]!r})")
+            weights[k] = float(value)
+        return tuple(weights)
 
     def _solve(self, blocks: list, executor, *, log=None, first=None,
                t0: float | None = None) -> LogisticModel:
         """Newton's method over ``blocks`` (loaded blocks or loaders); sets the fitted state."""
         self.rows_dropped_ = 0
+        cw = self._class_weights()
         passes = 0
 
         def pass_stats(coef, b, parts=None) -> PassStats:
-            nonlocal passes
+            nonlocal passes, cw
             if parts is None:  # else computed while loading
-                fn = functools.partial(chunk_stats, coef=coef, intercept=b)
+                fn = functools.partial(chunk_stats, coef=coef, intercept=b, class_weight=cw)
                 parts = [fn(item) for item in blocks] if executor is None else \
                     [r for _, r in executor.map_unordered(fn, blocks)]
             passes += 1
-            if passes == 1:  # loaders report their dropped rows on the first pass
-                self.rows_dropped_ = sum(q[5] for q in parts if len(q) > 5)
-            n = sum(q[0] for q in parts)
-            return PassStats(weight=n, loss=sum(q[1] for q in parts),
-                             grad=np.sum([q[2] for q in parts], axis=0),
-                             hess=np.sum([q[3] for q in parts], axis=0),
-                             wrong=sum(q[4] for q in parts), rows=n)
+            if passes == 1:  # the first pass counts dropped rows and the classes
+                self.rows_dropped_ = sum(q.rows_dropped for q in parts)
+                n1 = sum(q.positives for q in parts)
+                self.class_counts_ = (sum(q.rows for q in parts) - n1, n1)
+                if cw == "split":  # "balanced": the classes' total weights are known now
+                    cw = self._class_weights(tuple(np.sum([q.weight for q in parts], axis=0)))
+                self.class_weight_values_ = cw
+            rows, loss, grad, hess, wrong, weight = combine_stats(parts, cw)
+            return PassStats(weight=weight, loss=loss, grad=grad, hess=hess, wrong=wrong,
+                             rows=rows)
 
         res = newton_solve(pass_stats, len(self.features_),
                            C=None if self.penalty is None else float(self.C), tol=self.tol,
@@ -279,6 +381,8 @@ class LogisticModel:
             "positive": getattr(self, "positive_", 1), "negative": getattr(self, "negative_", 0),
             "rows_dropped": getattr(self, "rows_dropped_", 0),
             "missing": getattr(self, "missing_", "error"),
+            "class_weight": class_weight_json(self.class_weight),
+            "weight": getattr(self, "weight_", None),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
         }
 
@@ -323,7 +427,9 @@ class LogisticModel:
                                 f"{len(feats)} features", path=path)
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
-                tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50))
+                tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50),
+                class_weight=d.get("class_weight"))
+        m.weight_ = d.get("weight")
         m.features_ = list(feats)
         m.coef_ = np.array(coef, dtype=np.float64)
         m.intercept_ = float(d["intercept"])
@@ -375,7 +481,17 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "negative": (_LABEL_VALUE, False),
     "rows_dropped": (NON_NEGATIVE, False),
     "missing": (Options("error", "drop"), False),
+    "class_weight": (CLASS_WEIGHT, False),
+    "weight": (Nullable(InstanceOf(str, "a column name")), False),
 }
+
+
+def class_weight_json(spec):
+    """``class_weight`` in the model file: None, "balanced", or class (as text) -> weight."""
+    if isinstance(spec, dict):
+        return {(str(k).lower() if isinstance(k, bool) else str(k)): float(v)
+                for k, v in spec.items()}
+    return spec
 
 
 @dataclass
@@ -384,6 +500,7 @@ class _PartitionLoader:
     partition: object
     features: tuple
     label: str
+    weight: str | None = None
 
     @property
     def source_path(self) -> str:
@@ -391,7 +508,8 @@ class _PartitionLoader:
 
     def load(self):
         frame = self.partition.compute(scheduler="sync")
-        return load_block(frame, self.features, self.label, self.source_path)
+        return load_block(frame, self.features, self.label, self.source_path,
+                          weight=self.weight)
 
 
 def _frame_margin(frame, coef, intercept):

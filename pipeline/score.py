@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from . import kernels
 from .buffers import empty_column, to_arrow
+from .design import sample_weights
 from .device import to_host
 from .errors import PipelineError
 from .values import apply_missing, binary_label, float_values, validate_missing
@@ -99,6 +100,7 @@ class EvalOp:
     missing: str = "error"
     positive: object = 1
     negative: object = 0
+    weight: str | None = None  # a column of sample weights: weighted metrics
 
     def __post_init__(self) -> None:
         validate_missing(self.missing, ("error", "drop"), "evaluate")
@@ -108,22 +110,35 @@ class EvalOp:
             raise PipelineError("no such label column", path=str(source) or None,
                                 column=self.label)
         rows_in = table.num_rows
-        table, source, _ = apply_missing(table, [*self.features, self.label], self.missing,
-                                         source)
+        used = [*self.features, self.label, *([self.weight] if self.weight else [])]
+        for name in used[len(self.features) + 1:]:
+            if name not in table.column_names:
+                raise PipelineError("no such weight column", path=str(source) or None,
+                                    column=name)
+        table, source, _ = apply_missing(table, used, self.missing, source)
         y = binary_label(table.column(self.label), self.label, self.positive, self.negative,
                          source)
         z = to_host(chunk_margin(table, self.features, np.array(self.coef), self.intercept,
                                  source, self.device))
         pos = y > 0.5
         m = np.where(pos, z, -z)
-        log_loss = -float(np.sum(kernels.log_sigmoid(m)))   # log σ, never log of a rounded p
-        correct = int(np.count_nonzero(m > 0) + np.count_nonzero((z == 0) & pos))
+        right = (m > 0) | ((z == 0) & pos)
         scaled = (np.clip(z, -AUC_RANGE, AUC_RANGE) + AUC_RANGE) * (AUC_BINS / (2 * AUC_RANGE))
         bins = np.minimum(scaled.astype(np.int64), AUC_BINS - 1)
+        if self.weight is None:
+            log_loss = -float(np.sum(kernels.log_sigmoid(m)))   # log σ, never log(rounded p)
+            correct = int(np.count_nonzero(right))
+            w = wp = wn = None
+        else:
+            w = sample_weights(table.column(self.weight), self.weight, source)
+            log_loss = -float(kernels.log_sigmoid(m) @ w)
+            correct = float(w[right].sum())
+            wp, wn = w[pos], w[~pos]
         return {
             "rows": len(y), "log_loss_sum": log_loss, "correct": correct,
-            "pos_hist": np.bincount(bins[pos], minlength=AUC_BINS),
-            "neg_hist": np.bincount(bins[~pos], minlength=AUC_BINS),
+            "pos_hist": np.bincount(bins[pos], weights=wp, minlength=AUC_BINS),
+            "neg_hist": np.bincount(bins[~pos], weights=wn, minlength=AUC_BINS),
+            **({"weight_sum": float(w.sum())} if w is not None else {}),
             **({"rows_dropped": rows_in - len(y)} if self.missing == "drop" else {}),
         }
 
@@ -141,10 +156,15 @@ def combine_eval(parts: list[dict]) -> dict:
         neg_below = np.cumsum(neg) - neg
         auc = float((pos @ neg_below + 0.5 * (pos @ neg)) / (P * N))
         bound = float(0.5 * (pos @ neg) / (P * N))
+    weighted = any("weight_sum" in p for p in parts)
+    total = sum(p["weight_sum"] for p in parts) if weighted else rows
+    if not total > 0:
+        raise PipelineError("no rows with a positive weight to evaluate")
     return {
         "rows": int(rows),
-        "log_loss": sum(p["log_loss_sum"] for p in parts) / rows,
-        "accuracy": sum(p["correct"] for p in parts) / rows,
+        **({"weight_sum": total} if weighted else {}),
+        "log_loss": sum(p["log_loss_sum"] for p in parts) / total,
+        "accuracy": sum(p["correct"] for p in parts) / total,
         "auc": auc,
         "auc_error_bound": bound,
         **({"rows_dropped": sum(p["rows_dropped"] for p in parts)}

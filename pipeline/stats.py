@@ -11,6 +11,7 @@ for the executor's passes.
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,22 +30,31 @@ def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
 _STATS_BLOCK = 16384
 
 
-def partition_stats(block, coef, intercept: float) -> tuple:
+def partition_stats(block, coef, intercept: float, class_weight=None) -> tuple:
     """Loss sum, gradient and Hessian of one partition at (coef, intercept), fused.
 
-    Returns ``(n, loss_sum, grad[p+1], hess[p+1, p+1], wrong)`` with the intercept last;
-    ``wrong`` counts rows on the wrong side of the boundary (0 means separable). One
-    ``e = exp(-|z|)`` per row gives all three: -log σ(m) = log1p(e) + max(-m, 0) with m the
-    margin of the true class, σ(z) = max(e, [z >= 0]) / (1 + e), σ'(z) = e / (1 + e)².
+    Returns ``(n, loss_sum, grad[p+1], hess[p+1, p+1], wrong, weight_sum)`` with the
+    intercept last; ``wrong`` counts rows of positive weight on the wrong side of the
+    boundary (0 means separable). One ``e = exp(-|z|)`` per row gives all three:
+    -log σ(m) = log1p(e) + max(-m, 0) with m the margin of the true class,
+    σ(z) = max(e, [z >= 0]) / (1 + e), σ'(z) = e / (1 + e)².
+
+    Each row counts with weight ``s_i = sample_weight_i * class_weight[y_i]``: the block's
+    ``weight`` (a :class:`~pipeline.design.Block` field; 1 when absent) times
+    ``class_weight = (w0, w1)`` (1 for both when None). Without either, ``weight_sum = n``.
     """
     X, y = block[0], block[1]
+    sw = getattr(block, "weight", None)
     if not isinstance(X, np.ndarray):
-        return _partition_stats_xp(X, y, coef, intercept)
+        return _partition_stats_xp(X, y, coef, intercept, sw, class_weight)
     n, p = X.shape
     grad = np.zeros(p + 1)
     hess = np.zeros((p + 1, p + 1))
     loss = 0.0
     wrong = 0
+    weighted = sw is not None or class_weight is not None
+    weight_sum = 0.0 if weighted else float(n)
+    cw0, cw1 = (1.0, 1.0) if class_weight is None else map(float, class_weight)
     coef = np.asarray(coef, dtype=np.float64)
     B = _STATS_BLOCK
     # Scratch reused across blocks and calls on this thread: fresh multi-MB temporaries are
@@ -52,6 +62,7 @@ def partition_stats(block, coef, intercept: float) -> tuple:
     z, e, w = (_scratch(f"v{i}", (B,)) for i in range(3))
     rh = _scratch("rh", (2, B))  # r and h as rows: one product with X gives both sums
     Xh = _scratch("Xh", (p, B)).T  # (B, p), column-major like X
+    sv = _scratch("s", (B,)) if weighted else None
     with np.errstate(over="ignore", under="ignore"):
         for s in range(0, n, B):
             m = min(B, n - s)
@@ -66,11 +77,24 @@ def partition_stats(block, coef, intercept: float) -> tuple:
             np.multiply(yb, -2.0, out=wb)
             wb += 1.0
             wb *= zb                                  # -m: >= 0 when wrong
-            wrong += int(np.count_nonzero(wb >= 0))
-            np.maximum(wb, 0.0, out=wb)
-            loss += float(wb.sum())
-            np.log1p(eb, out=wb)
-            loss += float(wb.sum())                   # -log σ(m) = log1p(e) + max(-m, 0)
+            if weighted:                              # s = sample weight * class weight
+                sb = sv[:m]
+                np.multiply(yb, cw1 - cw0, out=sb)
+                sb += cw0
+                if sw is not None:
+                    sb *= sw[s:s + m]
+                weight_sum += float(sb.sum())
+                wrong += int(np.count_nonzero((wb >= 0) & (sb > 0)))
+                np.maximum(wb, 0.0, out=wb)
+                loss += float(wb @ sb)
+                np.log1p(eb, out=wb)
+                loss += float(wb @ sb)
+            else:
+                wrong += int(np.count_nonzero(wb >= 0))
+                np.maximum(wb, 0.0, out=wb)
+                loss += float(wb.sum())
+                np.log1p(eb, out=wb)
+                loss += float(wb.sum())               # -log σ(m) = log1p(e) + max(-m, 0)
             np.greater_equal(zb, 0.0, out=rb)
             np.maximum(eb, rb, out=rb)
             np.add(eb, 1.0, out=wb)                   # d = 1 + e
@@ -78,6 +102,9 @@ def partition_stats(block, coef, intercept: float) -> tuple:
             rb -= yb                                  # σ(z) - y
             np.multiply(wb, wb, out=hb)
             np.divide(eb, hb, out=hb)                 # σ'(z) = e / d², exact in the tails
+            if weighted:
+                rb *= sb
+                hb *= sb
             gh = rh[:, :m] @ Xb                       # (r @ X, h @ X) in one pass over X
             grad[:p] += gh[0]
             grad[p] += rb.sum()
@@ -87,7 +114,7 @@ def partition_stats(block, coef, intercept: float) -> tuple:
             np.multiply(Xb, hb[:, None], out=Xhb)
             hess[:p, :p] += Xb.T @ Xhb
     hess[:p, p] = hess[p, :p]
-    return n, loss, grad, hess, wrong
+    return n, loss, grad, hess, wrong, weight_sum
 
 
 _SCRATCH = threading.local()
@@ -104,18 +131,29 @@ def _scratch(name: str, shape: tuple) -> np.ndarray:
     return arr
 
 
-def _partition_stats_xp(X, y, coef, intercept):
+def _partition_stats_xp(X, y, coef, intercept, sw=None, class_weight=None):
     """The same statistics with any array namespace (CuPy on a GPU), results on the host."""
     xp = kernels.namespace(X)
     n, p = X.shape
     z = X @ xp.asarray(coef) + intercept
     e = xp.exp(-xp.abs(z))
     negm = z * (1.0 - 2.0 * y)
-    loss = float(xp.sum(xp.log1p(e)) + xp.sum(xp.maximum(negm, xp.zeros_like(negm))))
-    wrong = int(xp.sum(kernels.astype(xp, negm >= 0, xp.int64)))
     d = 1.0 + e
     r = kernels.sigmoid(z) - y
     h = e / (d * d)
+    rowloss = xp.log1p(e) + xp.maximum(negm, xp.zeros_like(negm))
+    wrongs = negm >= 0
+    weight_sum = float(n)
+    if sw is not None or class_weight is not None:
+        cw0, cw1 = (1.0, 1.0) if class_weight is None else map(float, class_weight)
+        s = cw0 + (cw1 - cw0) * y
+        if sw is not None:
+            s = s * xp.asarray(sw)
+        weight_sum = float(xp.sum(s))
+        rowloss, r, h = rowloss * s, r * s, h * s
+        wrongs = wrongs & (s > 0)
+    loss = float(xp.sum(rowloss))
+    wrong = int(xp.sum(kernels.astype(xp, wrongs, xp.int64)))
     Xh = X * h[:, None]
     grad = np.empty(p + 1)
     hess = np.empty((p + 1, p + 1))
@@ -124,18 +162,66 @@ def _partition_stats_xp(X, y, coef, intercept):
     hess[:p, :p] = to_host(X.T @ Xh)
     hess[p, :p] = hess[:p, p] = to_host(xp.sum(Xh, axis=0))
     hess[p, p] = float(xp.sum(h))
-    return n, loss, grad, hess, wrong
+    return n, loss, grad, hess, wrong, weight_sum
 
 
 # --- one chunk per task, for the executor's passes ------------------------------------------
 
 
-def chunk_stats(item, *, coef, intercept):
-    """The statistics of one block; a block loaded here adds its count of dropped rows."""
-    if hasattr(item, "load"):
-        block = item.load()
-        return partition_stats(block, coef, intercept) + (rows_dropped(block),)
-    return partition_stats(item, coef, intercept)
+class ChunkStats(NamedTuple):
+    """:func:`partition_stats` of one chunk, plus what its loading counted.
+
+    With ``class_weight="split"`` the loss, gradient, Hessian, wrong and weight fields are
+    stacked per class (index 0: the negative class, 1: the positive), to be combined with
+    class weights known only once every chunk is loaded (``"balanced"``).
+    """
+
+    rows: int
+    loss: float | np.ndarray
+    grad: np.ndarray
+    hess: np.ndarray
+    wrong: int | np.ndarray
+    weight: float | np.ndarray
+    positives: int = 0      # rows of the positive class
+    rows_dropped: int = 0   # rows the loader left out for missing values
+
+
+def block_stats(block, coef, intercept, class_weight=None) -> ChunkStats:
+    """The :class:`ChunkStats` of one loaded block; ``class_weight`` (w0, w1), None or
+    ``"split"``."""
+    if isinstance(class_weight, str):  # "split": once per class
+        neg, pos = (partition_stats(block, coef, intercept, cw) for cw in ((1.0, 0.0),
+                                                                           (0.0, 1.0)))
+        stats = (neg[0], *(np.stack([a, b]) for a, b in zip(neg[1:], pos[1:], strict=True)))
+    else:
+        stats = partition_stats(block, coef, intercept, class_weight)
+    y = block[1]
+    positives = int(np.count_nonzero(y)) if isinstance(y, np.ndarray) else \
+        int(to_host(y).sum())
+    return ChunkStats(*stats, positives=positives, rows_dropped=rows_dropped(block))
+
+
+def combine_stats(parts: list[ChunkStats], class_weight=None) -> tuple:
+    """Sums over chunks: ``(rows, loss, grad, hess, wrong, weight)``; split statistics
+    are combined with ``class_weight`` (w0, w1)."""
+    rows = sum(q.rows for q in parts)
+    loss = sum(q.loss for q in parts)
+    grad = np.sum([q.grad for q in parts], axis=0)
+    hess = np.sum([q.hess for q in parts], axis=0)
+    wrong = sum(q.wrong for q in parts)
+    weight = sum(q.weight for q in parts)
+    if np.ndim(loss) == 1:  # split by class
+        cw = np.asarray(class_weight, dtype=np.float64)
+        loss, weight = float(cw @ loss), float(cw @ weight)
+        grad, hess = np.tensordot(cw, grad, 1), np.tensordot(cw, hess, 1)
+        wrong = int(np.sum(wrong[cw > 0]))
+    return rows, loss, grad, hess, wrong, weight
+
+
+def chunk_stats(item, *, coef, intercept, class_weight=None) -> ChunkStats:
+    """The statistics of one chunk: a loaded block, or a loader (read here)."""
+    block = item.load() if hasattr(item, "load") else item
+    return block_stats(block, coef, intercept, class_weight)
 
 
 def load_only(loader):
@@ -143,11 +229,10 @@ def load_only(loader):
     return loader.load(), None
 
 
-def load_and_stats(loader):
+def load_and_stats(loader, *, class_weight=None):
     """Load one chunk's block and evaluate the starting point (w = 0) on it."""
     block = loader.load()
-    stats = partition_stats(block, np.zeros(block[0].shape[1]), 0.0) + (rows_dropped(block),)
-    return block, stats
+    return block, block_stats(block, np.zeros(block[0].shape[1]), 0.0, class_weight)
 
 
 def rows_dropped(block) -> int:

@@ -170,7 +170,8 @@ def test_invalid_parameters_get_one_clear_sentence(param, value):
 
 def test_get_set_params_like_sklearn():
     m = LogisticModel(C=2.0)
-    assert m.get_params() == {"C": 2.0, "penalty": "l2", "tol": 1e-10, "max_iter": 50}
+    assert m.get_params() == {"C": 2.0, "penalty": "l2", "tol": 1e-10, "max_iter": 50,
+                              "class_weight": None}
     assert m.set_params(C=3.0).C == 3.0
     from sklearn.base import clone
 

@@ -6,13 +6,15 @@ import functools
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
-from .design import Block, block_nbytes, load_block
+from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
 from .errors import PipelineError, parse_size
 from .execution import ExecOptions, open_executor
 from .model import LogisticModel, class_weight_json, parse_class_weight
+from .params import COUNT, check
 from .score import EvalOp, ScoreOp, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
@@ -129,11 +131,13 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
     refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
-        n for n in source.schema.names if n not in model.features_)
+        n for n in source.schema.names if n not in model.features_
+        and n not in model.categories_)
     source.require_columns(keep, numeric=False)
-    op = ScoreOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                 keep, float(threshold), device, missing)
-    columns = tuple(dict.fromkeys([*keep, *model.features_]))
+    op = ScoreOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
+                 float(np.ravel(model.intercept_)[0]), keep, float(threshold), device, missing,
+                 _model_categories(model))
+    columns = tuple(dict.fromkeys([*keep, *model.features_, *model.categories_]))
     params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
               "keep": list(keep), "threshold": float(threshold), "missing": missing,
               "dtype": _dtype_param(dtype)}
@@ -162,14 +166,16 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
     typ = source.schema.field(label).type
     positive = label_value(model.positive_, typ, what="the model's positive class")
     negative = label_value(model.negative_, typ, what="the model's negative class")
-    op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                label, device, missing, positive, negative, weight)
+    op = EvalOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
+                float(np.ravel(model.intercept_)[0]), label, device, missing, positive,
+                negative, weight, _model_categories(model))
     extra = (weight,) if weight is not None else ()
     if weight is not None:
         source.require_columns([weight])
-    tasks = file_tasks(source, op, columns=(*model.features_, label, *extra),
+    cats = tuple(model.categories_)
+    tasks = file_tasks(source, op, columns=(*model.features_, *cats, label, *extra),
                        numeric=(*model.features_, *extra),
-                       used=(*model.features_, label, *extra),
+                       used=(*model.features_, *cats, label, *extra),
                        batch_bytes=options.blocksize_bytes())
     with open_executor(options, client) as ex:
         parts = [r for _, rs in ex.map_unordered(run_reduce_task, tasks) for r in rs]
@@ -186,11 +192,31 @@ def _require_label(source, label: str) -> None:
 
 
 def _require_model_features(source, model: LogisticModel) -> None:
-    for name in model.features_:
+    for name in [*model.features_, *model.categories_]:
         if name not in source.schema.names:
             raise PipelineError("the model's feature is missing from the input",
                                 path=source.paths[0], column=name)
     source.require_columns(model.features_)
+    _require_categorical(source, tuple(model.categories_), ())
+
+
+def _require_categorical(source, categorical, others) -> None:
+    for name in categorical:
+        if name not in source.schema.names:
+            raise PipelineError("no such column in the input", path=source.paths[0],
+                                column=name)
+        if name in others or list(categorical).count(name) > 1:
+            raise PipelineError("a categorical column is named twice, or is also the label, "
+                                "the weight or a numeric feature", path=source.paths[0],
+                                column=name)
+        if not is_categorical_type(source.schema.field(name).type):
+            raise PipelineError("categorical column is not string, integer or bool "
+                                f"({source.schema.field(name).type})", path=source.paths[0],
+                                column=name)
+
+
+def _model_categories(model: LogisticModel) -> tuple:
+    return tuple((name, tuple(vocab)) for name, vocab in model.categories_.items())
 
 
 @dataclass(frozen=True)
@@ -204,6 +230,8 @@ class TrainChunk:
     missing: str = "error"
     classes: tuple = (1, 0)  # (positive, negative) label values
     weight: str | None = None  # the sample-weight column
+    categorical: tuple[str, ...] = ()  # one-hot encoded columns
+    max_categories: int = 1000
 
     @property
     def source_path(self) -> str:
@@ -213,10 +241,13 @@ class TrainChunk:
         """The chunk's :class:`~pipeline.design.Block`: ``(X, y, rows_dropped)``."""
         table, origin = self.task.read_located()
         block = load_block(table, self.features, self.label, origin, missing=self.missing,
-                           classes=self.classes, weight=self.weight)
+                           classes=self.classes, weight=self.weight,
+                           categorical=self.categorical, max_categories=self.max_categories)
         if self.device == "gpu":  # cached in GPU memory; each pass runs there
             import cupy
 
+            if block.cats:
+                raise PipelineError("categorical features train on the CPU; use --device cpu")
             return Block(cupy.asarray(block.X), cupy.asarray(block.y), block.rows_dropped,
                          None if block.weight is None else cupy.asarray(block.weight))
         return block
@@ -249,9 +280,9 @@ def _label_classes(source, label: str, positive, executor) -> tuple:
 def train_files(input_path, model_out, *, label: str = "label", features=None,
                 C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
                 max_iter: int = 50, positive=None, missing: str = "error",
-                weight: str | None = None, class_weight=None, dtype=None,
-                options: ExecOptions | None = None, client=None, log=None,
-                note=None) -> LogisticModel:
+                weight: str | None = None, class_weight=None, categorical=(),
+                max_categories: int = 1000, dtype=None, options: ExecOptions | None = None,
+                client=None, log=None, note=None) -> LogisticModel:
     """``pipeline train``: fit out of core, then write the model file atomically.
 
     The label is bool, integer or string with exactly two values; the positive class is the
@@ -263,6 +294,11 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     ``"balanced"`` or a mapping (or JSON object text) from each class, as text, to its
     weight: the objective is scikit-learn's ``LogisticRegression(C=C,
     class_weight=...).fit(X, y, sample_weight=...)``.
+
+    ``categorical`` names string, integer or bool columns to one-hot encode (scikit-learn's
+    ``OneHotEncoder(handle_unknown="ignore")``): the vocabulary is learned in the loading pass,
+    sorted, at most ``max_categories`` values per column (more is an error naming it), and
+    stored in the model file as ``categories``.
     """
     options = options or ExecOptions()
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter,
@@ -286,12 +322,16 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
         _check_model_out(model_out, source, options)
     _require_label(source, label)
     named = features is not None
+    categorical = tuple(categorical or ())
+    check("max_categories", max_categories, COUNT)
     if features is None:
-        features = [n for n in default_columns(source.schema) if n != label]
-    if not features:
+        features = [n for n in default_columns(source.schema)
+                    if n != label and n not in categorical and n != weight]
+    if not features and not categorical:
         raise PipelineError("no floating-point feature columns; name them with --features",
                             path=source.paths[0])
     source.require_columns(features)
+    _require_categorical(source, categorical, (label, weight, *features))
     if weight is not None:
         source.require_columns([weight])
     if not named:
@@ -302,7 +342,7 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
         old = LogisticModel.load(model_out)
-        if not _same_training(old, model, features, label, weight) or (
+        if not _same_training(old, model, features, label, weight, categorical) or (
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
@@ -310,15 +350,17 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                                 path=os.fspath(model_out))
         return old
     extra = (weight,) if weight is not None else ()
-    tasks = file_tasks(source, None, columns=(*features, label, *extra),
-                       numeric=(*features, *extra), used=(*features, label, *extra))
+    tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
+                       numeric=(*features, *extra),
+                       used=(*features, *categorical, label, *extra))
     with open_executor(options, client) as ex:
         classes = _label_classes(source, label, positive, ex)
-        chunks = [TrainChunk(t, tuple(features), label, device, missing, classes, weight)
-                  for t in tasks]
-        cache = _fits_in_memory(source, len(features) + len(extra), ex)
+        chunks = [TrainChunk(t, tuple(features), label, device, missing, classes, weight,
+                             categorical, max_categories) for t in tasks]
+        cache = _fits_in_memory(source, len(features) + len(extra) + len(categorical), ex)
         model.fit_chunks(chunks, ex, features=features, label=label, classes=classes,
-                         weight=weight, cache=cache, log=log)
+                         weight=weight, categorical=categorical,
+                         max_categories=max_categories, cache=cache, log=log)
     if model_out is not None:
         model.save(model_out)
     return model
@@ -340,9 +382,10 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
 
 
 def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
-                   weight: str | None) -> bool:
+                   weight: str | None, categorical) -> bool:
     a, b = old.to_dict(), new.get_params()
     return (a["features"] == list(features) and a["label"] == label
+            and list(a["categories"]) == list(categorical)
             and a["weight"] == weight
             and a["class_weight"] == class_weight_json(b["class_weight"])
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))

@@ -126,6 +126,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         missing_arg(("error", "drop"), "error"),
         Arg("weight", help="a column of sample weights (finite, non-negative)"),
         Arg("class_weight", help='"balanced" or JSON per class, e.g. {"0": 1, "1": 5}'),
+        Arg("categorical", nargs="+", help="string, integer or bool columns to one-hot "
+            "encode"),
+        Arg("max_categories", int, default=1000, check=COUNT,
+            help="at most this many values per categorical column"),
         *READ_ARGS],
         outputs=("model",), inputs=("input",)),
     Command("score", "probability and prediction per row", [
@@ -201,7 +205,9 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
                         C=v["C"], penalty=None if v.get("no_penalty") else "l2", tol=v["tol"],
                         max_iter=v["max_iter"], positive=v.get("positive"),
                         missing=v["missing"], weight=v.get("weight"),
-                        class_weight=v.get("class_weight"), dtype=v.get("dtype"),
+                        class_weight=v.get("class_weight"),
+                        categorical=v.get("categorical"),
+                        max_categories=v.get("max_categories", 1000), dtype=v.get("dtype"),
                         options=exec_options(v), client=client, log=log, note=note)
         if v["missing"] == "drop":
             dropped(m.rows_dropped_)

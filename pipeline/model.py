@@ -21,7 +21,13 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .design import Block, block_nbytes, load_block
+from .design import (
+    Block,
+    block_nbytes,
+    check_category_count,
+    load_block,
+    merge_vocabularies,
+)
 from .errors import PipelineError
 from .newton import PassStats, newton_solve
 from .params import (
@@ -207,8 +213,9 @@ class LogisticModel:
             return self.fit_chunks(loaders, ex, **kw)
 
     def fit_chunks(self, loaders: list, executor, *, features, label: str = "label",
-                   classes: tuple = (1, 0), weight: str | None = None,
-                   cache: bool | None = None, log=None) -> LogisticModel:
+                   classes: tuple = (1, 0), weight: str | None = None, categorical=(),
+                   max_categories: int = 1000, cache: bool | None = None,
+                   log=None) -> LogisticModel:
         """Fit over chunk loaders, each pass mapped over them by ``executor``.
 
         Parameters
@@ -218,7 +225,10 @@ class LogisticModel:
             0/1 label y, rows dropped, sample weights), e.g. :class:`pipeline.api.TrainChunk`.
         executor : pipeline.execution.Executor
             Runs each pass's per-chunk statistics (threads here, or a Dask cluster).
-        features, label, weight : the names of the blocks' columns (recorded in the model).
+        features, label, weight, categorical : the names of the blocks' columns (recorded
+            in the model); ``categorical`` columns are one-hot encoded over the vocabulary
+            learned in the first pass (the union of the chunks' values, sorted; at most
+            ``max_categories`` per column, else an error naming the column).
         classes : (positive, negative)
             The label values the blocks' y = 1 and y = 0 stand for (keys of ``class_weight``).
         cache : bool or None
@@ -235,6 +245,8 @@ class LogisticModel:
         self.label_ = label
         self.weight_ = weight
         self.positive_, self.negative_ = classes
+        self._categorical = tuple(categorical)
+        self._max_categories = max_categories
         cw = self._class_weights()
         t0 = time.perf_counter()
         first = None
@@ -243,8 +255,9 @@ class LogisticModel:
                                    intercept=0.0, class_weight=cw)
             first = [r for _, r in executor.map_unordered(fn, loaders)]
             rows = sum(q.rows for q in first)
-            cache = executor.fits_in_memory(block_nbytes(rows, len(self.features_),
-                                                         weighted=weight is not None))
+            cache = executor.fits_in_memory(block_nbytes(
+                rows, len(self.features_), weighted=weight is not None,
+                categorical=len(self._categorical)))
             if cache:
                 blocks, _ = executor.cache(load_only, loaders)
         elif cache:
@@ -285,35 +298,52 @@ class LogisticModel:
             weights[k] = float(value)
         return tuple(weights)
 
+    def _learn_categories(self, categorical, parts) -> None:
+        """The model's vocabulary per categorical column: the chunks' values, sorted."""
+        for k, name in enumerate(categorical):
+            vocab = merge_vocabularies(q.vocabularies[k] for q in parts
+                                       if q.vocabularies is not None)
+            check_category_count(name, len(vocab), self._max_categories)
+            self.categories_[name] = vocab
+
     def _solve(self, blocks: list, executor, *, log=None, first=None,
                t0: float | None = None) -> LogisticModel:
         """Newton's method over ``blocks`` (loaded blocks or loaders); sets the fitted state."""
         self.rows_dropped_ = 0
         cw = self._class_weights()
+        categorical = getattr(self, "_categorical", ())
+        n_numeric = len(self.features_)
+        self.categories_ = {}
         passes = 0
 
         def pass_stats(coef, b, parts=None) -> PassStats:
             nonlocal passes, cw
             if parts is None:  # else computed while loading
-                fn = functools.partial(chunk_stats, coef=coef, intercept=b, class_weight=cw)
+                vocab = tuple(self.categories_.values()) if passes else None
+                fn = functools.partial(
+                    chunk_stats, coef=np.zeros(n_numeric) if coef is None else coef,
+                    intercept=0.0 if b is None else b, class_weight=cw, categories=vocab)
                 parts = [fn(item) for item in blocks] if executor is None else \
                     [r for _, r in executor.map_unordered(fn, blocks)]
             passes += 1
             if passes == 1:  # the first pass counts dropped rows and the classes
+                self._learn_categories(categorical, parts)
                 self.rows_dropped_ = sum(q.rows_dropped for q in parts)
                 n1 = sum(q.positives for q in parts)
                 self.class_counts_ = (sum(q.rows for q in parts) - n1, n1)
                 if cw == "split":  # "balanced": the classes' total weights are known now
                     cw = self._class_weights(tuple(np.sum([q.weight for q in parts], axis=0)))
                 self.class_weight_values_ = cw
-            rows, loss, grad, hess, wrong, weight = combine_stats(parts, cw)
+            rows, loss, grad, hess, wrong, weight = combine_stats(
+                parts, cw, n_numeric=n_numeric, categories=list(self.categories_.values()))
             return PassStats(weight=weight, loss=loss, grad=grad, hess=hess, wrong=wrong,
                              rows=rows)
 
-        res = newton_solve(pass_stats, len(self.features_),
+        # the first pass (at w = 0) learns the vocabularies, hence the number of coefficients
+        first = pass_stats(None, None, first)
+        res = newton_solve(pass_stats, len(first.grad) - 1,
                            C=None if self.penalty is None else float(self.C), tol=self.tol,
-                           max_iter=self.max_iter, log=log, t0=t0,
-                           first=None if first is None else pass_stats(None, None, first))
+                           max_iter=self.max_iter, log=log, t0=t0, first=first)
         if res.separable:
             warnings.warn("the classes are linearly separable: without a penalty there is no "
                           "finite optimum; the coefficients are finite but not an optimum "
@@ -381,6 +411,7 @@ class LogisticModel:
             "positive": getattr(self, "positive_", 1), "negative": getattr(self, "negative_", 0),
             "rows_dropped": getattr(self, "rows_dropped_", 0),
             "missing": getattr(self, "missing_", "error"),
+            "categories": {k: list(v) for k, v in getattr(self, "categories_", {}).items()},
             "class_weight": class_weight_json(self.class_weight),
             "weight": getattr(self, "weight_", None),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
@@ -422,15 +453,24 @@ class LogisticModel:
             elif required:
                 raise PipelineError(f"invalid model file: field {name!r} is missing", path=path)
         feats, coef = d["features"], d["coef"]
-        if len(coef) != len(feats):
+        categories = d.get("categories") or {}
+        for name, vocab in categories.items():
+            if name in feats or len(set(map(repr, vocab))) != len(vocab):
+                raise PipelineError(f"invalid model file: field 'categories': column {name!r} "
+                                    "is also a numeric feature, or repeats a value", path=path)
+        width = len(feats) + sum(len(v) for v in categories.values())
+        if len(coef) != width:
             raise PipelineError(f"invalid model file: field 'coef' has {len(coef)} values for "
-                                f"{len(feats)} features", path=path)
+                                f"{len(feats)} features"
+                                + (f" and {width - len(feats)} categories" if categories
+                                   else ""), path=path)
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
                 tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50),
                 class_weight=d.get("class_weight"))
         m.weight_ = d.get("weight")
         m.features_ = list(feats)
+        m.categories_ = {k: list(v) for k, v in categories.items()}
         m.coef_ = np.array(coef, dtype=np.float64)
         m.intercept_ = float(d["intercept"])
         m.label_ = d.get("label", "label")
@@ -458,6 +498,20 @@ _NAMES = ListOf(InstanceOf(str, "a string"), "a non-empty list of unique column 
 _LABEL_VALUE = InstanceOf((bool, int, float, str),
                           "a label value (true/false, a number or a string)")
 
+class _Categories(Constraint):
+    """Per categorical column, its vocabulary: a list of strings, integers or booleans."""
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, list)
+            and all(isinstance(x, str | int) for x in v) for k, v in value.items())
+
+    def __str__(self) -> str:
+        return "an object of column name -> list of its values (strings, integers or booleans)"
+
+
+_CATEGORIES = _Categories()
+
 # Every field of a model file: (rule, required). Scoring needs the first five; the rest
 # describe the fit and default when absent (rows, passes, iterations 0; converged true).
 MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
@@ -482,6 +536,7 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "rows_dropped": (NON_NEGATIVE, False),
     "missing": (Options("error", "drop"), False),
     "class_weight": (CLASS_WEIGHT, False),
+    "categories": (_CATEGORIES, False),
     "weight": (Nullable(InstanceOf(str, "a column name")), False),
 }
 

@@ -22,8 +22,22 @@ AUC_RANGE = 40.0
 
 
 def chunk_margin(table: pa.Table, features, coef, intercept, source="",
-                 device: str = "cpu") -> np.ndarray:
-    """x·w + b for every row, accumulated column by column (no (n, p) copy)."""
+                 device: str = "cpu", categories=()) -> np.ndarray:
+    """x·w + b for every row, accumulated column by column (no (n, p) copy).
+
+    ``categories`` is the model's ``(column, vocabulary)`` pairs, whose coefficients follow
+    the numeric features' in ``coef``: a row adds its category's coefficient, or nothing for
+    a value outside the vocabulary (scikit-learn's ``handle_unknown="ignore"``).
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    if categories:
+        z = chunk_margin(table, features, coef[:len(features)], intercept, source, device)
+        start = len(features)
+        for name, vocab in categories:
+            z += _category_terms(table, name, vocab, coef[start:start + len(vocab)], source,
+                                 device)
+            start += len(vocab)
+        return z
     n = table.num_rows
     cols = []
     for name in features:
@@ -50,6 +64,43 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source="",
     return z
 
 
+def _category_terms(table: pa.Table, name: str, vocab, coef: np.ndarray, source,
+                    device: str):
+    """Each row's coefficient for its value of the categorical column ``name`` (0 when the
+    value is not in ``vocab``; NaN for a missing value, as a numeric feature gives)."""
+    import pyarrow.compute as pc
+
+    i = table.schema.get_field_index(name)
+    if i < 0:
+        raise PipelineError("the model's feature is missing from the input",
+                            path=str(source) or None, column=name)
+    col = table.column(i)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    try:
+        values = pa.array(list(vocab)).cast(col.type)
+    except (pa.ArrowException, TypeError, ValueError):
+        try:
+            values = pa.array([str(v).lower() if isinstance(v, bool) else str(v)
+                               for v in vocab]).cast(col.type)
+        except (pa.ArrowException, TypeError, ValueError):
+            raise PipelineError(f"categorical column has type {col.type}, which the model's "
+                                "categories are not", path=str(source) or None,
+                                column=name) from None
+    idx = pc.index_in(col, value_set=values).to_numpy(zero_copy_only=False)
+    idx = np.where(np.isnan(idx), -1, idx).astype(np.int64) if idx.dtype.kind == "f" else \
+        idx.astype(np.int64)
+    table_coef = np.append(coef, 0.0)  # index -1: an unknown value adds nothing
+    terms = table_coef[idx]
+    if col.null_count:
+        terms[np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)] = np.nan
+    if device == "gpu":
+        import cupy
+
+        return cupy.asarray(terms)
+    return terms
+
+
 @dataclass(frozen=True)
 class ScoreOp:
     """Kept columns, then ``probability`` (float64) and ``prediction`` (int8).
@@ -65,6 +116,7 @@ class ScoreOp:
     threshold: float = 0.5
     device: str = "cpu"
     missing: str = "error"
+    categories: tuple = ()  # the model's (column, vocabulary) pairs
 
     def __post_init__(self) -> None:
         validate_missing(self.missing)
@@ -74,9 +126,10 @@ class ScoreOp:
             if name not in table.column_names:
                 raise PipelineError("no such column to keep", path=str(source) or None,
                                     column=name)
-        table, source, mask = apply_missing(table, self.features, self.missing, source)
+        used = [*self.features, *(name for name, _ in self.categories)]
+        table, source, mask = apply_missing(table, used, self.missing, source)
         z = chunk_margin(table, self.features, np.array(self.coef), self.intercept, source,
-                         self.device)
+                         self.device, self.categories)
         p = to_host(kernels.sigmoid(z) if self.device == "gpu" else kernels.sigmoid(z, out=z))
         pred = (p >= self.threshold).astype(np.int8)
         arrays = [table.column(k) for k in self.keep] + [to_arrow(p, mask=mask),
@@ -101,6 +154,7 @@ class EvalOp:
     positive: object = 1
     negative: object = 0
     weight: str | None = None  # a column of sample weights: weighted metrics
+    categories: tuple = ()     # the model's (column, vocabulary) pairs
 
     def __post_init__(self) -> None:
         validate_missing(self.missing, ("error", "drop"), "evaluate")
@@ -110,8 +164,9 @@ class EvalOp:
             raise PipelineError("no such label column", path=str(source) or None,
                                 column=self.label)
         rows_in = table.num_rows
-        used = [*self.features, self.label, *([self.weight] if self.weight else [])]
-        for name in used[len(self.features) + 1:]:
+        used = [*self.features, *(name for name, _ in self.categories), self.label,
+                *([self.weight] if self.weight else [])]
+        for name in used[len(used) - (1 if self.weight else 0):]:
             if name not in table.column_names:
                 raise PipelineError("no such weight column", path=str(source) or None,
                                     column=name)
@@ -119,7 +174,7 @@ class EvalOp:
         y = binary_label(table.column(self.label), self.label, self.positive, self.negative,
                          source)
         z = to_host(chunk_margin(table, self.features, np.array(self.coef), self.intercept,
-                                 source, self.device))
+                                 source, self.device, self.categories))
         pos = y > 0.5
         m = np.where(pos, z, -z)
         right = (m > 0) | ((z == 0) & pos)

@@ -26,8 +26,14 @@ def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
 
 # Rows per block in partition_stats: a block of X (16384 x 20 float64 = 2.5 MiB) stays in
 # cache while the margin, the gradient and the Hessian are taken from it, so each pass reads X
-# from memory once; smaller blocks lose the second core to the GIL (measured).
+# from memory once; smaller blocks lose the second core to the GIL (measured). Wide designs
+# (one-hot columns) take fewer rows, so that a block stays near 4 MiB.
 _STATS_BLOCK = 16384
+_BLOCK_BYTES = 4 << 20
+
+
+def _block_rows(p: int) -> int:
+    return min(_STATS_BLOCK, max(256, _BLOCK_BYTES // (8 * max(p, 1))))
 
 
 def partition_stats(block, coef, intercept: float, class_weight=None) -> tuple:
@@ -56,7 +62,7 @@ def partition_stats(block, coef, intercept: float, class_weight=None) -> tuple:
     weight_sum = 0.0 if weighted else float(n)
     cw0, cw1 = (1.0, 1.0) if class_weight is None else map(float, class_weight)
     coef = np.asarray(coef, dtype=np.float64)
-    B = _STATS_BLOCK
+    B = _block_rows(p)
     # Scratch reused across blocks and calls on this thread: fresh multi-MB temporaries are
     # mmap/munmap pairs whose page faults and address-space lock serialise the threads.
     z, e, w = (_scratch(f"v{i}", (B,)) for i in range(3))
@@ -121,14 +127,60 @@ _SCRATCH = threading.local()
 
 
 def _scratch(name: str, shape: tuple) -> np.ndarray:
-    key = (name, shape)
+    """This thread's array ``name``, reused while its shape stays the same (one per name)."""
     cache = getattr(_SCRATCH, "arrays", None)
     if cache is None:
         cache = _SCRATCH.arrays = {}
-    arr = cache.get(key)
-    if arr is None:
-        arr = cache[key] = np.empty(shape)
+    arr = cache.get(name)
+    if arr is None or arr.shape != shape:
+        arr = cache[name] = np.empty(shape)
     return arr
+
+
+def onehot_stats(block, coef, intercept: float, class_weight=None, categories=None) -> tuple:
+    """:func:`partition_stats` of a block with categorical columns, one-hot encoded a few
+    thousand rows at a time (never the whole chunk's wide matrix).
+
+    ``categories`` is the model's vocabulary per categorical column, and ``coef`` covers the
+    numeric features and then every category. In the loading pass the vocabulary is not known
+    yet (``categories=None``): the statistics are then taken at w = 0 (``coef`` must be
+    zero) over the block's own vocabularies, for :func:`combine_stats` to place.
+    """
+    from .design import Block, category_positions
+
+    X, y, sw = block.X, block.y, block.weight
+    n, q = X.shape
+    local = tuple(v for v, _ in block.cats)
+    if categories is None:
+        vocabs, codes = local, [c for _, c in block.cats]
+        if np.any(coef):
+            raise ValueError("statistics without the model's categories are taken at w = 0")
+        coef = np.zeros(q + sum(len(v) for v in vocabs))
+    else:
+        vocabs = categories
+        codes = []
+        for vocab, (mine, c) in zip(categories, block.cats, strict=True):
+            lut = category_positions(0, [vocab], (mine,))  # the chunk's code -> the model's
+            codes.append(lut[c] if len(lut) else c)
+    offsets = np.cumsum([q] + [len(v) for v in vocabs])[:-1]
+    p = q + sum(len(v) for v in vocabs)
+    B = _block_rows(p)
+    Xf = _scratch("Xf", (p, B)).T  # (B, p), column-major
+    total = None
+    for s in range(0, n, B):
+        m = min(B, n - s)
+        Xb = Xf[:m]
+        Xb[:, :q] = X[s:s + m]
+        Xb[:, q:] = 0.0
+        rows = np.arange(m)
+        for off, c in zip(offsets, codes, strict=True):
+            Xb[rows, off + c[s:s + m]] = 1.0
+        sub = Block(Xb, y[s:s + m], 0, None if sw is None else sw[s:s + m])
+        st = partition_stats(sub, coef, intercept, class_weight)
+        total = st if total is None else tuple(a + b for a, b in zip(total, st, strict=True))
+    if total is None:  # no rows
+        total = (0, 0.0, np.zeros(p + 1), np.zeros((p + 1, p + 1)), 0, 0.0)
+    return total
 
 
 def _partition_stats_xp(X, y, coef, intercept, sw=None, class_weight=None):
@@ -184,26 +236,55 @@ class ChunkStats(NamedTuple):
     weight: float | np.ndarray
     positives: int = 0      # rows of the positive class
     rows_dropped: int = 0   # rows the loader left out for missing values
+    vocabularies: tuple | None = None  # the block's own, where the statistics use them
+    vocabulary_sizes: tuple = ()       # per categorical column, this chunk's distinct values
 
 
-def block_stats(block, coef, intercept, class_weight=None) -> ChunkStats:
+def block_stats(block, coef, intercept, class_weight=None, categories=None) -> ChunkStats:
     """The :class:`ChunkStats` of one loaded block; ``class_weight`` (w0, w1), None or
-    ``"split"``."""
+    ``"split"``; ``categories``: the model's vocabularies (None in the loading pass)."""
+    cats = getattr(block, "cats", ())
+    if cats:
+        def stats_of(cw):
+            return onehot_stats(block, coef, intercept, cw, categories)
+    else:
+        def stats_of(cw):
+            return partition_stats(block, coef, intercept, cw)
     if isinstance(class_weight, str):  # "split": once per class
-        neg, pos = (partition_stats(block, coef, intercept, cw) for cw in ((1.0, 0.0),
-                                                                           (0.0, 1.0)))
+        neg, pos = stats_of((1.0, 0.0)), stats_of((0.0, 1.0))
         stats = (neg[0], *(np.stack([a, b]) for a, b in zip(neg[1:], pos[1:], strict=True)))
     else:
-        stats = partition_stats(block, coef, intercept, class_weight)
+        stats = stats_of(class_weight)
     y = block[1]
     positives = int(np.count_nonzero(y)) if isinstance(y, np.ndarray) else \
         int(to_host(y).sum())
-    return ChunkStats(*stats, positives=positives, rows_dropped=rows_dropped(block))
+    own = tuple(v for v, _ in cats) if cats and categories is None else None
+    return ChunkStats(*stats, positives=positives, rows_dropped=rows_dropped(block),
+                      vocabularies=own, vocabulary_sizes=tuple(len(v) for v, _ in cats))
 
 
-def combine_stats(parts: list[ChunkStats], class_weight=None) -> tuple:
+def _placed(q: ChunkStats, n_numeric: int, categories) -> ChunkStats:
+    """A chunk's statistics over its own vocabularies, placed among the model's columns."""
+    from .design import category_positions
+
+    idx = category_positions(n_numeric, categories, q.vocabularies)
+    p = n_numeric + sum(len(v) for v in categories)
+    idx = np.append(idx, p)  # the intercept, last
+    lead = q.grad.shape[:-1]  # (2,) when split by class
+    grad = np.zeros((*lead, p + 1))
+    hess = np.zeros((*lead, p + 1, p + 1))
+    grad[..., idx] = q.grad
+    hess[..., idx[:, None], idx[None, :]] = q.hess
+    return q._replace(grad=grad, hess=hess, vocabularies=None)
+
+
+def combine_stats(parts: list[ChunkStats], class_weight=None, *, n_numeric: int = 0,
+                  categories=None) -> tuple:
     """Sums over chunks: ``(rows, loss, grad, hess, wrong, weight)``; split statistics
-    are combined with ``class_weight`` (w0, w1)."""
+    are combined with ``class_weight`` (w0, w1), and statistics over a chunk's own
+    vocabularies are placed among the model's ``categories`` first."""
+    parts = [_placed(q, n_numeric, categories) if q.vocabularies is not None else q
+             for q in parts]
     rows = sum(q.rows for q in parts)
     loss = sum(q.loss for q in parts)
     grad = np.sum([q.grad for q in parts], axis=0)
@@ -218,10 +299,10 @@ def combine_stats(parts: list[ChunkStats], class_weight=None) -> tuple:
     return rows, loss, grad, hess, wrong, weight
 
 
-def chunk_stats(item, *, coef, intercept, class_weight=None) -> ChunkStats:
+def chunk_stats(item, *, coef, intercept, class_weight=None, categories=None) -> ChunkStats:
     """The statistics of one chunk: a loaded block, or a loader (read here)."""
     block = item.load() if hasattr(item, "load") else item
-    return block_stats(block, coef, intercept, class_weight)
+    return block_stats(block, coef, intercept, class_weight, categories)
 
 
 def load_only(loader):

@@ -159,58 +159,69 @@ class LogisticModel:
 
     # fitting
     def fit(self, X, y=None, *, sample_weight=None, label: str = "label", features=None,
-            weight: str | None = None, client=None, executor=None, log=None) -> LogisticModel:
-        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``.
+            weight: str | None = None, categorical=(), max_categories: int = 1000,
+            client=None, executor=None, log=None) -> LogisticModel:
+        """Fit on ``X, y`` (NumPy, pandas, lists), or on a dask DataFrame with ``label=``.
 
-        ``sample_weight`` (NumPy input) or ``weight`` (a dask DataFrame's column) weighs
-        each row's loss, as scikit-learn's ``fit(X, y, sample_weight=...)``; weights must be
-        finite and non-negative. A dask DataFrame's partitions are kept in memory between
-        passes only when they fit (:meth:`Executor.fits_in_memory`, the rule ``pipeline
-        train`` uses); otherwise every pass re-reads them. ``cached_`` records which.
+        In memory, this is scikit-learn's ``fit(X, y, sample_weight=None)``: ``y`` takes two
+        values (``classes_``, sorted; the second is the positive class), a pandas DataFrame's
+        column names become ``feature_names_in_`` and the model file's ``features``.
+        ``sample_weight`` weighs each row's loss (finite, non-negative).
+
+        A dask DataFrame is fitted out of core: ``label`` names the label column,
+        ``features`` the numeric ones (default: every floating-point column), ``weight`` a
+        column of sample weights and ``categorical`` columns to one-hot encode (see
+        :meth:`fit_chunks`). Its partitions are kept in memory between passes only when
+        they fit (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses);
+        otherwise every pass re-reads them. ``cached_`` records which.
         """
         self._validate_params()
-        if isinstance(X, np.ndarray) or (y is not None and not hasattr(X, "npartitions")):
-            X = np.asarray(X, dtype=np.float64)
-            if X.ndim != 2:
-                raise PipelineError("X must be a 2-D array")
-            yv = np.asarray(y, dtype=np.float64).reshape(-1)
-            if len(yv) != len(X):
-                raise PipelineError(f"X has {len(X)} rows but y has {len(yv)}")
-            names = [f"x{j}" for j in range(X.shape[1])]
-            cols = [*(X[:, j] for j in range(X.shape[1])), yv]
-            if sample_weight is not None:
-                sw = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-                if len(sw) != len(X):
-                    raise PipelineError(f"X has {len(X)} rows but sample_weight has {len(sw)}")
-                cols.append(sw)
-            table = pa.table(cols, names=[*names, "label", *(["weight"] if len(cols) >
-                                                                len(names) + 1 else [])])
-            block = load_block(table, names, "label",
-                               weight=None if sample_weight is None else "weight", source="X")
-            step = 65536
-            blocks = [Block(block.X[i:i + step], block.y[i:i + step], 0,
-                            None if block.weight is None else block.weight[i:i + step])
-                      for i in range(0, len(X), step)] or [block]
-            self.features_ = names
-            self.label_ = "label"
-            self.weight_ = None
-            self.positive_, self.negative_ = 1, 0
-            return self._solve(blocks, None, log=log)
+        if not hasattr(X, "npartitions"):
+            return self._fit_arrays(X, y, sample_weight, log)
         # a dask DataFrame: each partition is loaded and validated on the workers
         from .execution import open_executor
 
+        categorical = tuple(categorical or ())
         if features is None:  # every floating-point column but the label, as the CLI does
             import pandas as pd
 
-            features = [c for c in X.columns if c not in (label, weight)
+            features = [c for c in X.columns if c not in (label, weight, *categorical)
                         and pd.api.types.is_float_dtype(X.dtypes[c])]
-        loaders = [_PartitionLoader(i, p, tuple(features), label, weight)
+        loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
+                                    max_categories)
                    for i, p in enumerate(X.to_delayed())]
-        kw = {"features": features, "label": label, "weight": weight, "log": log}
+        kw = {"features": features, "label": label, "weight": weight,
+              "categorical": categorical, "max_categories": max_categories, "log": log}
         if executor is not None:
             return self.fit_chunks(loaders, executor, **kw)
         with open_executor(client=client) as ex:
             return self.fit_chunks(loaders, ex, **kw)
+
+    def _fit_arrays(self, X, y, sample_weight, log) -> LogisticModel:
+        """scikit-learn's ``fit`` on in-memory data, validated as scikit-learn does."""
+        X, y, sw = _validate_xy(self, X, y, sample_weight)
+        classes = np.unique(y)
+        if len(classes) > 2:
+            raise ValueError("Only binary classification is supported. The type of the "
+                             f"target is multiclass ({len(classes)} classes: "
+                             f"{classes[:5].tolist()}).")
+        if len(classes) < 2:
+            raise ValueError("This solver needs samples of at least 2 classes in the data, "
+                             f"but the data contains only one class: {classes[0]!r}")
+        yv = (y == classes[1]).astype(np.float64)
+        step = 65536
+        blocks = [Block(X[i:i + step], yv[i:i + step], 0, None if sw is None else sw[i:i + step])
+                  for i in range(0, len(X), step)]
+        names = getattr(self, "feature_names_in_", None)
+        self.features_ = [str(c) for c in names] if names is not None else \
+            [f"x{j}" for j in range(X.shape[1])]
+        self.label_ = "label"
+        self.weight_ = None
+        self.negative_, self.positive_ = (_scalar(c) for c in classes)
+        self._categorical = ()
+        self._solve(blocks, None, log=log)
+        self.classes_ = classes
+        return self
 
     def fit_chunks(self, loaders: list, executor, *, features, label: str = "label",
                    classes: tuple = (1, 0), weight: str | None = None, categorical=(),
@@ -352,8 +363,8 @@ class LogisticModel:
             warnings.warn(f"did not converge in {self.max_iter} iterations "
                           f"(loss {res.loss:.6g}, gradient {res.grad_norm:.3g}); the model is "
                           "saved with converged=false", ConvergenceWarning, stacklevel=3)
-        self.coef_ = res.coef
-        self.intercept_ = res.intercept
+        self._set_fitted(res.coef, res.intercept)
+        self.n_iter_ = np.array([res.iterations], dtype=np.int32)
         self.rows_ = res.rows
         self.passes_ = res.passes
         self.iterations_ = res.iterations
@@ -362,21 +373,48 @@ class LogisticModel:
         self.history_ = res.history
         return self
 
+    def _set_fitted(self, coef, intercept: float) -> None:
+        """The fitted coefficients and what scikit-learn reads from a fitted classifier."""
+        self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
+        self.intercept_ = np.array([float(intercept)])
+        self.classes_ = np.array([self.negative_, self.positive_])
+        names = [*self.features_, *getattr(self, "categories_", {})]
+        self.n_features_in_ = len(names)
+        if names != [f"x{j}" for j in range(len(names))]:  # named columns (not NumPy's)
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+
     # prediction
     def decision_function(self, X):
+        """The margin x·w + b of each row, shape (n,) (lazy for dask input).
+
+        A pandas or dask DataFrame is matched to the model's features by name (a column
+        missing or out of order is an error, as in scikit-learn); categorical columns are
+        encoded with the stored vocabularies (unknown values add nothing).
+        """
         self._check_fitted()
+        coef, b = self.coef_.ravel(), float(self.intercept_[0])
         if hasattr(X, "npartitions"):
             import pandas as pd
 
-            feats = list(self.features_)
+            cols = [*self.features_, *self.categories_]
+            missing = [c for c in cols if c not in X.columns]
+            if missing:
+                raise PipelineError("the model's feature is missing from the input",
+                                    column=missing[0])
             meta = pd.Series([], dtype="float64", name="margin")
-            return X[feats].map_partitions(_frame_margin, self.coef_, self.intercept_,
-                                           meta=meta)
-        X = np.asarray(X, dtype=np.float64) if isinstance(X, np.ndarray | list) else X
-        return margin(X, self.coef_, self.intercept_)
+            return X[cols].map_partitions(_frame_margin, self, meta=meta)
+        if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray):
+            return margin(X, coef, b)  # CuPy or another array-API array: as it is
+        if self.categories_:
+            return _frame_margin(X, self).to_numpy()
+        X = _validate_x(self, X)
+        return margin(X, coef, b)
 
     def predict_proba(self, X):
-        """Probabilities of classes 0 and 1, shape (n, 2), like scikit-learn (lazy on dask)."""
+        """Probabilities of ``classes_`` (negative, positive), shape (n, 2), like
+        scikit-learn (the stable sigmoid; lazy on dask)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
             import pandas as pd
@@ -384,26 +422,58 @@ class LogisticModel:
             return z.map_partitions(_frame_proba, meta=pd.DataFrame(
                 {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
         xp = kernels.namespace(z)
-        p1 = kernels.sigmoid(z)
-        p0 = kernels.sigmoid(-z)
-        return xp.stack([p0, p1], axis=1)
+        return xp.stack([kernels.sigmoid(-z), kernels.sigmoid(z)], axis=1)
+
+    def predict_log_proba(self, X):
+        """Log-probabilities of ``classes_``, shape (n, 2): log σ(-z) and log σ(z), exact in
+        the tails (never the log of a rounded probability)."""
+        z = self.decision_function(X)
+        xp = kernels.namespace(z)
+        return xp.stack([kernels.log_sigmoid(-z), kernels.log_sigmoid(z)], axis=1)
 
     def predict(self, X):
+        """The class of each row: ``classes_[1]`` where the margin is > 0, as scikit-learn
+        (dask input: 1 or 0, lazily, as int8)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
-            return (z >= 0).astype("int8")
-        return (z >= 0).astype(np.int64) if isinstance(z, np.ndarray) else z >= 0
+            return (z > 0).astype("int8")
+        if not isinstance(z, np.ndarray):
+            return z > 0
+        return self.classes_[(z > 0).astype(np.intp)]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy on ``X, y`` (weighted by ``sample_weight``), as scikit-learn's."""
+        right = np.asarray(self.predict(X)) == np.asarray(y).reshape(-1)
+        return float(np.average(right, weights=sample_weight))
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (asked for by scikit-learn only, so imported here)."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        # binary only: one logistic margin; multiclass data is an error, not one-vs-rest
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False),
+                    input_tags=InputTags(allow_nan=False))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "coef_")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
-            raise PipelineError("this LogisticModel is not fitted yet; call fit or load")
+            msg = "this LogisticModel is not fitted yet; call fit or load"
+            try:
+                from sklearn.exceptions import NotFittedError
+            except ImportError:  # pragma: no cover - without scikit-learn
+                raise PipelineError(msg) from None
+            raise NotFittedError(msg)
 
     # persistence
     def to_dict(self) -> dict:
         self._check_fitted()
         return {
             "kind": "logistic", "version": 1, "features": list(self.features_),
-            "coef": [float(c) for c in self.coef_], "intercept": self.intercept_,
+            "coef": [float(c) for c in np.ravel(self.coef_)],
+            "intercept": float(np.ravel(self.intercept_)[0]),
             "label": self.label_, "C": None if self.penalty is None else float(self.C),
             "rows": self.rows_, "passes": self.passes_, "iterations": self.iterations_,
             "converged": self.converged_, "loss": self.loss_, "history": self.history_,
@@ -471,8 +541,6 @@ class LogisticModel:
         m.weight_ = d.get("weight")
         m.features_ = list(feats)
         m.categories_ = {k: list(v) for k, v in categories.items()}
-        m.coef_ = np.array(coef, dtype=np.float64)
-        m.intercept_ = float(d["intercept"])
         m.label_ = d.get("label", "label")
         m.rows_ = d.get("rows", 0)
         m.passes_ = d.get("passes", 0)
@@ -489,6 +557,8 @@ class LogisticModel:
                                 "differ", path=path)
         m.rows_dropped_ = d.get("rows_dropped", 0)
         m.missing_ = d.get("missing", "error")
+        m._set_fitted(coef, d["intercept"])
+        m.n_iter_ = np.array([m.iterations_], dtype=np.int32)
         return m
 
 
@@ -556,6 +626,8 @@ class _PartitionLoader:
     features: tuple
     label: str
     weight: str | None = None
+    categorical: tuple = ()
+    max_categories: int = 1000
 
     @property
     def source_path(self) -> str:
@@ -564,14 +636,91 @@ class _PartitionLoader:
     def load(self):
         frame = self.partition.compute(scheduler="sync")
         return load_block(frame, self.features, self.label, self.source_path,
-                          weight=self.weight)
+                          weight=self.weight, categorical=self.categorical,
+                          max_categories=self.max_categories)
 
 
-def _frame_margin(frame, coef, intercept):
+def _frame_margin(frame, model: LogisticModel):
+    """The margin of a pandas DataFrame's rows, categorical columns encoded (by name)."""
     import pandas as pd
 
-    z = margin(frame.to_numpy(dtype=np.float64), coef, intercept)
+    from .score import chunk_margin
+
+    coef, b = model.coef_.ravel(), float(model.intercept_[0])
+    if not hasattr(frame, "columns"):
+        raise PipelineError("a model with categorical features predicts from a DataFrame "
+                            "with its columns by name")
+    if model.categories_:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        z = chunk_margin(table, model.features_, coef, b, "X", "cpu",
+                         tuple((k, tuple(v)) for k, v in model.categories_.items()))
+    else:
+        z = margin(frame[list(model.features_)].to_numpy(dtype=np.float64), coef, b)
     return pd.Series(z, index=frame.index, name="margin")
+
+
+def _scalar(value):
+    """A NumPy scalar as the Python value (what a model file's JSON holds)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _validate_xy(model, X, y, sample_weight):
+    """``X`` (float64, column-major), ``y`` and the sample weights, checked as scikit-learn
+    checks them (with its messages where it is installed); sets ``n_features_in_`` and
+    ``feature_names_in_``."""
+    sk = _sklearn_validation()
+    if sk is None:  # pragma: no cover - without scikit-learn
+        X, y = _plain_x(X), None if y is None else np.asarray(y).reshape(-1)
+        if y is None or len(y) != len(X):
+            raise ValueError("LogisticModel requires y to be passed, with one value a row")
+        model.n_features_in_ = X.shape[1]
+    else:
+        X, y = sk[0](model, X, y, dtype=np.float64, order="F")
+        sk[1](y)
+    sw = None
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 0:
+            sw = np.full(len(X), float(sw))
+        if sw.shape != (len(X),):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(len(X),)}!")
+        bad = ~np.isfinite(sw) | (sw < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"sample_weight must be finite and non-negative; row {i} is "
+                             f"{sw[i]!r}")
+    return np.asfortranarray(X), y, sw
+
+
+def _validate_x(model, X) -> np.ndarray:
+    sk = _sklearn_validation()
+    if sk is None:  # pragma: no cover - without scikit-learn
+        X = _plain_x(X)
+        if X.shape[1] != model.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but LogisticModel is expecting "
+                             f"{model.n_features_in_} features as input")
+        return X
+    return sk[0](model, X, dtype=np.float64, reset=False)
+
+
+def _sklearn_validation():
+    """scikit-learn's ``validate_data`` and ``check_classification_targets``, or None when
+    it is not installed (imported on first use: 0.5 s the CLI never pays)."""
+    try:
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import validate_data
+    except ImportError:  # pragma: no cover - without scikit-learn
+        return None
+    return validate_data, check_classification_targets
+
+
+def _plain_x(X) -> np.ndarray:  # pragma: no cover - without scikit-learn
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError("Expected a 2D array; reshape your data")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("Input X contains NaN or infinity")
+    return X
 
 
 def _frame_proba(z):

@@ -73,7 +73,8 @@ def newton_solve(pass_stats: Callable[[np.ndarray, float], PassStats], p: int, *
         if stats.rows == 0:
             raise PipelineError("no rows to train on")
         if not S > 0:
-            raise PipelineError("no rows with a positive weight to train on")
+            raise PipelineError("the sample weights sum to zero: no rows with a positive "
+                                "weight to train on")
         reg = lam_scale / S
         f = stats.loss / S + 0.5 * reg * float(coef @ coef)
         g = stats.grad / S

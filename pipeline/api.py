@@ -15,7 +15,7 @@ from .errors import PipelineError, parse_size
 from .execution import ExecOptions, open_executor
 from .model import LogisticModel, class_weight_json, parse_class_weight
 from .params import COUNT, check
-from .score import EvalOp, ScoreOp, combine_eval
+from .score import EvalOp, ScoreOp, add_eval, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
@@ -147,15 +147,25 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
 
 
 def evaluate_files(input_path, model, *, label: str = "label", missing: str = "error",
-                   weight: str | None = None, dtype=None, options: ExecOptions | None = None,
-                   client=None) -> dict:
+                   weight: str | None = None, threshold: float = 0.5, out=None, dtype=None,
+                   options: ExecOptions | None = None, client=None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
 
     The label's classes are the model's (``positive``, ``negative``); with
     ``missing="drop"`` rows with a missing feature or label are left out and counted as
     ``rows_dropped``. With ``weight`` (a column of sample weights) the metrics are
     weighted, as scikit-learn's with ``sample_weight``, and ``weight_sum`` is reported.
+
+    Computed in the same pass, in tables of fixed size: the ROC curve (``roc``: ``fpr``,
+    ``tpr``, ``threshold``, at most 200 points), the calibration table (``calibration``:
+    per tenth of predicted probability, the rows, the mean prediction and the observed
+    rate), the histogram of predicted probabilities per class (``histogram``, 50 bins) and
+    the confusion matrix at ``threshold`` (``confusion``: tn, fp, fn, tp). ``out`` names a
+    JSON file that keeps all of it (``OUT/_evaluation.json`` beside a scored output
+    folder is drawn by ``pipeline report OUT``).
     """
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise PipelineError(f"threshold must be in [0, 1]; got {threshold!r}")
     options = options or ExecOptions()
     model = LogisticModel.load(model) if not isinstance(model, LogisticModel) else model
     validate_missing(missing, ("error", "drop"), "evaluate")
@@ -168,7 +178,7 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
     negative = label_value(model.negative_, typ, what="the model's negative class")
     op = EvalOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
                 float(np.ravel(model.intercept_)[0]), label, device, missing, positive,
-                negative, weight, _model_categories(model))
+                negative, weight, _model_categories(model), float(threshold))
     extra = (weight,) if weight is not None else ()
     if weight is not None:
         source.require_columns([weight])
@@ -177,9 +187,17 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
                        numeric=(*model.features_, *extra),
                        used=(*model.features_, *cats, label, *extra),
                        batch_bytes=options.blocksize_bytes())
+    total = None
     with open_executor(options, client) as ex:
-        parts = [r for _, rs in ex.map_unordered(run_reduce_task, tasks) for r in rs]
-    return combine_eval(parts)
+        for _, results in ex.map_unordered(run_reduce_task, tasks):
+            for r in results:
+                total = add_eval(total, r)
+    result = combine_eval([total] if total is not None else [])
+    if out is not None:
+        from .writer import write_json_atomic
+
+        write_json_atomic(out, result)
+    return result
 
 
 def _require_label(source, label: str) -> None:

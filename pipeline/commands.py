@@ -141,7 +141,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("evaluate", "log loss, accuracy and AUC as JSON on stdout", [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("label", required=True), missing_arg(("error", "drop"), "error"),
-        Arg("weight", help="a column of sample weights: weighted metrics"), *READ_ARGS],
+        Arg("weight", help="a column of sample weights: weighted metrics"),
+        Arg("out", "path", help="FILE.json: also keep the ROC curve, calibration, score "
+            "histograms and confusion matrix"), *READ_ARGS],
         inputs=("input", "model")),
     Command("run", "run the steps of a TOML job file", [
         Arg("job", "path", positional=True)], data=False),
@@ -226,10 +228,12 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
         from .api import evaluate_files
 
         res = evaluate_files(v["input"], v["model"], label=v["label"], missing=v["missing"],
-                             weight=v.get("weight"), dtype=v.get("dtype"),
-                             options=exec_options(v), client=client)
+                             weight=v.get("weight"), out=v.get("out"),
+                             dtype=v.get("dtype"), options=exec_options(v), client=client)
         dropped(res.get("rows_dropped"))
-        print(json.dumps(res), file=out)
+        from .score import evaluation_summary
+
+        print(json.dumps(evaluation_summary(res)), file=out)
     elif name == "run":
         from .jobs import run_job
 

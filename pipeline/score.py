@@ -19,6 +19,12 @@ from .values import apply_missing, binary_label, float_values, validate_missing
 # share a bin; reported as auc_error_bound. Binning z, not p, keeps the tails apart.
 AUC_BINS = 1 << 18
 AUC_RANGE = 40.0
+# The evaluation's tables, fixed in size whatever the rows: calibration in CALIBRATION_BINS
+# equal bins of predicted probability, score histograms in SCORE_BINS, the ROC curve drawn
+# through at most ROC_POINTS of the AUC's margin bins.
+CALIBRATION_BINS = 10
+SCORE_BINS = 50
+ROC_POINTS = 200
 
 
 def chunk_margin(table: pa.Table, features, coef, intercept, source="",
@@ -155,6 +161,7 @@ class EvalOp:
     negative: object = 0
     weight: str | None = None  # a column of sample weights: weighted metrics
     categories: tuple = ()     # the model's (column, vocabulary) pairs
+    threshold: float = 0.5     # of the confusion matrix
 
     def __post_init__(self) -> None:
         validate_missing(self.missing, ("error", "drop"), "evaluate")
@@ -189,13 +196,42 @@ class EvalOp:
             log_loss = -float(kernels.log_sigmoid(m) @ w)
             correct = float(w[right].sum())
             wp, wn = w[pos], w[~pos]
+        p = kernels.sigmoid(z)
+        cal = np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+        sb = np.minimum((p * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
+        said = p >= self.threshold
+        ones = np.ones(len(y)) if w is None else w
         return {
             "rows": len(y), "log_loss_sum": log_loss, "correct": correct,
             "pos_hist": np.bincount(bins[pos], weights=wp, minlength=AUC_BINS),
             "neg_hist": np.bincount(bins[~pos], weights=wn, minlength=AUC_BINS),
+            "cal_count": np.bincount(cal, weights=ones, minlength=CALIBRATION_BINS),
+            "cal_pred": np.bincount(cal, weights=ones * p, minlength=CALIBRATION_BINS),
+            "cal_pos": np.bincount(cal[pos], weights=wp, minlength=CALIBRATION_BINS),
+            "score_pos": np.bincount(sb[pos], weights=wp, minlength=SCORE_BINS),
+            "score_neg": np.bincount(sb[~pos], weights=wn, minlength=SCORE_BINS),
+            "confusion": np.array([[ones[~pos & ~said].sum(), ones[~pos & said].sum()],
+                                   [ones[pos & ~said].sum(), ones[pos & said].sum()]]),
             **({"weight_sum": float(w.sum())} if w is not None else {}),
+            "threshold": self.threshold,
             **({"rows_dropped": rows_in - len(y)} if self.missing == "drop" else {}),
         }
+
+
+def add_eval(total: dict | None, part: dict) -> dict:
+    """Two chunks' evaluation tables as one (so that a run holds one, whatever its chunks)."""
+    if total is None:
+        return dict(part)
+    return {k: (v if k == "threshold" else v + part[k]) for k, v in total.items()}
+
+
+# What ``pipeline evaluate`` prints; ``--out`` keeps the curves and tables as well.
+SUMMARY_KEYS = ("rows", "weight_sum", "rows_dropped", "log_loss", "accuracy", "auc",
+                "auc_error_bound", "threshold", "confusion")
+
+
+def evaluation_summary(result: dict) -> dict:
+    return {k: result[k] for k in SUMMARY_KEYS if k in result}
 
 
 def combine_eval(parts: list[dict]) -> dict:
@@ -215,6 +251,7 @@ def combine_eval(parts: list[dict]) -> dict:
     total = sum(p["weight_sum"] for p in parts) if weighted else rows
     if not total > 0:
         raise PipelineError("no rows with a positive weight to evaluate")
+    curves = _curves(parts, pos, neg, threshold=parts[0].get("threshold", 0.5))
     return {
         "rows": int(rows),
         **({"weight_sum": total} if weighted else {}),
@@ -224,4 +261,42 @@ def combine_eval(parts: list[dict]) -> dict:
         "auc_error_bound": bound,
         **({"rows_dropped": sum(p["rows_dropped"] for p in parts)}
            if any("rows_dropped" in p for p in parts) else {}),
+        **curves,
+    }
+
+
+def _curves(parts: list[dict], pos: np.ndarray, neg: np.ndarray, *, threshold: float) -> dict:
+    """The ROC curve, calibration table, score histograms per class and confusion matrix,
+    from the chunks' fixed-size tables (weighted counts where the rows have weights)."""
+    def total(key):
+        return np.sum([p[key] for p in parts], axis=0)
+
+    P, N = pos.sum(), neg.sum()
+    # ROC: thresholds from the highest margin bin down; keep the bins where the share of rows
+    # above the threshold passes each 1/ROC_POINTS step (and both ends)
+    tp = np.concatenate([[0.0], np.cumsum(pos[::-1])])
+    fp = np.concatenate([[0.0], np.cumsum(neg[::-1])])
+    share = (tp + fp) / max(P + N, 1e-300)
+    keep = np.unique(np.concatenate([[0, len(tp) - 1], np.searchsorted(
+        share, np.linspace(0, 1, ROC_POINTS + 1)[1:-1]).clip(0, len(tp) - 1)]))
+    z_edges = np.linspace(AUC_RANGE, -AUC_RANGE, AUC_BINS + 1)  # margin at each cut
+    roc = {"fpr": (fp[keep] / N).tolist() if N else [], "tpr": (tp[keep] / P).tolist()
+           if P else [], "threshold": [float(kernels.sigmoid(np.float64(z_edges[k])))
+                                       for k in keep] if P and N else []}
+    count, pred, hits = total("cal_count"), total("cal_pred"), total("cal_pos")
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    calibration = [{"bin": [float(edges[i]), float(edges[i + 1])], "count": float(count[i]),
+                    "mean_predicted": float(pred[i] / count[i]),
+                    "observed_rate": float(hits[i] / count[i])}
+                   for i in range(CALIBRATION_BINS) if count[i] > 0]
+    conf = total("confusion")
+    return {
+        "threshold": threshold,
+        "confusion": {"tn": float(conf[0, 0]), "fp": float(conf[0, 1]),
+                      "fn": float(conf[1, 0]), "tp": float(conf[1, 1])},
+        "roc": roc,
+        "calibration": calibration,
+        "histogram": {"edges": np.linspace(0, 1, SCORE_BINS + 1).tolist(),
+                      "positive": total("score_pos").tolist(),
+                      "negative": total("score_neg").tolist()},
     }

@@ -70,6 +70,8 @@ EXEC_ARGS = [
     Arg("overwrite", bool, help="replace an existing output once the new one is complete"),
     Arg("resume", bool, help="continue an interrupted run with the same parameters"),
     Arg("quiet", bool, help="no progress bar"),
+    Arg("performance_report", "path",
+        help="FILE.html: Dask's performance report of the run (on a cluster)"),
 ]
 CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker", "memory_limit")
 # Options of the commands that read data files (not generate).

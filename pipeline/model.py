@@ -221,6 +221,11 @@ class LogisticModel:
         self._categorical = ()
         self._solve(blocks, None, log=log)
         self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        if names is not None:  # as validated: the DataFrame's columns, whatever they are
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return self
 
     def fit_chunks(self, loaders: list, executor, *, features, label: str = "label",
@@ -380,7 +385,8 @@ class LogisticModel:
         self.classes_ = np.array([self.negative_, self.positive_])
         names = [*self.features_, *getattr(self, "categories_", {})]
         self.n_features_in_ = len(names)
-        if names != [f"x{j}" for j in range(len(names))]:  # named columns (not NumPy's)
+        # a model file's features are column names, except a NumPy fit's x0, x1, ...
+        if names != [f"x{j}" for j in range(len(names))]:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_

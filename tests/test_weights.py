@@ -179,3 +179,51 @@ def test_evaluate_weight_gives_sklearn_weighted_metrics(cancer, tmp_path, capsys
     assert res["log_loss"] == pytest.approx(log_loss(y, p, sample_weight=w), rel=1e-9)
     assert res["accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5, sample_weight=w))
     assert abs(res["auc"] - roc_auc_score(y, p, sample_weight=w)) <= 1e-4
+
+
+def test_weighted_statistics_are_the_same_on_array_api_arrays():
+    xp = pytest.importorskip("array_api_strict")
+    from pipeline.design import Block
+    from pipeline.stats import partition_stats
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((700, 3))
+    y = (rng.random(700) < 0.4).astype(np.float64)
+    w = rng.exponential(size=700)
+    w[::7] = 0.0
+    coef = np.array([0.4, -0.1, 0.2])
+    ref = partition_stats(Block(X, y, 0, w), coef, -0.3, (2.0, 0.5))
+    got = partition_stats(Block(xp.asarray(X), xp.asarray(y), 0, xp.asarray(w)), coef, -0.3,
+                          (2.0, 0.5))
+    assert got[0] == ref[0] and got[4] == ref[4]
+    for a, b in zip(got[1:4] + got[5:], ref[1:4] + ref[5:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    # and equal to the unweighted statistics of rows repeated by integer weights
+    reps = rng.integers(0, 3, 700)
+    rep = partition_stats(Block(np.repeat(X, reps, axis=0), np.repeat(y, reps), 0), coef, 0.1)
+    wtd = partition_stats(Block(X, y, 0, reps.astype(float)), coef, 0.1)
+    np.testing.assert_allclose(wtd[1], rep[1], rtol=1e-12)
+    np.testing.assert_allclose(wtd[3], rep[3], rtol=1e-11, atol=1e-12)
+    assert wtd[5] == reps.sum()
+
+
+def test_job_file_takes_weight_class_weight_and_categorical(cancer, tmp_path):
+    frame = cancer.assign(site=np.where(np.arange(len(cancer)) % 3 == 0, "north", "south"))
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "c.parquet")
+    job = tmp_path / "job.toml"
+    job.write_text('''
+[[steps]]
+command = "train"
+input = "c.parquet"
+model = "m.json"
+label = "target"
+features = ["mean radius", "mean texture"]
+weight = "w"
+class-weight = '{"0": 2.0, "1": 1.0}'
+categorical = ["site"]
+max-categories = 5
+''')
+    assert run_cli("run", job) == 0
+    d = json.loads((tmp_path / "m.json").read_text())
+    assert d["weight"] == "w" and d["class_weight"] == {"0": 2.0, "1": 1.0}
+    assert d["categories"] == {"site": ["north", "south"]} and len(d["coef"]) == 4

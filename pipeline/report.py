@@ -43,7 +43,16 @@ def _scale(lo, hi, a, b):
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}") -> list[str]:
+def _tick(v: float, fmt: str) -> str:
+    """A tick label that fits left of the axis: 1.2M, 839k, else ``fmt``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(v) >= scale:
+            return f"{v / (1e3 if suffix == 'k' else scale):.3g}{suffix}"
+    return fmt.format(v)
+
+
+def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}", *,
+          int_x: bool = False) -> list[str]:
     out = [f'<text x="{W / 2}" y="16" text-anchor="middle" font-weight="bold">'
            f'{html.escape(title)}</text>',
            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>',
@@ -58,10 +67,13 @@ def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}") -> list[str]:
         y = sy(v)
         out.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">'
-                   f'{fmt.format(v)}</text>')
-        v = xlo + (xhi - xlo) * k / 4
+                   f'{_tick(v, fmt)}</text>')
+    xticks = [xlo + (xhi - xlo) * k / 4 for k in range(5)]
+    if int_x:  # chunk and pass numbers: whole ticks, each once
+        xticks = sorted({round(v) for v in xticks if xlo <= round(v) <= xhi})
+    for v in xticks:
         out.append(f'<text x="{sx(v):.1f}" y="{H - PAD + 14}" text-anchor="middle" '
-                   f'font-size="10">{fmt.format(v)}</text>')
+                   f'font-size="10">{v if int_x else fmt.format(v)}</text>')
     return out
 
 
@@ -78,7 +90,7 @@ def scatter_svg(title, xlabel, ylabel, xs, ys, *, log_y=False, line=False) -> st
     fmt = "{:.6g}" if not log_y and (yhi - ylo) < 1e-3 * max(abs(yhi), 1e-300) else "{:.3g}"
     sx, sy = _scale(xlo, xhi, PAD + 4, W - 14), _scale(ylo, yhi, H - PAD - 2, 30)
     body = _axes(title, xlabel, ylabel + (" (log10)" if log_y else ""), xlo, xhi, ylo, yhi,
-                 fmt)
+                 fmt, int_x=all(float(p[0]).is_integer() for p in pts))
     if line and len(pts) > 1:
         path = " ".join(f"{sx(x):.1f},{sy(tf(y)):.1f}" for x, y in pts)
         body.append(f'<polyline points="{path}" fill="none" stroke="#4477aa"/>')

@@ -434,6 +434,11 @@ class LogisticModel:
         """Log-probabilities of ``classes_``, shape (n, 2): log σ(-z) and log σ(z), exact in
         the tails (never the log of a rounded probability)."""
         z = self.decision_function(X)
+        if hasattr(z, "npartitions"):
+            import pandas as pd
+
+            return z.map_partitions(_frame_log_proba, meta=pd.DataFrame(
+                {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
         xp = kernels.namespace(z)
         return xp.stack([kernels.log_sigmoid(-z), kernels.log_sigmoid(z)], axis=1)
 
@@ -663,6 +668,14 @@ def _frame_margin(frame, model: LogisticModel):
     else:
         z = margin(frame[list(model.features_)].to_numpy(dtype=np.float64), coef, b)
     return pd.Series(z, index=frame.index, name="margin")
+
+
+def _frame_log_proba(z):
+    import pandas as pd
+
+    v = z.to_numpy()
+    return pd.DataFrame({"p0": kernels.log_sigmoid(-v), "p1": kernels.log_sigmoid(v)},
+                        index=z.index)
 
 
 def _scalar(value):

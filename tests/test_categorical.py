@@ -150,3 +150,23 @@ def test_vocabulary_is_the_union_over_chunks_and_the_hessian_stays_p_by_p(tmp_pa
     ours = objective(X, y, np.array(d["coef"]), d["intercept"], 0.5 * s)
     theirs = objective(X, y, pipe[-1].coef_[0], pipe[-1].intercept_[0], 0.5 * s)
     assert abs(ours - theirs) <= 1e-9 * abs(theirs)
+    if class_weight is None:  # the library on a dask DataFrame: the same model, lazily scored
+        import pipeline
+
+        df = pipeline.read(tmp_path / "d")
+        lib = pipeline.LogisticModel(C=0.5).fit(df, label="y", features=["x"],
+                                                categorical=["g", "flag"])
+        assert lib.categories_ == d["categories"]
+        assert lib.feature_names_in_.tolist() == ["x", "g", "flag"]
+        np.testing.assert_allclose(lib.coef_[0], d["coef"], rtol=1e-9, atol=1e-12)
+        proba = lib.predict_proba(df).compute().to_numpy()[:, 1]
+        np.testing.assert_allclose(proba, pipe.predict_proba(frame[["x", "g", "flag"]])[:, 1],
+                                   rtol=1e-6)
+        logp = lib.predict_log_proba(df).compute().to_numpy()
+        np.testing.assert_allclose(np.exp(logp[:, 1]), proba, rtol=1e-12)
+        # in memory, by column name (a pandas DataFrame), unknown values add nothing
+        part = frame.iloc[:50].assign(g="zz")
+        z = lib.decision_function(part)
+        np.testing.assert_allclose(z, lib.coef_[0][0] * part["x"].to_numpy()
+                                   + np.where(part["flag"], lib.coef_[0][-1], lib.coef_[0][-2])
+                                   + lib.intercept_[0], rtol=1e-12)

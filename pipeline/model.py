@@ -110,14 +110,25 @@ class LogisticModel:
     max_iter : int, default 50
         Newton iterations at most; a model that stops there has ``converged = False`` and a
         :class:`ConvergenceWarning` is raised.
+    class_weight : None, "balanced" or dict, default None
+        Each class's weight, multiplying its rows' sample weights, keyed by the class (or the
+        class as text, as JSON keys are); ``"balanced"`` is scikit-learn's
+        ``n_samples / (2 * bincount(y))``.
+
+    A scikit-learn classifier (binary): after ``fit``, ``classes_``, ``n_features_in_``,
+    ``feature_names_in_`` (DataFrame input), ``coef_`` (1, p), ``intercept_`` (1,),
+    ``n_iter_``; ``predict``, ``predict_proba``, ``predict_log_proba``,
+    ``decision_function``, ``score``. scikit-learn itself is not needed to use it.
 
     Examples
     --------
     >>> import numpy as np
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
-    >>> m = LogisticModel(C=1.0).fit(X, y)
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array(["no", "no", "yes", "yes"])
+    >>> m = LogisticModel(C=1.0, class_weight="balanced").fit(X, y)
+    >>> m.classes_.tolist(), m.coef_.shape, m.predict_proba(X).shape
+    (['no', 'yes'], (1, 1), (4, 2))
     >>> m.predict(X).tolist()
-    [0, 0, 1, 1]
+    ['no', 'no', 'yes', 'yes']
     """
 
     def __init__(self, C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,

@@ -12,22 +12,29 @@ import pyarrow as pa
 from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
 from .errors import PipelineError, parse_size
-from .execution import ExecOptions, open_executor
+from .execution import ExecOptions, open_executor, with_storage_options
 from .model import LogisticModel, class_weight_json, parse_class_weight
-from .params import COUNT, check
+from .params import COUNT, STORAGE_OPTIONS, check
 from .score import EvalOp, ScoreOp, add_eval, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
+from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
 from .values import first_values, label_classes, label_value, validate_missing
 from .writer import job_identity, refuse_overlap, write_parts
 
 
-def read(input_path, columns=None, blocksize=None):
-    """A lazy dask DataFrame over INPUT (file, folder or glob), one partition per chunk."""
+def read(input_path, columns=None, blocksize=None, *, storage_options: dict | None = None):
+    """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
+
+    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``).
+    """
     import dask.dataframe as dd
 
-    source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"))
+    if storage_options is not None:
+        check("storage_options", storage_options, STORAGE_OPTIONS)
+    source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"),
+                  storage_options=storage_options)
     names = list(columns) if columns is not None else list(source.schema.names)
     source.require_columns(names, numeric=False)
     meta = source.schema.empty_table().select(names).to_pandas()
@@ -41,15 +48,22 @@ def _read_frame(reader, columns, numeric, chunk):
 
 
 def write(df, out, overwrite: bool = False, resume: bool = False, *, client=None,
-          device: str = "cpu", progress: bool = False) -> dict:
-    """Write a dask DataFrame to an output folder (one part per partition), atomically."""
+          device: str = "cpu", progress: bool = False,
+          storage_options: dict | None = None) -> dict:
+    """Write a dask DataFrame to an output folder (one part per partition), atomically.
+
+    OUT may be a URL; ``storage_options`` go to its file system and are recorded redacted.
+    """
     from dask.base import tokenize
 
+    if storage_options is not None:
+        check("storage_options", storage_options, STORAGE_OPTIONS)
     tasks = [PartitionTask(i, d) for i, d in enumerate(df.to_delayed())]
     job = job_identity("write", {}, tokenize(df))
     with open_executor(client=client) as ex:
         return write_parts(tasks, out, executor=ex, job=job, overwrite=overwrite,
-                           resume=resume, device=device, progress=progress)
+                           resume=resume, device=device, progress=progress,
+                           storage_options=storage_options)
 
 
 def _write_tasks(command, tasks, source, out, params, options, client, device):
@@ -81,15 +95,16 @@ def _note_left_out(note, source, used, exclude=()) -> None:
 def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
                     feature_range=(0.0, 1.0), output: str = "value", missing: str = "keep",
                     dtype=None, options: ExecOptions | None = None, client=None,
-                    note=None) -> dict:
+                    note=None, storage_options: dict | None = None) -> dict:
     """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
 
     ``missing`` decides what a null or NaN in a transformed column does: ``"keep"`` (NaN
     stays NaN, null stays null), ``"drop"`` (the row is left out and counted in the
     manifest's ``rows_dropped``) or ``"error"``. ``note`` receives a line naming the integer
-    and bool columns that the default column set leaves out.
+    and bool columns that the default column set leaves out. INPUT and OUT may be URLs;
+    ``storage_options`` (or ``options.storage_options``) go to their file systems.
     """
-    options = options or ExecOptions()
+    options = with_storage_options(options, storage_options)
     feature_range = (float(feature_range[0]), float(feature_range[1]))
     validate_sigmoid_options(temperature, feature_range, output)
     validate_missing(missing)
@@ -114,15 +129,17 @@ def transform_files(input_path, out, *, columns=None, temperature: float = 1.0,
 
 def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
                 missing: str = "error", dtype=None, options: ExecOptions | None = None,
-                client=None) -> dict:
+                client=None, storage_options: dict | None = None) -> dict:
     """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
 
     A row with a missing feature is an error (``missing="error"``), left out and counted
-    (``"drop"``), or written with null probability and prediction (``"keep"``).
+    (``"drop"``), or written with null probability and prediction (``"keep"``). INPUT, the
+    model file and OUT may be URLs (``storage_options`` for their file systems).
     """
-    options = options or ExecOptions()
+    options = with_storage_options(options, storage_options)
     model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
-    model = LogisticModel.load(model) if model_path else model
+    if model_path:
+        model = LogisticModel.load(model_path, storage_options=options.storage_options)
     if not (0.0 <= float(threshold) <= 1.0):
         raise PipelineError(f"--threshold must be in [0, 1]; got {threshold!r}")
     validate_missing(missing)
@@ -148,13 +165,15 @@ def score_files(input_path, model, out, *, keep=None, threshold: float = 0.5,
 
 def evaluate_files(input_path, model, *, label: str = "label", missing: str = "error",
                    weight: str | None = None, threshold: float = 0.5, out=None, dtype=None,
-                   options: ExecOptions | None = None, client=None) -> dict:
+                   options: ExecOptions | None = None, client=None,
+                   storage_options: dict | None = None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
 
     The label's classes are the model's (``positive``, ``negative``); with
     ``missing="drop"`` rows with a missing feature or label are left out and counted as
-    ``rows_dropped``. With ``weight`` (a column of sample weights) the metrics are
-    weighted, as scikit-learn's with ``sample_weight``, and ``weight_sum`` is reported.
+    ``rows_dropped``. INPUT and the model file may be URLs (``storage_options`` for their
+    file systems). With ``weight`` (a column of sample weights) the metrics are weighted,
+    as scikit-learn's with ``sample_weight``, and ``weight_sum`` is reported.
 
     Computed in the same pass, in tables of fixed size: the ROC curve (``roc``: ``fpr``,
     ``tpr``, ``threshold``, at most 200 points), the calibration table (``calibration``:
@@ -166,8 +185,9 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
     """
     if not (0.0 <= float(threshold) <= 1.0):
         raise PipelineError(f"threshold must be in [0, 1]; got {threshold!r}")
-    options = options or ExecOptions()
-    model = LogisticModel.load(model) if not isinstance(model, LogisticModel) else model
+    options = with_storage_options(options, storage_options)
+    if not isinstance(model, LogisticModel):
+        model = LogisticModel.load(model, storage_options=options.storage_options)
     validate_missing(missing, ("error", "drop"), "evaluate")
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
@@ -194,10 +214,21 @@ def evaluate_files(input_path, model, *, label: str = "label", missing: str = "e
                 total = add_eval(total, r)
     result = combine_eval([total] if total is not None else [])
     if out is not None:
-        from .writer import write_json_atomic
-
-        write_json_atomic(out, result)
+        _write_json(out, result, options.storage_options)
     return result
+
+
+def _write_json(path, obj, storage_options) -> None:
+    """A JSON file written whole (atomic rename on a disk, one PUT on an object store)."""
+    import json
+
+    from .writer import write_json_atomic
+
+    storage, key = open_storage(path, storage_options)
+    if storage.atomic_rename:
+        write_json_atomic(key, obj)
+    else:
+        storage.write_text(key, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def _require_label(source, label: str) -> None:
@@ -300,13 +331,16 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                 max_iter: int = 50, positive=None, missing: str = "error",
                 weight: str | None = None, class_weight=None, categorical=(),
                 max_categories: int = 1000, dtype=None, options: ExecOptions | None = None,
-                client=None, log=None, note=None) -> LogisticModel:
+                client=None, log=None, note=None,
+                storage_options: dict | None = None) -> LogisticModel:
     """``pipeline train``: fit out of core, then write the model file atomically.
 
     The label is bool, integer or string with exactly two values; the positive class is the
     larger one (scikit-learn's ``classes_[1]``) unless ``positive`` names it (text is parsed
     to the label's type). Rows with a missing feature or label are an error, or left out and
-    counted as the model's ``rows_dropped`` with ``missing="drop"``.
+    counted as the model's ``rows_dropped`` with ``missing="drop"``. INPUT and the model
+    file may be URLs (``storage_options`` for their file systems); on an object store the
+    model file is one PUT, written only when the fit is done.
 
     ``weight`` names a column of sample weights (finite, non-negative); ``class_weight`` is
     ``"balanced"`` or a mapping (or JSON object text) from each class, as text, to its
@@ -318,7 +352,7 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     sorted, at most ``max_categories`` values per column (more is an error naming it), and
     stored in the model file as ``categories``.
     """
-    options = options or ExecOptions()
+    options = with_storage_options(options, storage_options)
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter,
                           class_weight=parse_class_weight(class_weight))
     model._validate_params()
@@ -326,14 +360,14 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
         raise PipelineError("train cannot keep rows with missing values (a row without a "
                             "value has no loss); use --missing error or --missing drop")
     validate_missing(missing, ("error", "drop"), "train")
-    exists = model_out is not None and os.path.exists(model_out)
+    model_out = None if model_out is None else os.fspath(model_out)
+    exists = model_out is not None and _model_exists(model_out, options)
     if exists and options.overwrite and options.resume:
-        raise PipelineError("--overwrite and --resume cannot be used together",
-                            path=os.fspath(model_out))
+        raise PipelineError("--overwrite and --resume cannot be used together", path=model_out)
     if exists and not (options.overwrite or options.resume):
         raise PipelineError("model file already exists; pass --overwrite to replace it or "
                             "--resume to keep it when it was trained the same way",
-                            path=os.fspath(model_out))
+                            path=model_out)
     device = resolve_device(options.device)
     source = _plan(input_path, options, dtype)
     if model_out is not None:
@@ -359,13 +393,13 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
     if exists and options.resume:
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
-        old = LogisticModel.load(model_out)
+        old = LogisticModel.load(model_out, storage_options=options.storage_options)
         if not _same_training(old, model, features, label, weight, categorical) or (
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
                                 "parameters or input; rerun with --overwrite",
-                                path=os.fspath(model_out))
+                                path=model_out)
         return old
     extra = (weight,) if weight is not None else ()
     tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
@@ -380,20 +414,31 @@ def train_files(input_path, model_out, *, label: str = "label", features=None,
                          weight=weight, categorical=categorical,
                          max_categories=max_categories, cache=cache, log=log)
     if model_out is not None:
-        model.save(model_out)
+        model.save(model_out, storage_options=options.storage_options)
     return model
+
+
+def _model_exists(path: str, options: ExecOptions) -> bool:
+    """Whether the model file exists (on a local disk or a URL); a folder is an error."""
+    storage, key = open_storage(path, options.storage_options)
+    if storage.isdir(key):
+        raise PipelineError("model path is a folder, not a file", path=path)
+    return storage.exists(key)
 
 
 def _check_model_out(model_out, source, options: ExecOptions) -> None:
     """The model file is never an input file, and --overwrite replaces only a model file."""
     path = os.fspath(model_out)
-    if os.path.isdir(path):
-        raise PipelineError("model path is a folder, not a file", path=path)
-    if any(os.path.realpath(path) == os.path.realpath(p) for p in source.paths):
+    storage, key = open_storage(path, options.storage_options)
+    if isinstance(storage, LocalStorage):  # symlinks and .. resolved on this disk
+        same = any(os.path.realpath(key) == os.path.realpath(p) for p in source.paths)
+    else:
+        same = any(p in (path, key, storage.url(key)) for p in source.paths)
+    if same:
         raise PipelineError("the model path is an input file; choose another", path=path)
-    if os.path.exists(path) and options.overwrite:
+    if storage.exists(key) and options.overwrite:
         try:
-            LogisticModel.load(path)
+            LogisticModel.load(path, storage_options=options.storage_options)
         except PipelineError:
             raise PipelineError("--overwrite replaces only a model file of this tool, and "
                                 "this file is not one; not touched", path=path) from None
@@ -417,7 +462,7 @@ def _fits_in_memory(source, p: int, executor) -> bool:
     rows = source.total_rows
     if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
         # (compressed CSV: float text compresses about 2-3x; count it as 4x its file)
-        need = sum(os.path.getsize(f) * (4 if input_format(f)[1] else 1)
+        need = sum(source.storage.size(f) * (4 if input_format(f)[1] else 1)
                    for f in source.paths)
     else:
         need = block_nbytes(rows, p)

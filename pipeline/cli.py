@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from .commands import COMMANDS, execute
-from .errors import PipelineError
+from .errors import PipelineError, StorageError
 from .execution import validate_exec_options
 
 
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         values = vars(args)
         cmd = COMMANDS[values["command"]]
         for a in cmd.all_args():
+            if a.parse is not None and values.get(a.name) is not None:
+                values[a.name] = a.parse(values[a.name])
             a.validate(values.get(a.name))
         if cmd.data:
             validate_exec_options(values, named=lambda a: a.option)
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import PipelineError
-from .params import COUNT, INCREASING_PAIR, POSITIVE, PROBABILITY, SIZE, Constraint, check
+from .params import (
+    COUNT,
+    INCREASING_PAIR,
+    POSITIVE,
+    PROBABILITY,
+    SIZE,
+    STORAGE_OPTIONS,
+    Constraint,
+    check,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class Arg:
     check: Constraint | None = None  # the rule its value (each item of a "+" list) obeys
     repeat: bool = False            # may be given several times (a list; job files: a list
                                     # or, for KEY=VALUE options, a table)
+    parse: Callable | None = None   # the CLI's texts to the value they stand for (a table)
 
     @property
     def option(self) -> str:
@@ -58,6 +69,30 @@ class Arg:
         return self.type == "path"
 
 
+def key_values(items: list[str]) -> dict:
+    """``--storage-option KEY=VALUE`` texts as one table; a value that is JSON (``true``,
+    ``3``) is parsed as JSON, any other is text, and a secret's value (an option that
+    :func:`~pipeline.storage.redact` hides) is always text: ``secret=12345`` stays a string.
+    A bad item is not echoed: it may hold a secret."""
+    from .storage import parse_storage_options, redact
+
+    for i, item in enumerate(items, start=1):
+        key, sep, _ = item.partition("=")
+        if not (sep and key.strip()):
+            raise PipelineError(f"--storage-option must be KEY=VALUE; item {i} is not (its "
+                                "text is not shown, as it may hold a secret)")
+    options = parse_storage_options(items)
+    texts = dict(item.split("=", 1) for item in items)
+    hidden = {k for k, v in redact(dict.fromkeys(texts, "")).items() if v != ""}
+    return {k: texts[k] if k in hidden else v for k, v in options.items()}
+
+
+STORAGE_ARG = Arg("storage_options", flag="--storage-option", check=STORAGE_OPTIONS,
+                  repeat=True, parse=key_values,
+                  help="KEY=VALUE for the file system of URLs (repeatable), e.g. "
+                  "endpoint_url=http://127.0.0.1:9000; credentials are best left to the "
+                  "environment")
+
 EXEC_ARGS = [
     Arg("scheduler", help="address of an existing Dask scheduler (default: run locally)"),
     Arg("workers", int, check=COUNT, help="start a local Dask cluster of N worker processes"),
@@ -70,6 +105,7 @@ EXEC_ARGS = [
     Arg("overwrite", bool, help="replace an existing output once the new one is complete"),
     Arg("resume", bool, help="continue an interrupted run with the same parameters"),
     Arg("quiet", bool, help="no progress bar"),
+    STORAGE_ARG,
     Arg("performance_report", "path",
         help="FILE.html: Dask's performance report of the run (on a cluster)"),
 ]
@@ -148,9 +184,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             "histograms and confusion matrix"), *READ_ARGS],
         inputs=("input", "model")),
     Command("run", "run the steps of a TOML job file", [
-        Arg("job", "path", positional=True)], data=False),
+        Arg("job", "path", positional=True), STORAGE_ARG], data=False),
     Command("report", "write OUT/_report.html with per-chunk plots", [
-        Arg("out", "path", positional=True)], data=False, inputs=("out",)),
+        Arg("out", "path", positional=True), STORAGE_ARG], data=False, inputs=("out",)),
     Command("bench", "the activation benchmark", [
         Arg("json", bool, help="print JSON instead of a table"),
         Arg("sizes", int, nargs="+", default=(1_000_000, 10_000_000), check=COUNT),
@@ -239,11 +275,11 @@ def execute(name: str, values: dict, *, client=None, out=None) -> int:
     elif name == "run":
         from .jobs import run_job
 
-        run_job(v["job"])
+        run_job(v["job"], storage_options=v.get("storage_options"))
     elif name == "report":
         from .report import write_report
 
-        print(write_report(v["out"]), file=out)
+        print(write_report(v["out"], storage_options=v.get("storage_options")), file=out)
     elif name == "bench":
         from .bench import run_bench
 

@@ -36,6 +36,11 @@ class PipelineError(ValueError):
         return (_rebuild, (self.detail, self.path, self.column, self.row))
 
 
+class StorageError(Exception):
+    """A file system or object store kept failing after its own retries (exit status 1, one
+    ``error:`` line): not bad input, and whatever the run wrote is left for ``--resume``."""
+
+
 def _rebuild(message, path, column, row):
     return PipelineError(message, path=path, column=column, row=row)
 

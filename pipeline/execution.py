@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .cluster import cluster_session, require_cluster_for_report
 from .errors import PipelineError, parse_size
@@ -47,6 +47,19 @@ class ExecOptions:
 
     def memory_limit_bytes(self) -> int | None:
         return parse_size(self.memory_limit, name="--memory-limit")
+
+
+def with_storage_options(options: ExecOptions | None, storage_options: dict | None
+                         ) -> ExecOptions:
+    """``options`` (default: the defaults) with a library call's ``storage_options=`` in
+    them; the same options given twice, differently, are an error."""
+    options = options or ExecOptions()
+    if storage_options is None or storage_options == options.storage_options:
+        return options
+    if options.storage_options is not None:
+        raise PipelineError("storage_options given twice, differently: as storage_options= "
+                            "and in options=ExecOptions(storage_options=...); give them once")
+    return replace(options, storage_options=storage_options)
 
 
 LOCAL_CLUSTER_KEYS = ("workers", "threads_per_worker", "memory_limit")

@@ -3,38 +3,59 @@
 A job file has an optional ``[cluster]`` table (``scheduler``, or ``workers``,
 ``threads_per_worker`` and ``memory_limit`` for a local cluster) and an array of
 ``[[steps]]``, each with a ``command`` and that command's options under their CLI names
-(``max-iter`` or ``max_iter``). Relative paths are relative to the job file. All steps share one
-cluster.
+(``max-iter`` or ``max_iter``), and an optional ``[storage]`` table of options for the file
+systems of URLs, applied to every step. The job file may itself be a URL. Relative paths are
+relative to the job file's folder (a URL's folder for a job file on a URL). All steps share
+one cluster.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import posixpath
 import sys
 import tomllib
 
 from .commands import CLUSTER_KEYS, COMMANDS, EXEC_ARGS, execute
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, validate_exec_options
+from .params import STORAGE_OPTIONS, check
+from .storage import is_url, open_storage
 
 STEP_COMMANDS = ("generate", "transform", "train", "score", "evaluate", "report")
 
 
-def load_job(path: str | os.PathLike) -> tuple[dict, list[tuple[str, dict]]]:
-    """Parse and validate a job file completely; returns (cluster, [(command, values)])."""
+def load_job(path: str | os.PathLike, *, storage_options: dict | None = None
+             ) -> tuple[dict, list[tuple[str, dict]]]:
+    """Parse and validate a job file completely; returns (cluster, [(command, values)]).
+
+    ``storage_options`` (``pipeline run --storage-option``) read a job file on a URL and go
+    to every step, over the job's own ``[storage]`` table (a key given in both: this one).
+    """
     path = os.fspath(path)
+    storage, key = open_storage(path, storage_options)
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+        with storage.open(key, "rb") as fh:
+            doc = tomllib.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
         raise PipelineError("no such job file", path=path) from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise PipelineError(f"cannot read the job file ({exc.strerror or type(exc).__name__})",
+                            path=path) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PipelineError(f"not valid TOML ({exc})", path=path) from None
-    base = os.path.dirname(os.path.abspath(path))
-    unknown = set(doc) - {"cluster", "steps"}
+    if is_url(path):
+        base = storage.url(storage.parent(key))
+    else:
+        base = os.path.dirname(os.path.abspath(path))
+    unknown = set(doc) - {"cluster", "steps", "storage"}
     if unknown:
         raise PipelineError(f"unknown top-level key {sorted(unknown)[0]!r} (expected "
-                            "[cluster] and [[steps]])", path=path)
+                            "[cluster], [storage] and [[steps]])", path=path)
+    table = doc.get("storage", {})
+    check("[storage]", table, STORAGE_OPTIONS, path=path)
+    shared_storage = {**table, **(storage_options or {})} or None
     cluster = {}
     for key, value in (doc.get("cluster") or {}).items():
         k = key.replace("-", "_")
@@ -64,10 +85,15 @@ def load_job(path: str | os.PathLike) -> tuple[dict, list[tuple[str, dict]]]:
         args = {a.name: a for a in cmd.all_args()}
         values = {a.name: a.default for a in cmd.all_args()}
         values.update({k: v for k, v in cluster.items() if k in args})
+        if "storage_options" in args:
+            values["storage_options"] = shared_storage
         for key, value in step.items():
             if key == "command":
                 continue
             k = key.replace("-", "_")
+            if k in ("storage_option", "storage_options"):
+                raise PipelineError(f"{where} ({name}): key {key!r} belongs in [storage], "
+                                    "shared by all steps", path=path)
             if k not in args:
                 raise PipelineError(f"{where} ({name}): unknown key {key!r}", path=path)
             if k in CLUSTER_KEYS:
@@ -80,7 +106,13 @@ def load_job(path: str | os.PathLike) -> tuple[dict, list[tuple[str, dict]]]:
                                     path=path)
         for key in cmd.inputs:
             p = values[key]
-            if not (os.path.exists(p) or any(_under(p, q) for q in produced)):
+            if any(_under(p, q) for q in produced):
+                continue
+            try:
+                found = _exists(p, shared_storage)
+            except PipelineError as exc:  # a URL whose file system is not installed, say
+                raise PipelineError(f"{where} ({name}): {key}: {exc}", path=path) from None
+            if not found:
                 raise PipelineError(f"{where} ({name}): {key} {p!r} does not exist and no "
                                     "earlier step writes it", path=path)
         produced.extend(values[k] for k in cmd.outputs)
@@ -88,9 +120,35 @@ def load_job(path: str | os.PathLike) -> tuple[dict, list[tuple[str, dict]]]:
     return cluster, steps
 
 
+def _exists(p: str, storage_options: dict | None) -> bool:
+    """Whether an input is there: a file or folder, or a glob that matches."""
+    storage, key = open_storage(p, storage_options)
+    if glob.has_magic(key):
+        return bool(storage.glob(key))
+    return storage.exists(key)
+
+
 def _under(p: str, q: str) -> bool:
+    """Whether ``p`` is ``q`` or inside it (paths or URLs, as a job file resolves them)."""
+    if is_url(p) or is_url(q):
+        p, q = p.rstrip("/"), q.rstrip("/")
+        return p == q or p.startswith(q + "/")
     p, q = os.path.normpath(p), os.path.normpath(q)
     return p == q or p.startswith(q + os.sep)
+
+
+def _resolve(value: str, base: str) -> str:
+    """A path of the job file: URLs and absolute paths as written; a relative path under the
+    job file's folder, which is a URL's folder for a job file on a URL."""
+    if is_url(value):
+        return value
+    value = os.path.expanduser(value)
+    if os.path.isabs(value):
+        return os.path.normpath(value)
+    if is_url(base):
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, value))}"
+    return os.path.normpath(os.path.join(base, value))
 
 
 def _check_value(arg, value, path, where, key, base):
@@ -144,13 +202,13 @@ def _check_value(arg, value, path, where, key, base):
     if arg.choices and value not in arg.choices:
         raise bad(f"one of {', '.join(arg.choices)}")
     if arg.is_path:
-        return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+        return _resolve(value, base)
     return value
 
 
-def run_job(path: str | os.PathLike) -> None:
+def run_job(path: str | os.PathLike, *, storage_options: dict | None = None) -> None:
     """Validate the whole job, then run its steps in order on one shared cluster."""
-    cluster, steps = load_job(path)
+    cluster, steps = load_job(path, storage_options=storage_options)
     # every [cluster] key is honoured: the shared cluster is started with all of them
     with open_executor(ExecOptions(**cluster) if cluster else None) as ex:
         client = getattr(ex, "client", None)

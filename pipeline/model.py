@@ -509,19 +509,38 @@ class LogisticModel:
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
         }
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, storage_options: dict | None = None) -> None:
+        """Write the model file (JSON) at ``path``, a local path or a URL, atomically.
+
+        On a local disk: a temporary name, fsync, rename. On an object store: one PUT, which
+        readers see whole or not at all. ``storage_options`` go to the URL's file system and
+        are never written into the file.
+        """
+        from .storage import open_storage
         from .writer import write_json_atomic
 
-        write_json_atomic(path, self.to_dict())
+        d = self.to_dict()
+        storage, key = open_storage(path, storage_options)
+        if storage.atomic_rename:
+            write_json_atomic(key, d)
+        else:
+            storage.write_text(key, json.dumps(d, indent=1, default=str) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> LogisticModel:
+    def load(cls, path: str | os.PathLike, *, storage_options: dict | None = None
+             ) -> LogisticModel:
+        """Read and check a model file at ``path``, a local path or a URL."""
+        from .storage import open_storage
+
         path = os.fspath(path)
+        storage, key = open_storage(path, storage_options)
         try:
-            with open(path, "rb") as fh:
+            with storage.open(key, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
-            raise PipelineError(f"cannot read model file ({exc.strerror})", path=path) from None
+            why = exc.strerror or ("no such file" if isinstance(exc, FileNotFoundError)
+                                   else type(exc).__name__)
+            raise PipelineError(f"cannot read model file ({why})", path=path) from None
         try:
             d = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):

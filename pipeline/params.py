@@ -25,8 +25,9 @@ from typing import Any
 from .errors import PipelineError
 
 __all__ = ["Constraint", "Interval", "Size", "IncreasingPair", "Options", "InstanceOf",
-           "Nullable", "ListOf", "check", "COUNT", "NON_NEGATIVE", "FINITE", "POSITIVE",
-           "PROBABILITY", "SIZE", "INCREASING_PAIR", "Integral", "Real"]
+           "Nullable", "ListOf", "StorageOptions", "check", "COUNT", "NON_NEGATIVE", "FINITE",
+           "POSITIVE", "PROBABILITY", "SIZE", "INCREASING_PAIR", "STORAGE_OPTIONS", "Integral",
+           "Real"]
 
 
 class Constraint:
@@ -37,6 +38,10 @@ class Constraint:
 
     def __str__(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def show(self, value: Any) -> str:
+        """The value as an error message shows it."""
+        return " ".join(map(repr, value)) if isinstance(value, list | tuple) else repr(value)
 
 
 def _is_number(value: Any, kind: type) -> bool:
@@ -191,6 +196,32 @@ class ListOf(Constraint):
         return self.text
 
 
+class StorageOptions(Constraint):
+    """Options for the file system of a URL: option names (text) to text, numbers or booleans.
+
+    Flat on purpose: every value that may be recorded is redacted by its option's name
+    (:func:`pipeline.storage.redact`), which a nested table would hide. An error shows the
+    options redacted, and a nested value only as its type, so a secret never reaches it.
+    """
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and k and isinstance(v, str | int | float | bool)
+            for k, v in value.items())
+
+    def __str__(self) -> str:
+        return "a table of option names to strings, numbers or booleans"
+
+    def show(self, value: Any) -> str:
+        from .storage import redact
+
+        if not isinstance(value, dict):
+            return f"a {type(value).__name__}"
+        items = (f"{k!r}: " + (repr(v) if isinstance(v, str | int | float | bool) else
+                               f"<{type(v).__name__}>") for k, v in redact(value).items())
+        return "{" + ", ".join(items) + "}"
+
+
 # the rules this package uses, each declared once
 COUNT = Interval(Integral, 1, None, closed="left")
 NON_NEGATIVE = Interval(Integral, 0, None, closed="left")
@@ -199,6 +230,7 @@ POSITIVE = Interval(Real, 0, None, closed="neither")
 PROBABILITY = Interval(Real, 0, 1, closed="both")
 SIZE = Size()
 INCREASING_PAIR = IncreasingPair()
+STORAGE_OPTIONS = StorageOptions()
 
 
 def check(name: str, value: Any, constraint: Constraint, *, path: str | None = None) -> Any:
@@ -216,6 +248,6 @@ def check(name: str, value: Any, constraint: Constraint, *, path: str | None = N
         The file the value came from (a job file), named first in the message.
     """
     if not constraint.is_satisfied_by(value):
-        shown = " ".join(map(repr, value)) if isinstance(value, list | tuple) else repr(value)
-        raise PipelineError(f"{name} must be {constraint}; got {shown}", path=path)
+        raise PipelineError(f"{name} must be {constraint}; got {constraint.show(value)}",
+                            path=path)
     return value

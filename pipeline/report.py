@@ -6,6 +6,9 @@ the model's loss and gradient norm per training pass. An evaluation kept beside 
 (``pipeline evaluate ... --out OUT/_evaluation.json``) adds its ROC curve, calibration,
 score histograms per class and confusion matrix. Axes are fitted to the data (not to 0);
 the charts scale to the page's width, two or more abreast.
+
+OUT may be a URL: the run's files are read, and ``_report.html`` written (one PUT on an object
+store; a temporary name and a rename on a local disk), through the storage seam.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import html
 import json
 import math
 import os
-from pathlib import Path
+import posixpath
 
 from .errors import PipelineError
+from .storage import open_storage
 from .writer import CHUNKS, JOB, SUCCESS
 
 W, H, PAD = 640, 300, 56
@@ -171,17 +175,27 @@ def timeline_svg(records) -> str:
     return _svg(W, height, body)
 
 
-def load_records(out: Path) -> list[dict]:
-    """The per-chunk records in chunk order.
+def _read(storage, path: str) -> str | None:
+    """A small file's text (undecodable bytes replaced), or None when it cannot be read."""
+    try:
+        with storage.open(path, "rb") as fh:
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def load_records(storage, out: str) -> list[dict]:
+    """The per-chunk records of the output folder ``out`` (on ``storage``) in chunk order.
 
     A line that is not a JSON object with a chunk number (cut by an interruption, damaged)
     is skipped; a record may lack any other field (a resumed run keeps only ``chunk``,
     ``part`` and ``rows`` for the parts it found), which the report then leaves blank.
     """
-    if not (out / CHUNKS).exists():
+    text = _read(storage, storage.join(out, CHUNKS))
+    if text is None:
         return []
     records = []
-    for line in (out / CHUNKS).read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
@@ -191,14 +205,15 @@ def load_records(out: Path) -> list[dict]:
     return sorted(records, key=lambda r: r["chunk"])
 
 
-def _load_manifest(out: Path) -> tuple[dict | None, str]:
+def _load_manifest(storage, out: str) -> tuple[dict | None, str]:
     """``_SUCCESS`` and the report's line on completeness."""
-    if not (out / SUCCESS).exists():
+    path = storage.join(out, SUCCESS)
+    if not storage.exists(path):
         return None, ("complete: no (no _SUCCESS): the output is incomplete; rerun its "
                       "command with --resume to finish it")
     try:
-        manifest = json.loads((out / SUCCESS).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = json.loads(_read(storage, path) or "")
+    except json.JSONDecodeError:
         manifest = None
     if not isinstance(manifest, dict):
         return None, f"complete: unknown ({SUCCESS} is damaged)"
@@ -210,18 +225,21 @@ def _cell(value, fmt: str = "{}", scale: float = 1.0) -> str:
     return "" if v is None else html.escape(fmt.format(v / scale))
 
 
-def write_report(out: str | os.PathLike) -> str:
+def write_report(out: str | os.PathLike, *, storage_options: dict | None = None) -> str:
     """Write ``OUT/_report.html`` and return a short text summary.
 
     Works on any output folder this tool leaves: complete, resumed, or incomplete (no
-    ``_SUCCESS``: the summary says so, and what records exist are drawn).
+    ``_SUCCESS``: the summary says so, and what records exist are drawn). OUT may be a URL;
+    ``storage_options`` go to its file system (and to that of the model a score used).
     """
-    out = Path(out)
-    if not out.is_dir() or not any((out / f).exists() for f in (CHUNKS, SUCCESS, JOB)):
+    shown = os.fspath(out)
+    storage, root = open_storage(shown, storage_options)
+    if not storage.isdir(root) or not any(storage.exists(storage.join(root, f))
+                                          for f in (CHUNKS, SUCCESS, JOB)):
         raise PipelineError(f"not an output folder of this tool (no {CHUNKS}, {SUCCESS} or "
-                            f"{JOB})", path=str(out))
-    records = load_records(out)
-    manifest, completeness = _load_manifest(out)
+                            f"{JOB})", path=shown)
+    records = load_records(storage, root)
+    manifest, completeness = _load_manifest(storage, root)
     idx = [r["chunk"] for r in records]
     secs = [_number(r.get("seconds")) for r in records]
     rows_each = [_number(r.get("rows")) for r in records]
@@ -234,7 +252,7 @@ def write_report(out: str | os.PathLike) -> str:
         scatter_svg("peak RSS per chunk", "chunk", "MiB", idx, peak),
         timeline_svg(records),
     ]
-    history = _model_history(manifest)
+    history = _model_history(manifest, storage_options)
     if history:
         passes = [h.get("pass") for h in history]
         plots.append(scatter_svg("training loss per pass", "pass", "loss",
@@ -242,11 +260,11 @@ def write_report(out: str | os.PathLike) -> str:
         plots.append(scatter_svg("gradient norm per pass", "pass", "max |gradient|",
                                  passes, [_number(h.get("grad_norm")) for h in history],
                                  log_y=True, line=True))
-    evaluation = _load_evaluation(out)
+    evaluation = _load_evaluation(storage, root)
     if evaluation:
         plots.extend(evaluation_svgs(evaluation))
     rows = sum(n for n in rows_each if n is not None)
-    lines = [f"output: {out}", f"chunks: {len(records)}", f"rows: {rows:,.0f}", completeness]
+    lines = [f"output: {shown}", f"chunks: {len(records)}", f"rows: {rows:,.0f}", completeness]
     if manifest:
         seconds = _number(manifest.get("seconds"))
         peak_total = _number(manifest.get("peak_rss_bytes"))
@@ -270,8 +288,9 @@ def write_report(out: str | os.PathLike) -> str:
         f"<td>{_cell(r.get('peak_rss_bytes'), '{:.0f}', 2**20)}</td>"
         f"<td>{html.escape(str(r.get('worker', '')))}</td>"
         f"<td>{html.escape(str(r.get('device', '')))}</td></tr>" for r in records)
+    name = posixpath.basename(shown.replace(os.sep, "/").rstrip("/"))
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>pipeline report: {html.escape(out.name)}</title>
+<html><head><meta charset="utf-8"><title>pipeline report: {html.escape(name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} svg{{display:block;border:1px solid #ddd;
 background:#fff}} .charts{{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));
 gap:1em;margin:1em 0}} td,th{{padding:2px 8px;font-size:12px}} pre{{background:#f4f4f4;
@@ -284,32 +303,35 @@ padding:6px 14px}}</style></head><body>
 <th>cpu s</th><th>peak MiB</th><th>worker</th><th>device</th></tr>{table}</table>
 </body></html>
 """
-    tmp = out / "_report.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, out / "_report.html")
+    storage.write_text(storage.join(root, "_report.html"), page)  # whole or not at all
     return summary
 
 
-def _model_history(manifest) -> list[dict]:
+def _model_history(manifest, storage_options: dict | None) -> list[dict]:
     """The training history of the model a scored output used, when it can be read."""
     params = (manifest or {}).get("params")
     path = params.get("model_path") if isinstance(params, dict) else None
-    if not isinstance(path, str) or not os.path.exists(path):
+    if not isinstance(path, str):
         return []
     try:
-        history = json.loads(Path(path).read_text()).get("history")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        storage, key = open_storage(path, storage_options)
+    except PipelineError:  # its file system is not installed here: no history to draw
+        return []
+    try:
+        history = json.loads(_read(storage, key) or "").get("history")
+    except (json.JSONDecodeError, AttributeError):
         return []
     if not isinstance(history, list):
         return []
     return [h for h in history if isinstance(h, dict) and _number(h.get("pass")) is not None]
 
 
-def _load_evaluation(out: Path) -> dict | None:
+def _load_evaluation(storage, out: str) -> dict | None:
     """``OUT/_evaluation.json`` (``pipeline evaluate --out``), when present and readable."""
+    path = storage.join(out, EVALUATION)
     try:
-        evaluation = json.loads((out / EVALUATION).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        evaluation = json.loads(_read(storage, path) or "") if storage.exists(path) else None
+    except ValueError:
         return None
     return evaluation if isinstance(evaluation, dict) else None
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from . import kernels
 from .errors import PipelineError
-from .execution import ExecOptions, open_executor
+from .execution import ExecOptions, open_executor, with_storage_options
 from .params import check
 from .writer import job_identity, write_parts
 
@@ -65,11 +65,15 @@ class GenerateTask:
 
 def generate(out, rows: int, features: int, *, files: int = 1, fmt: str = "parquet",
              dtype: str = "float64", seed: int = 0, options: ExecOptions | None = None,
-             client=None) -> dict:
-    """Write ``rows`` x ``features`` synthetic rows in ``files`` files under ``out``."""
+             client=None, storage_options: dict | None = None) -> dict:
+    """Write ``rows`` x ``features`` synthetic rows in ``files`` files under ``out``.
+
+    OUT may be a URL; ``storage_options`` (or ``options.storage_options``) go to its file
+    system.
+    """
     from .commands import constraint
 
-    options = options or ExecOptions()
+    options = with_storage_options(options, storage_options)
     for name, value in (("rows", rows), ("features", features), ("files", files)):
         check(name, value, constraint("generate", name))
     if files > rows:

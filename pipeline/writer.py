@@ -337,7 +337,8 @@ class OutputFolder:
         with open(self.folder / CHUNKS, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
-    def finish(self, manifest: dict, extras: dict | None = None) -> None:
+    def finish(self, manifest: dict, extras: dict | None = None, *,
+               records: dict[int, dict] | None = None) -> None:
         _fsync_dir(str(self.folder))  # the parts' renames are durable before _SUCCESS
         for name, obj in (extras or {}).items():
             write_json_atomic(self.folder / name, obj)
@@ -383,10 +384,10 @@ class ManifestFolder:
        at OUT's top level changes, so an existing output stays whole and readable.
     2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
        object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
-    3. Commit: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are PUT, then
-       ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
-    4. Cleanup: objects the new manifest does not list (an old output's parts, other
-       attempts) and ``_pending/<id>`` are deleted.
+    3. Commit: ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
+    4. Publish and clean up: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are
+       PUT; objects the new manifest does not list (an old output's parts, other attempts)
+       and ``_pending/<id>`` are deleted.
 
     ``--resume`` finds the attempt with the same identity, keeps each part whose record and
     object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
@@ -404,6 +405,8 @@ class ManifestFolder:
         self.complete_manifest: dict | None = None
         self.attempt = ""
         self.fresh = False
+        self.listing: set[str] = set()   # OUT's objects when the run started
+        self.written: list[str] = []     # the records this run wrote
 
     @property
     def folder(self) -> str:
@@ -422,14 +425,18 @@ class ManifestFolder:
             return None
         return obj if isinstance(obj, dict) else None
 
+    def _name(self, path: str) -> str:
+        return path[len(self.root):].lstrip("/")
+
     def _attempts(self) -> dict[str, dict]:
+        """The interrupted attempts in the listing, by id, with their identities."""
         found = {}
-        for path in self.storage.find(self._path(PENDING)) if self.storage.exists(
-                self._path(PENDING)) else []:
-            if path.endswith("/" + JOB):
-                job = self._read_json(path)
+        for name in self.listing:
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == PENDING and parts[2] == JOB:
+                job = self._read_json(self._path(name))
                 if job is not None:
-                    found[path.rsplit("/", 2)[-2]] = job
+                    found[parts[1]] = job
         return found
 
     def _same_job(self, old: dict) -> bool:
@@ -438,11 +445,16 @@ class ManifestFolder:
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         if self.overwrite and self.resume:
             raise self._error("--overwrite and --resume cannot be used together")
-        current = self._read_json(self._path(SUCCESS))
+        # one listing of OUT answers what is there: requests cost more than bytes here
+        self.listing = {self._name(p) for p in self.storage.find(self.root)}
+        current = self._read_json(self._path(SUCCESS)) if SUCCESS in self.listing else None
         attempts = self._attempts()
         if self.resume:
             if current is not None and self._same_job(current):
-                self.complete_manifest = current
+                self.complete_manifest = current  # killed after its commit: finish up
+                attempt = next((a for a, job in attempts.items() if self._same_job(job)), None)
+                if attempt is not None:
+                    self._publish(attempt)
                 self._cleanup(current)
                 return
             for attempt, job in attempts.items():
@@ -455,12 +467,12 @@ class ManifestFolder:
                 what = next(w for k, w in _IDENTITY.items() if old.get(k) != self.job.get(k))
                 raise self._error(f"cannot resume: the {what} differ from the interrupted "
                                   "run's; rerun with --overwrite")
-        exists = self.storage.exists(self.root) and bool(self.storage.find(self.root))
+        exists = bool(self.listing)
         if exists and not (self.overwrite or self.resume):
             raise self._error("output already exists; pass --overwrite to replace it or "
                               "--resume to continue it")
-        ours = current is not None or attempts or \
-            self._read_json(self._path(JOB)) is not None
+        ours = current is not None or attempts or (
+            JOB in self.listing and self._read_json(self._path(JOB)) is not None)
         if exists and not ours:
             raise self._error(f"--overwrite replaces only an output of this tool, and this "
                               f"folder has no readable {JOB}; not touched")
@@ -475,20 +487,19 @@ class ManifestFolder:
 
     def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
         target = self.target(fmt)
-        folder = self._path(PENDING, self.attempt)
-        for path in self.storage.find(folder):
-            name = path.rsplit("/", 1)[-1]
-            if name == JOB or not name.endswith(".json"):
+        prefix = f"{PENDING}/{self.attempt}/"
+        for name in sorted(self.listing):
+            if not name.startswith(prefix) or not name.endswith(".json") or \
+                    name.endswith("/" + JOB):
                 continue
-            rec = self._read_json(path)
+            rec = self._read_json(self._path(name))
             try:
                 index = int(rec["chunk"])
             except (TypeError, KeyError, ValueError):
                 continue
             if index not in expected_rows or rec.get("part") != target.name(index):
                 continue
-            expected = expected_rows[index]
-            if expected is not None and rec.get("rows") != expected:
+            if _expected_part_rows(expected_rows[index], rec) is None:
                 continue
             head = self.storage.head(self._path(rec["part"]))
             if head is None or head.get("size") != rec.get("size") or (
@@ -502,33 +513,47 @@ class ManifestFolder:
     def append_record(self, record: dict) -> None:
         self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
                                 json.dumps(record))
+        self.written.append(f"{PENDING}/{self.attempt}/{record['chunk']:05d}.json")
 
-    def finish(self, manifest: dict, extras: dict | None = None) -> None:
-        records = {}
-        folder = self._path(PENDING, self.attempt)
-        for path in self.storage.find(folder):
-            rec = self._read_json(path) if not path.endswith("/" + JOB) else None
-            if rec is not None and "chunk" in rec:
-                records[int(rec["chunk"])] = rec
+    def finish(self, manifest: dict, extras: dict | None = None, *,
+               records: dict[int, dict] | None = None) -> None:
         for name, obj in (extras or {}).items():
             self.storage.write_text(self._path(name), json.dumps(obj, indent=1, default=str))
-        self.storage.write_text(self._path(CHUNKS), "".join(
-            json.dumps(records[i]) + "\n" for i in sorted(records)))
-        self.storage.write_text(self._path(JOB), json.dumps(self.job, indent=1))
         crash_point("before-success")
         self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
                                                                   default=str))
         crash_point("after-success")
+        self._publish(self.attempt, records)
         self._cleanup(manifest)
 
+    def _publish(self, attempt: str, records: dict[int, dict] | None = None) -> None:
+        """After the commit: the attempt's records merged into ``_chunks.jsonl``, and its
+        ``_job.json`` at the top (before the commit they would have described an output that
+        was not yet the output). ``records``: this run's, in memory; else read back."""
+        job = dict(self.job)
+        if records is None:
+            records = {}
+            prefix = f"{PENDING}/{attempt}/"
+            for name in sorted(self.listing):
+                obj = self._read_json(self._path(name)) if name.startswith(prefix) else None
+                if obj is not None and name.endswith("/" + JOB):
+                    job = obj
+                elif obj is not None and "chunk" in obj:
+                    records[int(obj["chunk"])] = obj
+        self.storage.write_text(self._path(CHUNKS), "".join(
+            json.dumps(records[i]) + "\n" for i in sorted(records)))
+        job.pop("attempt", None)
+        self.storage.write_text(self._path(JOB), json.dumps(job, indent=1))
+
     def _cleanup(self, manifest: dict) -> None:
-        """After the commit: delete what the manifest does not list (old parts, attempts)."""
+        """After the commit: delete what the manifest does not list (an old output's parts,
+        other attempts) and the pending records, in batches, with no new listing."""
         listed = {p["part"] for p in manifest.get("parts", [])}
-        for path in self.storage.find(self.root):
-            name = path[len(self.root):].lstrip("/")
-            if name.startswith(PENDING + "/") or (name.startswith("part-") and
-                                                  name not in listed):
-                self.storage.rm(path)
+        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written} if self.attempt else set()
+        stale = [self._path(name) for name in sorted(self.listing | mine)
+                 if name.startswith(PENDING + "/") or (name.startswith("part-") and
+                                                       name not in listed)]
+        self.storage.rm_many(stale)
 
     def discard(self, *, bad_input: bool) -> None:
         """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
@@ -536,11 +561,10 @@ class ManifestFolder:
         attempt for --resume, as on a local disk."""
         if not self.attempt or not (bad_input or self.overwrite):
             return
-        for path in self.storage.find(self.root):
-            name = path[len(self.root):].lstrip("/")
-            if name.startswith(f"{PENDING}/{self.attempt}/") or (
-                    name.startswith("part-") and f"-{self.attempt}." in name):
-                self.storage.rm(path)
+        ours = [self._name(p) for p in self.storage.find(self.root)]
+        self.storage.rm_many([self._path(name) for name in ours
+                              if name.startswith(f"{PENDING}/{self.attempt}/") or
+                              (name.startswith("part-") and f"-{self.attempt}." in name)])
 
     def swap_in(self) -> None:
         """Nothing to swap: the manifest PUT was the commit."""
@@ -672,7 +696,7 @@ def write_parts(tasks: list, out: str | os.PathLike, *, executor, job: dict,
     dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
     if dropped:
         manifest["rows_dropped"] = sum(dropped)
-    folder.finish(manifest, extras)
+    folder.finish(manifest, extras, records=records)
     return manifest
 
 

@@ -111,3 +111,13 @@ def test_report_without_an_evaluation_draws_only_the_runs_charts(scored):
     assert run_cli("report", out) == 0
     page = (out / "_report.html").read_text()
     assert "ROC curve" not in page and "confusion matrix" not in page
+
+
+def test_evaluate_out_may_be_a_url(scored):
+    import fsspec
+
+    data, model, _ = scored
+    assert run_cli("evaluate", data, model, "--label", "label", "--out",
+                   "memory://evaluations/e.json", "--quiet") == 0
+    ev = json.loads(fsspec.filesystem("memory").cat_file("/evaluations/e.json"))
+    assert ev["rows"] == 30000 and len(ev["histogram"]["positive"]) == 50

@@ -233,3 +233,96 @@ def test_dask_workers_with_no_shared_disk_run_a_job_on_the_bucket(moto_server, b
     assert len(records) == 4 and all(r["worker"].startswith("tcp://") for r in records)
     assert not any((tmp_path / "workers").rglob("*.parquet"))  # nothing on the workers' disks
     assert read_output(tmp_path / "rel-out").equals(read_output(tmp_path / "clean"))
+
+
+# --- a flaky endpoint: a proxy in front of moto that answers chosen requests with HTTP 500 -----
+
+
+def _through_proxy(moto_server, monkeypatch):
+    import s3fs
+    from s3_proxy import S3Proxy
+
+    proxy = S3Proxy(moto_server.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    s3fs.S3FileSystem.clear_instance_cache()
+    return proxy
+
+
+def test_transient_http_errors_are_retried(moto_server, bucket, tmp_path, monkeypatch):
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "clean", *GEN) == 0
+    proxy = _through_proxy(moto_server, monkeypatch)
+    try:
+        proxy.fail(lambda kind, path: kind == "PUT" and "/part-" in path, 2)
+        proxy.fail(lambda kind, path: kind == "PUT" and path.endswith("/_SUCCESS"), 1)
+        proxy.fail(lambda kind, path: kind == "LIST", 1)
+        assert run_cli("generate", f"{bucket}/gen", *GEN) == 0
+        assert all(f[1] == 0 for f in proxy.failures)  # every injected error was met
+    finally:
+        proxy.close()
+    assert _read_s3_output(fs, f"{bucket}/gen")[1].equals(read_output(tmp_path / "clean"))
+
+
+def test_a_store_that_keeps_failing_is_one_error_line_and_the_old_output_whole(
+        moto_server, bucket, monkeypatch, capsys):
+    fs = s3fs_client(moto_server)
+    url = f"{bucket}/gen"
+    assert run_cli("generate", url, *GEN) == 0
+    before = {p: fs.info(p)["ETag"] for p in fs.find(url) if "/part-" in p or
+              p.endswith(("_SUCCESS", "_job.json"))}
+    proxy = _through_proxy(moto_server, monkeypatch)
+    try:
+        proxy.fail(lambda kind, path: kind == "PUT" and path.endswith("/_SUCCESS"), 10_000)
+        capsys.readouterr()
+        assert run_cli("generate", url, *GEN, "--seed", "3", "--overwrite") == 1
+    finally:
+        proxy.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "_SUCCESS" in err[0], err
+    assert "Traceback" not in err[0]
+    fs.invalidate_cache()
+    after = {p: fs.info(p)["ETag"] for p in fs.find(url) if p in before}
+    assert after == before  # the old output: every object as it was, still the output
+
+
+def test_a_tasks_logged_form_shows_no_secret(moto_server, bucket, tmp_path):
+    """What a Dask worker logs of a failed task is its repr: no storage option value."""
+    from pipeline.sources import plan
+    from pipeline.tasks import file_tasks
+    from pipeline.writer import PartTarget
+
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "d", *GEN) == 0
+    _upload_folder(fs, tmp_path / "d", f"{bucket}/d")
+    secret = "do-not-log-this-8c1f"
+    source = plan(f"{bucket}/d", storage_options={"secret": secret, "key": "testing-key",
+                                                  "endpoint_url": moto_server.endpoint})
+    task = file_tasks(source)[0]
+    target = PartTarget(f"{bucket}/t", "parquet", source.storage, "a1")
+    for text in (repr(task), str(task), repr(target), repr(source.reader())):
+        assert secret not in text and "testing-key" not in text
+
+
+def test_a_worker_that_cannot_see_the_input_says_which_worker_and_path(tmp_path, capsys):
+    """memory:// lives in the client's process: the workers, like machines with no shared
+    disk, cannot see it."""
+    import fsspec
+    from conftest import DaskProcesses
+
+    assert run_cli("generate", tmp_path / "d", *GEN) == 0
+    mem = fsspec.filesystem("memory")
+    for p in sorted((tmp_path / "d").glob("part-*")):
+        mem.pipe_file(f"/only-here/{p.name}", p.read_bytes())
+    cluster = DaskProcesses(workers=1, cwd=tmp_path / "workers")
+    try:
+        capsys.readouterr()
+        assert run_cli("transform", "memory://only-here", tmp_path / "out", "--scheduler",
+                       cluster.address, "--quiet") == 2
+    finally:
+        cluster.close()
+        mem.rm("/only-here", recursive=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "only-here/part-0000" in err[0] and "no such file" in err[0]
+    assert "on worker tcp://127.0.0.1:" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -22,7 +22,14 @@ from pipeline import jobs
 from pipeline.commands import COMMANDS
 from pipeline.execution import ExecOptions
 from pipeline.model import LogisticModel
-from pipeline.params import COUNT, INCREASING_PAIR, POSITIVE, PROBABILITY, SIZE
+from pipeline.params import (
+    COUNT,
+    INCREASING_PAIR,
+    POSITIVE,
+    PROBABILITY,
+    SIZE,
+    STORAGE_OPTIONS,
+)
 
 # --- 1. options: one rule each, one sentence, before any work --------------------------------
 
@@ -33,6 +40,7 @@ INVALID = {
     id(PROBABILITY): ["-0.1", "1.5", "nan"],
     id(SIZE): ["0", "-1GiB", "0.1", "lots"],
     id(INCREASING_PAIR): [("1", "1"), ("2", "1"), ("nan", "1"), ("0", "inf")],
+    id(STORAGE_OPTIONS): ['client_kwargs={"region_name": "x"}', "ports=[1, 2]"],
 }
 
 # the least a command needs to parse, with paths that need not exist: no work may start
@@ -43,6 +51,8 @@ REQUIRED = {
     "score": ["IN", "MODEL.json", "OUT"],
     "evaluate": ["IN", "MODEL.json", "--label", "label"],
     "bench": [],
+    "run": ["JOB.toml"],
+    "report": ["OUT"],
 }
 
 

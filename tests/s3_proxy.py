@@ -1,0 +1,118 @@
+"""An HTTP proxy on 127.0.0.1 in front of an S3 server (moto's): counts requests by kind, and
+can answer chosen requests with HTTP 500 (a flaky endpoint). Used by the object-storage tests
+and by ``benchmarks/s3.py`` to count each contender's requests."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
+        "upgrade", "host", "content-length"}
+
+
+def request_kind(method: str, path: str, headers) -> str:
+    """LIST, HEAD, GET (ranged or whole), PUT, multipart steps, DELETE, POST."""
+    parts = urlsplit(path)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    key = parts.path.strip("/").partition("/")[2]
+    if method == "GET" and (not key or "list-type" in query or "prefix" in query):
+        return "LIST"
+    if method == "GET":
+        return "GET range" if headers.get("Range") else "GET"
+    if method == "PUT" and "partNumber" in query:
+        return "PUT part"
+    if method == "POST" and "uploads" in query:
+        return "multipart start"
+    if method == "POST" and "uploadId" in query:
+        return "multipart complete"
+    if method == "DELETE" and "uploadId" in query:
+        return "multipart abort"
+    if method == "POST" and "delete" in query:
+        return "DELETE (batch)"
+    return method
+
+
+class S3Proxy:
+    """``fail(predicate, times)`` makes the next ``times`` requests for which
+    ``predicate(kind, path)`` holds answer 500 InternalError."""
+
+    def __init__(self, upstream: str) -> None:
+        target = urlsplit(upstream)
+        self.counts: Counter = Counter()
+        # (kind, path, Range header or "") of every request, in order
+        self.log: list[tuple[str, str, str]] = []
+        self.failures: list = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                kind = request_kind(self.command, self.path, self.headers)
+                with proxy._lock:
+                    proxy.counts[kind] += 1
+                    proxy.log.append((kind, self.path, self.headers.get("Range", "")))
+                    fail = next((f for f in proxy.failures
+                                 if f[1] > 0 and f[0](kind, self.path)), None)
+                    if fail is not None:
+                        fail[1] -= 1
+                if fail is not None:
+                    payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
+                               b"InternalError</Code><Message>injected</Message></Error>")
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                headers["Host"] = self.headers.get("Host", target.netloc)
+                if body is not None:
+                    headers["Content-Length"] = str(len(body))
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP:
+                        self.send_header(k, v)
+                # a HEAD's length is the object's, not that of its (empty) body
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def fail(self, predicate, times: int) -> None:
+        with self._lock:
+            self.failures.append([predicate, times])
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.log.clear()
+            self.failures.clear()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,16 +8,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 
 from .chunks import write_parts
+from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
-from .model import LogisticModel, block_nbytes, load_block
+from .model import LogisticModel, class_weight_json, parse_class_weight
 from .options import constraint
-from .params import MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
-from .score import EvalOp, ScoreOp, combine_eval
+from .params import COUNT, MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
+from .score import EvalOp, ScoreOp, add_eval, combine_eval
 from .sources import input_format, is_numeric_type, parse_dtypes, plan
 from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
@@ -168,11 +170,13 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
     refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
-        n for n in source.schema.names if n not in model.features_)
+        n for n in source.schema.names if n not in model.features_
+        and n not in model.categories_)
     source.require_columns(keep, numeric=False)
-    op = ScoreOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                 keep, float(threshold), device, missing)
-    columns = tuple(dict.fromkeys([*keep, *model.features_]))
+    op = ScoreOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
+                 float(np.ravel(model.intercept_)[0]), keep, float(threshold), device, missing,
+                 _model_categories(model))
+    columns = tuple(dict.fromkeys([*keep, *model.features_, *model.categories_]))
     params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
               "keep": list(keep), "threshold": float(threshold), "missing": missing,
               "dtype": _dtype_param(dtype)}
@@ -182,7 +186,8 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
 
 
 def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str = "label",
-                   missing: str = "error", dtype: Sequence[str] | None = None,
+                   missing: str = "error", weight: str | None = None, threshold: float = 0.5,
+                   out: Path | None = None, dtype: Sequence[str] | None = None,
                    options: ExecOptions | None = None, client: Client | None = None,
                    storage_options: dict | None = None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
@@ -190,8 +195,19 @@ def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str 
     The label's classes are the model's (``positive``, ``negative``); with
     ``missing="drop"`` rows with a missing feature or label are left out and counted as
     ``rows_dropped``. INPUT and the model file may be URLs (``storage_options`` for their
-    file systems).
+    file systems). With ``weight`` (a column of sample weights) the metrics are weighted,
+    as scikit-learn's with ``sample_weight``, and ``weight_sum`` is reported.
+
+    Computed in the same pass, in tables of fixed size: the ROC curve (``roc``: ``fpr``,
+    ``tpr``, ``threshold``, at most 200 points), the calibration table (``calibration``:
+    per tenth of predicted probability, the rows, the mean prediction and the observed
+    rate), the histogram of predicted probabilities per class (``histogram``, 50 bins) and
+    the confusion matrix at ``threshold`` (``confusion``: tn, fp, fn, tp). ``out`` names a
+    JSON file that keeps all of it (``OUT/_evaluation.json`` beside a scored output
+    folder is drawn by ``pipeline report OUT``).
     """
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise PipelineError(f"threshold must be in [0, 1]; got {threshold!r}")
     options = with_storage_options(options, storage_options)
     if not isinstance(model, LogisticModel):
         model = LogisticModel.load(model, storage_options=options.storage_options)
@@ -203,14 +219,39 @@ def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str 
     typ = source.schema.field(label).type
     positive = label_value(model.positive_, typ, what="the model's positive class")
     negative = label_value(model.negative_, typ, what="the model's negative class")
-    op = EvalOp(tuple(model.features_), tuple(map(float, model.coef_)), model.intercept_,
-                label, device, missing, positive, negative)
-    tasks = file_tasks(source, op, columns=(*model.features_, label),
-                       numeric=tuple(model.features_), used=(*model.features_, label),
+    op = EvalOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
+                float(np.ravel(model.intercept_)[0]), label, device, missing, positive,
+                negative, weight, _model_categories(model), float(threshold))
+    extra = (weight,) if weight is not None else ()
+    if weight is not None:
+        source.require_columns([weight])
+    cats = tuple(model.categories_)
+    tasks = file_tasks(source, op, columns=(*model.features_, *cats, label, *extra),
+                       numeric=(*model.features_, *extra),
+                       used=(*model.features_, *cats, label, *extra),
                        batch_bytes=options.blocksize_bytes())
+    total = None
     with open_executor(options, client) as ex:
-        parts = [r for _, rs in ex.map_unordered(run_reduce_task, tasks) for r in rs]
-    return combine_eval(parts)
+        for _, results in ex.map_unordered(run_reduce_task, tasks):
+            for r in results:
+                total = add_eval(total, r)
+    result = combine_eval([total] if total is not None else [])
+    if out is not None:
+        _write_json(out, result, options.storage_options)
+    return result
+
+
+def _write_json(path, obj, storage_options) -> None:
+    """A JSON file written whole (atomic rename on a disk, one PUT on an object store)."""
+    import json
+
+    from .writer import write_json_atomic
+
+    storage, key = open_storage(path, storage_options)
+    if storage.atomic_rename:
+        write_json_atomic(key, obj)
+    else:
+        storage.write_text(key, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def _require_label(source, label: str) -> None:
@@ -222,10 +263,30 @@ def _require_label(source, label: str) -> None:
 
 
 def _require_model_features(source, model: LogisticModel) -> None:
-    for name in model.features_:
+    for name in [*model.features_, *model.categories_]:
         if name not in source.schema.names:
             raise missing_feature(name, source.paths[0])
     source.require_columns(model.features_)
+    _require_categorical(source, tuple(model.categories_), ())
+
+
+def _require_categorical(source, categorical, others) -> None:
+    for name in categorical:
+        if name not in source.schema.names:
+            raise PipelineError("no such column in the input", path=source.paths[0],
+                                column=name)
+        if name in others or list(categorical).count(name) > 1:
+            raise PipelineError("a categorical column is named twice, or is also the label, "
+                                "the weight or a numeric feature", path=source.paths[0],
+                                column=name)
+        if not is_categorical_type(source.schema.field(name).type):
+            raise PipelineError("categorical column is not string, integer or bool "
+                                f"({source.schema.field(name).type})", path=source.paths[0],
+                                column=name)
+
+
+def _model_categories(model: LogisticModel) -> tuple:
+    return tuple((name, tuple(vocab)) for name, vocab in model.categories_.items())
 
 
 @dataclass(frozen=True)
@@ -238,6 +299,9 @@ class TrainChunk:
     device: str = "cpu"
     missing: str = "error"
     classes: tuple = (1, 0)  # (positive, negative) label values
+    weight: str | None = None  # the sample-weight column
+    categorical: tuple[str, ...] = ()  # one-hot encoded columns
+    max_categories: int = 1000
 
     @property
     def index(self) -> int:
@@ -259,17 +323,20 @@ class TrainChunk:
         """The chunk's features and label as read (:meth:`load` makes the arrays)."""
         return self.task.read()
 
-    def load(self):
-        """``(X, y, rows_dropped)``."""
+    def load(self) -> Block:
+        """The chunk's :class:`~pipeline.design.Block`: ``(X, y, rows_dropped)``."""
         table, origin = self.task.read_located()
-        X, y = load_block(table, self.features, self.label, origin, missing=self.missing,
-                          classes=self.classes)
-        dropped = table.num_rows - len(y)
+        block = load_block(table, self.features, self.label, origin, missing=self.missing,
+                           classes=self.classes, weight=self.weight,
+                           categorical=self.categorical, max_categories=self.max_categories)
         if self.device == "gpu":  # cached in GPU memory; each pass runs there
             import cupy
 
-            return cupy.asarray(X), cupy.asarray(y), dropped
-        return X, y, dropped
+            if block.cats:
+                raise PipelineError("categorical features train on the CPU; use --device cpu")
+            return Block(cupy.asarray(block.X), cupy.asarray(block.y), block.rows_dropped,
+                         None if block.weight is None else cupy.asarray(block.weight))
+        return block
 
 
 def _first_label_values(label: str, table, origin) -> dict:
@@ -300,6 +367,8 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                 features: Sequence[str] | None = None, C: float = 1.0,
                 penalty: str | None = "l2", tol: float = 1e-10, max_iter: int = 50,
                 positive: bool | int | float | str | None = None, missing: str = "error",
+                weight: str | None = None, class_weight: str | dict | None = None,
+                categorical: Sequence[str] = (), max_categories: int = 1000,
                 dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
                 client: Client | None = None, log: Callable[[dict], None] | None = None,
                 note: Callable[[str], None] | None = None,
@@ -312,9 +381,20 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
     counted as the model's ``rows_dropped`` with ``missing="drop"``. INPUT and the model
     file may be URLs (``storage_options`` for their file systems); on an object store the
     model file is one PUT, written only when the fit is done.
+
+    ``weight`` names a column of sample weights (finite, non-negative); ``class_weight`` is
+    ``"balanced"`` or a mapping (or JSON object text) from each class, as text, to its
+    weight: the objective is scikit-learn's ``LogisticRegression(C=C,
+    class_weight=...).fit(X, y, sample_weight=...)``.
+
+    ``categorical`` names string, integer or bool columns to one-hot encode (scikit-learn's
+    ``OneHotEncoder(handle_unknown="ignore")``): the vocabulary is learned in the loading pass,
+    sorted, at most ``max_categories`` values per column (more is an error naming it), and
+    stored in the model file as ``categories``.
     """
     options = with_storage_options(options, storage_options)
-    model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter)
+    model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter,
+                          class_weight=parse_class_weight(class_weight))
     model._validate_params()
     if missing == "keep":
         raise PipelineError('train cannot keep rows with missing values (a row without a '
@@ -333,37 +413,45 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
         _check_model_out(model_out, source, options)
     _require_label(source, label)
     named = features is not None
+    categorical = tuple(categorical or ())
+    check("max_categories", max_categories, COUNT)
     if features is None:
-        features = [n for n in default_columns(source.schema) if n != label]
-    if not features:
+        features = [n for n in default_columns(source.schema)
+                    if n != label and n not in categorical and n != weight]
+    if not features and not categorical:
         raise PipelineError("no floating-point feature columns; name them with features=NAMES",
                             path=source.paths[0], params=("features",))
     source.require_columns(features)
+    _require_categorical(source, categorical, (label, weight, *features))
+    if weight is not None:
+        source.require_columns([weight])
     if not named:
-        _note_left_out(note, source, features, exclude=(label,))
-    model.features_ = list(features)
-    model.label_ = label
+        _note_left_out(note, source, features, exclude=(label, *([weight] if weight else [])))
     model.input_ = source.fingerprint()
     model.missing_ = missing
     if exists and options.resume:
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
         old = LogisticModel.load(model_out, storage_options=options.storage_options)
-        if not _same_training(old, model) or (
+        if not _same_training(old, model, features, label, weight, categorical) or (
                 positive is not None and label_value(positive, source.schema.field(
                     label).type) != old.positive_):
             raise PipelineError("cannot resume: the model file was trained with other "
                                 "parameters or input; rerun with overwrite=True",
                                 path=model_out, params=("overwrite",))
         return old
-    tasks = file_tasks(source, None, columns=(*features, label), numeric=tuple(features),
-                       used=(*features, label))
+    extra = (weight,) if weight is not None else ()
+    tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
+                       numeric=(*features, *extra),
+                       used=(*features, *categorical, label, *extra))
     with open_executor(options, client) as ex:
-        model.positive_, model.negative_ = _label_classes(source, label, positive, ex)
-        chunks = [TrainChunk(t, tuple(features), label, device, missing,
-                             (model.positive_, model.negative_)) for t in tasks]
-        cache = _fits_in_memory(source, len(features), ex)
-        model._fit_chunks(chunks, ex, cache=cache, log=log)
+        classes = _label_classes(source, label, positive, ex)
+        chunks = [TrainChunk(t, tuple(features), label, device, missing, classes, weight,
+                             categorical, max_categories) for t in tasks]
+        cache = _fits_in_memory(source, len(features) + len(extra) + len(categorical), ex)
+        model.fit_chunks(chunks, ex, features=features, label=label, classes=classes,
+                         weight=weight, categorical=categorical,
+                         max_categories=max_categories, cache=cache, log=log)
     if model_out is not None:
         model.save(model_out, storage_options=options.storage_options)
     return model
@@ -396,9 +484,13 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
                                 params=("overwrite",)) from None
 
 
-def _same_training(old: LogisticModel, new: LogisticModel) -> bool:
+def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
+                   weight: str | None, categorical) -> bool:
     a, b = old.to_dict(), new.get_params()
-    return (a["features"] == new.features_ and a["label"] == new.label_
+    return (a["features"] == list(features) and a["label"] == label
+            and list(a["categories"]) == list(categorical)
+            and a["weight"] == weight
+            and a["class_weight"] == class_weight_json(b["class_weight"])
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))
             and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
             and getattr(old, "input_", None) == new.input_

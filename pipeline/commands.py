@@ -88,8 +88,10 @@ def _train(v: dict, *, client=None, out: IO) -> None:
     m = train_files(v["input"], v["model"], label=v["label"], features=v.get("features"),
                     C=v["C"], penalty=None if v.get("no_penalty") else "l2", tol=v["tol"],
                     max_iter=v["max_iter"], positive=v.get("positive"),
-                    missing=v["missing"], dtype=v.get("dtype"), options=exec_options(v),
-                    client=client, log=log, note=_note(v))
+                    missing=v["missing"], weight=v.get("weight"),
+                    class_weight=v.get("class_weight"), categorical=v.get("categorical"),
+                    max_categories=v.get("max_categories", 1000), dtype=v.get("dtype"),
+                    options=exec_options(v), client=client, log=log, note=_note(v))
     if v["missing"] == "drop":
         _dropped(v, m.rows_dropped_)
     if not quiet:
@@ -111,9 +113,12 @@ def _evaluate(v: dict, *, client=None, out: IO) -> None:
     from .api import evaluate_files
 
     res = evaluate_files(v["input"], v["model"], label=v["label"], missing=v["missing"],
-                         dtype=v.get("dtype"), options=exec_options(v), client=client)
+                         weight=v.get("weight"), out=v.get("out"), dtype=v.get("dtype"),
+                         options=exec_options(v), client=client)
     _dropped(v, res.get("rows_dropped"))
-    print(json.dumps(res), file=out)
+    from .score import evaluation_summary
+
+    print(json.dumps(evaluation_summary(res)), file=out)
 
 
 def _report(v: dict, *, client=None, out: IO) -> None:

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from .cluster import cluster_session, require_cluster_for_report
 from .errors import PipelineError
 from .params import parse_size
 
@@ -37,6 +38,7 @@ class ExecOptions:
     resume: bool = False
     quiet: bool = False
     storage_options: dict | None = None  # for URLs (s3://...): passed to the file system
+    performance_report: str | None = None  # FILE.html: Dask's report of a run on a cluster
 
     def __post_init__(self) -> None:
         validate_exec_options(vars(self))
@@ -335,7 +337,9 @@ def open_executor(opts: ExecOptions | None = None, client=None):
             raise PipelineError(f"cannot reach the Dask scheduler {opts.scheduler} "
                                 f"({str(exc).splitlines()[0]})") from None
         try:
-            yield DaskExecutor(client)
+            with cluster_session(client, quiet=opts.quiet,
+                                 performance_report=opts.performance_report):
+                yield DaskExecutor(client)
         finally:
             client.close()
         return
@@ -353,13 +357,16 @@ def open_executor(opts: ExecOptions | None = None, client=None):
             )
             client = Client(cluster)
             try:
-                yield DaskExecutor(client)
+                with cluster_session(client, quiet=opts.quiet,
+                                     performance_report=opts.performance_report):
+                    yield DaskExecutor(client)
             finally:
                 client.close()
                 cluster.close()
         return
     from .buffers import fast_pool
 
+    require_cluster_for_report(opts.performance_report)
     with fast_pool():
         executor = LocalExecutor(opts.threads_per_worker)
         try:

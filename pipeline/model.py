@@ -1,15 +1,11 @@
 """Binary logistic regression, fitted out of core to scikit-learn's exact optimum.
 
-The objective is scikit-learn's ``LogisticRegression(penalty="l2", C=C)`` on the raw features,
-written per row::
-
-    f(w, b) = mean_i -log σ(y_i' (x_i·w + b)) + ||w||² / (2 C n)      (y' = ±1)
-
-(``penalty=None`` drops the second term). It is minimised by Newton's method: each pass over
-the data computes, per partition and in one fused step, the loss, the gradient and the Hessian
-(:func:`partition_stats`), and the sums are reduced on the client; the Newton system is solved
-after a diagonal (Jacobi) rescaling, which conditions it without changing the optimum. Losses
-go through log σ, probabilities through the stable sigmoid.
+The estimator: its parameters, ``fit`` (NumPy, pandas or dask input, or chunk loaders through
+:meth:`LogisticModel.fit_chunks`), prediction, and the JSON model file. The objective is
+scikit-learn's ``LogisticRegression(penalty="l2", C=C)`` on the raw features; it is minimised
+by :func:`pipeline.newton.newton_solve` from the per-chunk statistics of
+:mod:`pipeline.stats`, summed over the chunks by the executor. Losses go through log σ,
+probabilities through the stable sigmoid.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,8 +21,15 @@ import numpy as np
 import pyarrow as pa
 
 from . import kernels
-from .device import to_host
-from .errors import PipelineError, located_error
+from .design import (
+    Block,
+    block_nbytes,
+    check_category_count,
+    load_block,
+    merge_vocabularies,
+)
+from .errors import PipelineError
+from .newton import PassStats, newton_solve
 from .params import (
     COUNT,
     FINITE,
@@ -35,178 +37,63 @@ from .params import (
     POSITIVE,
     Constraint,
     InstanceOf,
+    Interval,
     ListOf,
     Nullable,
     Options,
+    Real,
     check,
 )
-from .values import apply_missing, binary_label, float_values
+from .stats import chunk_stats, combine_stats, load_and_stats, load_only, margin
 
 
 class ConvergenceWarning(UserWarning):
     """The solver stopped before reaching the optimum (see the model's ``converged``)."""
 
 
-# --- per-partition work: plain NumPy, mapped by the executor ---------------------------------
-
-
-def load_block(block, features, label: str | None, source="", *, missing: str = "error",
-               classes: tuple = (1, 0)) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features as a float64 (n, p) array and the label as float64 0/1, validated.
-
-    ``block`` is a ``pyarrow.Table`` or a pandas DataFrame; ``source`` names where its rows
-    come from (a :class:`~pipeline.sources.RowOrigin` locates each row's file and row).
-    Features may be float, integer or bool columns (converted exactly); the label equals
-    ``classes[0]`` (the positive class, 1) or ``classes[1]`` (0). Rows with a missing feature
-    or label are an error, or dropped with ``missing="drop"``.
-
-    X is column-major, so each column is one contiguous copy; its memory comes from
-    pyarrow's pool (no fresh huge-page mappings per chunk).
-    """
-    from .buffers import empty_column
-
-    table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(
-        block, preserve_index=False)
-    used = [*features, *([label] if label is not None else [])]
-    for name in used:
-        if name not in table.column_names:
-            raise PipelineError("no such column in the input", path=str(source) or None,
-                                column=name)
-    table, source, _ = apply_missing(table, used, missing, source)
-    n = table.num_rows
-    flat, _ = empty_column(n * len(features), np.float64)
-    X = flat.reshape((len(features), n)).T  # (n, p), column-major
-    for j, name in enumerate(features):
-        float_values(table.column(name), name, source, out=X[:, j])
-        if not np.isfinite(X[:, j].sum()):  # cheap; inf propagates into the sum
-            bad = ~np.isfinite(X[:, j])
-            if bad.any():
-                raise located_error("feature is infinite", source, column=name,
-                                    index=int(np.argmax(bad)))
-    y = None
-    if label is not None:
-        y = binary_label(table.column(label), label, classes[0], classes[1], source)
-    return X, y
-
-
-def block_nbytes(rows: int, p: int) -> int:
-    """Bytes of ``rows`` parsed rows: ``p`` float64 features and the float64 label."""
-    return rows * (p + 1) * 8
-
-
-def margin(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
-    xp = kernels.namespace(X)
-    return X @ xp.asarray(coef) + intercept
-
-
-# Rows per block in partition_stats: a block of X (16384 x 20 float64 = 2.5 MiB) stays in
-# cache while the margin, the gradient and the Hessian are taken from it, so each pass reads X
-# from memory once; smaller blocks lose the second core to the GIL (measured).
-_STATS_BLOCK = 16384
-
-
-def partition_stats(block, coef, intercept: float) -> tuple:
-    """Loss sum, gradient and Hessian of one partition at (coef, intercept), fused.
-
-    Returns ``(n, loss_sum, grad[p+1], hess[p+1, p+1], wrong)`` with the intercept last;
-    ``wrong`` counts rows on the wrong side of the boundary (0 means separable). One
-    ``e = exp(-|z|)`` per row gives all three: -log σ(m) = log1p(e) + max(-m, 0) with m the
-    margin of the true class, σ(z) = max(e, [z >= 0]) / (1 + e), σ'(z) = e / (1 + e)².
-    """
-    X, y = block[0], block[1]
-    if not isinstance(X, np.ndarray):
-        return _partition_stats_xp(X, y, coef, intercept)
-    n, p = X.shape
-    grad = np.zeros(p + 1)
-    hess = np.zeros((p + 1, p + 1))
-    loss = 0.0
-    wrong = 0
-    coef = np.asarray(coef, dtype=np.float64)
-    B = _STATS_BLOCK
-    # Scratch reused across blocks and calls on this thread: fresh multi-MB temporaries are
-    # mmap/munmap pairs whose page faults and address-space lock serialise the threads.
-    z, e, w = (_scratch(f"v{i}", (B,)) for i in range(3))
-    rh = _scratch("rh", (2, B))  # r and h as rows: one product with X gives both sums
-    Xh = _scratch("Xh", (p, B)).T  # (B, p), column-major like X
-    with np.errstate(over="ignore", under="ignore"):
-        for s in range(0, n, B):
-            m = min(B, n - s)
-            Xb, yb = X[s:s + m], y[s:s + m]
-            zb, eb, wb = z[:m], e[:m], w[:m]
-            rb, hb = rh[0, :m], rh[1, :m]
-            np.matmul(Xb, coef, out=zb)
-            zb += intercept
-            np.abs(zb, out=eb)
-            np.negative(eb, out=eb)
-            np.exp(eb, out=eb)                        # e = exp(-|z|)
-            np.multiply(yb, -2.0, out=wb)
-            wb += 1.0
-            wb *= zb                                  # -m: >= 0 when wrong
-            wrong += int(np.count_nonzero(wb >= 0))
-            np.maximum(wb, 0.0, out=wb)
-            loss += float(wb.sum())
-            np.log1p(eb, out=wb)
-            loss += float(wb.sum())                   # -log σ(m) = log1p(e) + max(-m, 0)
-            np.greater_equal(zb, 0.0, out=rb)
-            np.maximum(eb, rb, out=rb)
-            np.add(eb, 1.0, out=wb)                   # d = 1 + e
-            rb /= wb
-            rb -= yb                                  # σ(z) - y
-            np.multiply(wb, wb, out=hb)
-            np.divide(eb, hb, out=hb)                 # σ'(z) = e / d², exact in the tails
-            gh = rh[:, :m] @ Xb                       # (r @ X, h @ X) in one pass over X
-            grad[:p] += gh[0]
-            grad[p] += rb.sum()
-            hess[p, :p] += gh[1]
-            hess[p, p] += hb.sum()
-            Xhb = Xh[:m]
-            np.multiply(Xb, hb[:, None], out=Xhb)
-            hess[:p, :p] += Xb.T @ Xhb
-    hess[:p, p] = hess[p, :p]
-    return n, loss, grad, hess, wrong
-
-
-_SCRATCH = threading.local()
-
-
-def _scratch(name: str, shape: tuple) -> np.ndarray:
-    key = (name, shape)
-    cache = getattr(_SCRATCH, "arrays", None)
-    if cache is None:
-        cache = _SCRATCH.arrays = {}
-    arr = cache.get(key)
-    if arr is None:
-        arr = cache[key] = np.empty(shape)
-    return arr
-
-
-def _partition_stats_xp(X, y, coef, intercept):
-    """The same statistics with any array namespace (CuPy on a GPU), results on the host."""
-    xp = kernels.namespace(X)
-    n, p = X.shape
-    z = X @ xp.asarray(coef) + intercept
-    e = xp.exp(-xp.abs(z))
-    negm = z * (1.0 - 2.0 * y)
-    loss = float(xp.sum(xp.log1p(e)) + xp.sum(xp.maximum(negm, xp.zeros_like(negm))))
-    wrong = int(xp.sum(kernels.astype(xp, negm >= 0, xp.int64)))
-    d = 1.0 + e
-    r = kernels.sigmoid(z) - y
-    h = e / (d * d)
-    Xh = X * h[:, None]
-    grad = np.empty(p + 1)
-    hess = np.empty((p + 1, p + 1))
-    grad[:p] = to_host(r @ X)
-    grad[p] = float(xp.sum(r))
-    hess[:p, :p] = to_host(X.T @ Xh)
-    hess[p, :p] = hess[:p, p] = to_host(xp.sum(Xh, axis=0))
-    hess[p, p] = float(xp.sum(h))
-    return n, loss, grad, hess, wrong
-
-
 # --- the model --------------------------------------------------------------------------------
 
 
 _PENALTIES = ("l2", None)
+
+
+class _ClassWeight(Constraint):
+    """None, ``"balanced"``, or a mapping from class to a finite non-negative weight."""
+
+    def is_satisfied_by(self, value) -> bool:
+        if value is None or value == "balanced":
+            return True
+        return isinstance(value, dict) and len(value) <= 2 and all(
+            _WEIGHT.is_satisfied_by(v) for v in value.values())
+
+    def __str__(self) -> str:
+        return ('None, "balanced" or a mapping from each class to a finite non-negative '
+                'weight, e.g. {"0": 1.0, "1": 5.0}')
+
+
+_WEIGHT = Interval(Real, 0, None)
+CLASS_WEIGHT = _ClassWeight()
+
+
+def parse_class_weight(value):
+    """``--class-weight`` as given on the command line or in a job file: ``"balanced"``,
+    JSON object text (``'{"0": 1, "1": 5}'``), a mapping, or None."""
+    if isinstance(value, str) and value != "balanced":
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise PipelineError(f'--class-weight must be "balanced" or a JSON object such as '
+                                f'{{"0": 1, "1": 5}}; got {value!r}') from None
+    check("--class-weight", value, CLASS_WEIGHT)
+    return value
+
+
+def _same_class(key, value) -> bool:
+    """Whether a class-weight key names the class ``value``: equal, or equal as text (JSON
+    keys are strings: "1" names 1, "true" names True)."""
+    if isinstance(key, bool) or isinstance(value, bool):
+        return str(key).lower() == str(value).lower()
+    return key == value or str(key) == str(value)
 
 
 class LogisticModel:
@@ -223,26 +110,39 @@ class LogisticModel:
     max_iter : int, default 50
         Newton iterations at most; a model that stops there has ``converged = False`` and a
         :class:`ConvergenceWarning` is raised.
+    class_weight : None, "balanced" or dict, default None
+        Each class's weight, multiplying its rows' sample weights, keyed by the class (or the
+        class as text, as JSON keys are); ``"balanced"`` is scikit-learn's
+        ``n_samples / (2 * bincount(y))``.
+
+    A scikit-learn classifier (binary): after ``fit``, ``classes_``, ``n_features_in_``,
+    ``feature_names_in_`` (DataFrame input), ``coef_`` (1, p), ``intercept_`` (1,),
+    ``n_iter_``; ``predict``, ``predict_proba``, ``predict_log_proba``,
+    ``decision_function``, ``score``. scikit-learn itself is not needed to use it.
 
     Examples
     --------
     >>> import numpy as np
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
-    >>> m = LogisticModel(C=1.0).fit(X, y)
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array(["no", "no", "yes", "yes"])
+    >>> m = LogisticModel(C=1.0, class_weight="balanced").fit(X, y)
+    >>> m.classes_.tolist(), m.coef_.shape, m.predict_proba(X).shape
+    (['no', 'yes'], (1, 1), (4, 2))
     >>> m.predict(X).tolist()
-    [0, 0, 1, 1]
+    ['no', 'no', 'yes', 'yes']
     """
 
     def __init__(self, C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                 max_iter: int = 50) -> None:
+                 max_iter: int = 50, class_weight: dict | str | None = None) -> None:
         self.C = C
         self.penalty = penalty
         self.tol = tol
         self.max_iter = max_iter
+        self.class_weight = class_weight
 
     # scikit-learn conventions
     def get_params(self, deep: bool = True) -> dict:
-        return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter}
+        return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter,
+                "class_weight": self.class_weight}
 
     def set_params(self, **params) -> LogisticModel:
         for k, v in params.items():
@@ -265,170 +165,273 @@ class LogisticModel:
         for name in ("C", "tol", "max_iter"):
             check(f"The {name!r} parameter of LogisticModel", getattr(self, name),
                   constraint("train", name))
+        check("The 'class_weight' parameter of LogisticModel", self.class_weight,
+              CLASS_WEIGHT)
 
     # fitting
-    def fit(self, X, y=None, *, label: str = "label", features=None, client=None,
-            executor=None, log=None) -> LogisticModel:
-        """Fit on a NumPy ``X, y``, or on a dask DataFrame with ``label=`` and ``features=``.
+    def fit(self, X, y=None, *, sample_weight=None, label: str = "label", features=None,
+            weight: str | None = None, categorical=(), max_categories: int = 1000,
+            client=None, executor=None, log=None) -> LogisticModel:
+        """Fit on ``X, y`` (NumPy, pandas, lists), or on a dask DataFrame with ``label=``.
 
-        A dask DataFrame's partitions are kept in memory between passes only when they fit
-        (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses); otherwise every
-        pass re-reads them. ``cached_`` records which.
+        In memory, this is scikit-learn's ``fit(X, y, sample_weight=None)``: ``y`` takes two
+        values (``classes_``, sorted; the second is the positive class), a pandas DataFrame's
+        column names become ``feature_names_in_`` and the model file's ``features``.
+        ``sample_weight`` weighs each row's loss (finite, non-negative).
+
+        A dask DataFrame is fitted out of core: ``label`` names the label column,
+        ``features`` the numeric ones (default: every floating-point column), ``weight`` a
+        column of sample weights and ``categorical`` columns to one-hot encode (see
+        :meth:`fit_chunks`). Its partitions are kept in memory between passes only when
+        they fit (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses);
+        otherwise every pass re-reads them. ``cached_`` records which.
         """
         self._validate_params()
-        if isinstance(X, np.ndarray) or (y is not None and not hasattr(X, "npartitions")):
-            X = np.asarray(X, dtype=np.float64)
-            if X.ndim != 2:
-                raise PipelineError("X must be a 2-D array")
-            yv = np.asarray(y, dtype=np.float64).reshape(-1)
-            if len(yv) != len(X):
-                raise PipelineError(f"X has {len(X)} rows but y has {len(yv)}")
-            names = [f"x{j}" for j in range(X.shape[1])]
-            table = pa.table([*(X[:, j] for j in range(X.shape[1])), yv],
-                             names=[*names, "label"])
-            block = load_block(table, names, "label")
-            blocks = [(block[0][i:i + 65536], block[1][i:i + 65536])
-                      for i in range(0, len(X), 65536)] or [block]
-            self.features_ = names
-            self.label_ = "label"
-            self.passes_ = 0
-            return self._solve(blocks, None, log=log)
+        if not hasattr(X, "npartitions"):
+            return self._fit_arrays(X, y, sample_weight, log)
         # a dask DataFrame: each partition is loaded and validated on the workers
         from .execution import open_executor
 
+        categorical = tuple(categorical or ())
         if features is None:  # every floating-point column but the label, as the CLI does
             import pandas as pd
 
-            features = [c for c in X.columns
-                        if c != label and pd.api.types.is_float_dtype(X.dtypes[c])]
+            features = [c for c in X.columns if c not in (label, weight, *categorical)
+                        and pd.api.types.is_float_dtype(X.dtypes[c])]
+        loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
+                                    max_categories)
+                   for i, p in enumerate(X.to_delayed())]
+        kw = {"features": features, "label": label, "weight": weight,
+              "categorical": categorical, "max_categories": max_categories, "log": log}
+        if executor is not None:
+            return self.fit_chunks(loaders, executor, **kw)
+        with open_executor(client=client) as ex:
+            return self.fit_chunks(loaders, ex, **kw)
+
+    def _fit_arrays(self, X, y, sample_weight, log) -> LogisticModel:
+        """scikit-learn's ``fit`` on in-memory data, validated as scikit-learn does."""
+        X, y, sw = _validate_xy(self, X, y, sample_weight)
+        classes = np.unique(y)
+        if len(classes) > 2:
+            raise ValueError("Only binary classification is supported. The type of the "
+                             f"target is multiclass ({len(classes)} classes: "
+                             f"{classes[:5].tolist()}).")
+        if len(classes) < 2:
+            raise ValueError("This solver needs samples of at least 2 classes in the data, "
+                             f"but the data contains only one class: {classes[0]!r}")
+        yv = (y == classes[1]).astype(np.float64)
+        step = 65536
+        blocks = [Block(X[i:i + step], yv[i:i + step], 0, None if sw is None else sw[i:i + step])
+                  for i in range(0, len(X), step)]
+        names = getattr(self, "feature_names_in_", None)
+        self.features_ = [str(c) for c in names] if names is not None else \
+            [f"x{j}" for j in range(X.shape[1])]
+        self.label_ = "label"
+        self.weight_ = None
+        self.negative_, self.positive_ = (_scalar(c) for c in classes)
+        self._categorical = ()
+        self._solve(blocks, None, log=log)
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        if names is not None:  # as validated: the DataFrame's columns, whatever they are
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self
+
+    def fit_chunks(self, loaders: list, executor, *, features, label: str = "label",
+                   classes: tuple = (1, 0), weight: str | None = None, categorical=(),
+                   max_categories: int = 1000, cache: bool | None = None,
+                   log=None) -> LogisticModel:
+        """Fit over chunk loaders, each pass mapped over them by ``executor``.
+
+        Parameters
+        ----------
+        loaders : list
+            Objects with ``load()`` returning a :class:`~pipeline.design.Block` (features X,
+            0/1 label y, rows dropped, sample weights), e.g. :class:`pipeline.api.TrainChunk`.
+        executor : pipeline.execution.Executor
+            Runs each pass's per-chunk statistics (threads here, or a Dask cluster).
+        features, label, weight, categorical : the names of the blocks' columns (recorded
+            in the model); ``categorical`` columns are one-hot encoded over the vocabulary
+            learned in the first pass (the union of the chunks' values, sorted; at most
+            ``max_categories`` per column, else an error naming the column).
+        classes : (positive, negative)
+            The label values the blocks' y = 1 and y = 0 stand for (keys of ``class_weight``).
+        cache : bool or None
+            Keep the loaded blocks in worker memory between passes (True), re-read them every
+            pass (False), or decide by the data's size (None): the first pass is then
+            streamed, evaluates the starting point (w = 0) and counts the rows, and the blocks
+            are cached only if :meth:`Executor.fits_in_memory` says so. ``cached_`` records
+            the choice.
+        log : callable, optional
+            Receives each pass's history entry as it is computed.
+        """
+        self._validate_params()
         self.features_ = list(features)
         self.label_ = label
-        loaders = [_PartitionLoader(i, p, tuple(features), label)
-                   for i, p in enumerate(X.to_delayed())]
-        if executor is not None:
-            return self._fit_chunks(loaders, executor, cache=None, log=log)
-        with open_executor(client=client) as ex:
-            return self._fit_chunks(loaders, ex, cache=None, log=log)
-
-    def _fit_chunks(self, loaders: list, executor, *, cache: bool | None,
-                    log=None) -> LogisticModel:
-        """Fit over chunk loaders (objects with ``load()``), cached in worker memory or not.
-
-        ``cache=None`` decides by the data's size, unknown before a pass: the first pass is
-        streamed, evaluates the starting point (w = 0) and counts the rows, and the blocks
-        are then cached only if :meth:`Executor.fits_in_memory` says so. ``cached_`` records
-        the choice.
-        """
-        self.passes_ = 0
+        self.weight_ = weight
+        self.positive_, self.negative_ = classes
+        self._categorical = tuple(categorical)
+        self._max_categories = max_categories
+        cw = self._class_weights()
         t0 = time.perf_counter()
         first = None
         if cache is None:
-            fn = functools.partial(_block_stats, coef=np.zeros(len(self.features_)),
-                                   intercept=0.0)
+            fn = functools.partial(chunk_stats, coef=np.zeros(len(self.features_)),
+                                   intercept=0.0, class_weight=cw)
             first = [r for _, r in executor.map_unordered(fn, loaders)]
-            rows = sum(q[0] for q in first)
-            cache = executor.fits_in_memory(block_nbytes(rows, len(self.features_)))
+            rows = sum(q.rows for q in first)
+            cache = executor.fits_in_memory(block_nbytes(
+                rows, len(self.features_), weighted=weight is not None,
+                categorical=len(self._categorical)))
             if cache:
-                blocks, _ = executor.cache(_load_only, loaders)
+                blocks, _ = executor.cache(load_only, loaders)
         elif cache:
             # the loading pass also evaluates the first point (w = 0): one pass fewer
-            blocks, first = executor.cache(_load_and_stats, loaders)
+            blocks, first = executor.cache(functools.partial(load_and_stats, class_weight=cw),
+                                           loaders)
         self.cached_ = bool(cache)
         return self._solve(blocks if cache else loaders, executor, log=log, first=first, t0=t0)
 
+    def _class_weights(self, counts: tuple[int, int] | None = None):
+        """``class_weight`` as (w0, w1) for the classes (negative, positive); None when
+        every class weighs 1; ``"split"`` for ``"balanced"`` before the classes' total
+        sample weights ``(n0, n1)`` (their row counts without weights) are known.
+
+        ``"balanced"`` is scikit-learn's ``n_samples / (n_classes * bincount(y))``, with the
+        bincount weighted by the sample weights as scikit-learn (1.6 and later) does."""
+        spec = self.class_weight
+        if spec is None:
+            return None
+        if isinstance(spec, str):  # "balanced": n_samples / (n_classes * bincount(y))
+            if counts is None:
+                return "split"
+            n0, n1 = map(float, counts)
+            if not (n0 > 0 and n1 > 0):
+                raise PipelineError("class_weight='balanced' needs rows of both classes; "
+                                    f"the training rows weigh {n0:g} in class "
+                                    f"{self.negative_!r} and {n1:g} in class "
+                                    f"{self.positive_!r}")
+            return ((n0 + n1) / (2.0 * n0), (n0 + n1) / (2.0 * n1))
+        weights = [1.0, 1.0]
+        classes = (self.negative_, self.positive_)
+        for key, value in spec.items():
+            k = next((i for i, c in enumerate(classes) if _same_class(key, c)), None)
+            if k is None:
+                raise PipelineError(f"class_weight names the class {key!r}, which is not a "
+                                    f"class of the label (they are {classes[0]!r} and "
+                                    f"{classes[1]!r})")
+            weights[k] = float(value)
+        return tuple(weights)
+
+    def _learn_categories(self, categorical, parts) -> None:
+        """The model's vocabulary per categorical column: the chunks' values, sorted."""
+        for k, name in enumerate(categorical):
+            vocab = merge_vocabularies(q.vocabularies[k] for q in parts
+                                       if q.vocabularies is not None)
+            check_category_count(name, len(vocab), self._max_categories)
+            self.categories_[name] = vocab
+
     def _solve(self, blocks: list, executor, *, log=None, first=None,
                t0: float | None = None) -> LogisticModel:
-        p = len(self.features_)
-        lam_scale = 0.0 if self.penalty is None else 1.0 / float(self.C)
-        coef = np.zeros(p)
-        b = 0.0
-        self.history_ = []
-        t0 = time.perf_counter() if t0 is None else t0
+        """Newton's method over ``blocks`` (loaded blocks or loaders); sets the fitted state."""
+        self.rows_dropped_ = 0
+        cw = self._class_weights()
+        categorical = getattr(self, "_categorical", ())
+        n_numeric = len(self.features_)
+        self.categories_ = {}
+        passes = 0
 
-        def evaluate(coef, b, parts=None):
+        def pass_stats(coef, b, parts=None) -> PassStats:
+            nonlocal passes, cw
             if parts is None:  # else computed while loading
-                fn = functools.partial(_block_stats, coef=coef, intercept=b)
+                vocab = tuple(self.categories_.values()) if passes else None
+                fn = functools.partial(
+                    chunk_stats, coef=np.zeros(n_numeric) if coef is None else coef,
+                    intercept=0.0 if b is None else b, class_weight=cw, categories=vocab)
                 parts = [fn(item) for item in blocks] if executor is None else \
                     [r for _, r in executor.map_unordered(fn, blocks)]
-            self.passes_ += 1
-            if self.passes_ == 1:  # loaders report their dropped rows on the first pass
-                self.rows_dropped_ = sum(q[5] for q in parts if len(q) > 5)
-            n = sum(q[0] for q in parts)
-            if n == 0:
-                raise PipelineError("no rows to train on")
-            loss = sum(q[1] for q in parts)
-            g = np.sum([q[2] for q in parts], axis=0)
-            H = np.sum([q[3] for q in parts], axis=0)
-            wrong = sum(q[4] for q in parts)
-            reg = lam_scale / n
-            f = loss / n + 0.5 * reg * float(coef @ coef)
-            g = g / n
-            g[:p] += reg * coef
-            H = H / n
-            H[np.arange(p), np.arange(p)] += reg
-            entry = {"pass": self.passes_, "loss": f, "grad_norm": float(np.max(np.abs(g))),
-                     "seconds": round(time.perf_counter() - t0, 6),
-                     "rss_bytes": _rss()}
-            self.history_.append(entry)
-            if log is not None:
-                log(entry)
-            return n, f, g, H, wrong
+            passes += 1
+            if passes == 1:  # the first pass counts dropped rows and the classes
+                self._learn_categories(categorical, parts)
+                self.rows_dropped_ = sum(q.rows_dropped for q in parts)
+                n1 = sum(q.positives for q in parts)
+                self.class_counts_ = (sum(q.rows for q in parts) - n1, n1)
+                if cw == "split":  # "balanced": the classes' total weights are known now
+                    cw = self._class_weights(tuple(np.sum([q.weight for q in parts], axis=0)))
+                self.class_weight_values_ = cw
+            rows, loss, grad, hess, wrong, weight = combine_stats(
+                parts, cw, n_numeric=n_numeric, categories=list(self.categories_.values()))
+            return PassStats(weight=weight, loss=loss, grad=grad, hess=hess, wrong=wrong,
+                             rows=rows)
 
-        n, f, g, H, wrong = evaluate(coef, b, first)
-        converged = False
-        separable = False
-        iterations = 0
-        for iterations in range(1, self.max_iter + 1):  # noqa: B007 - reported after
-            step = _newton_step(H, g)
-            dec = float(-g @ step)
-            if dec / 2 <= self.tol * max(1.0, abs(f)) or not np.isfinite(dec):
-                coef, b = coef + step[:p], b + step[p]   # the last step, predicted ≤ tol
-                converged = bool(np.isfinite(dec))
-                break
-            if self.penalty is None and wrong == 0:
-                separable = True
-                break
-            t = 1.0
-            while True:
-                c2, b2 = coef + t * step[:p], b + t * step[p]
-                n, f2, g2, H2, wrong2 = evaluate(c2, b2)
-                if f2 <= f - 1e-4 * t * dec or t < 1e-8:
-                    break
-                t *= 0.5
-            coef, b, f, g, H, wrong = c2, b2, f2, g2, H2, wrong2
-        if separable:
+        # the first pass (at w = 0) learns the vocabularies, hence the number of coefficients
+        first = pass_stats(None, None, first)
+        res = newton_solve(pass_stats, len(first.grad) - 1,
+                           C=None if self.penalty is None else float(self.C), tol=self.tol,
+                           max_iter=self.max_iter, log=log, t0=t0, first=first)
+        if res.separable:
             warnings.warn("the classes are linearly separable: without a penalty there is no "
                           "finite optimum; the coefficients are finite but not an optimum "
                           "(use a penalty, e.g. C=1.0)", ConvergenceWarning, stacklevel=3)
-        elif not converged:
+        elif not res.converged:
             warnings.warn(f"did not converge in {self.max_iter} iterations "
-                          f"(loss {f:.6g}, gradient {np.max(np.abs(g)):.3g}); the model is "
+                          f"(loss {res.loss:.6g}, gradient {res.grad_norm:.3g}); the model is "
                           "saved with converged=false", ConvergenceWarning, stacklevel=3)
-        if not (np.all(np.isfinite(coef)) and np.isfinite(b)):
-            raise PipelineError("the solver produced non-finite coefficients")
-        self.coef_ = coef
-        self.intercept_ = float(b)
-        self.rows_ = int(n)
-        self.iterations_ = iterations
-        self.converged_ = converged
-        self.loss_ = float(f)
+        self._set_fitted(res.coef, res.intercept)
+        self.n_iter_ = np.array([res.iterations], dtype=np.int32)
+        self.rows_ = res.rows
+        self.passes_ = res.passes
+        self.iterations_ = res.iterations
+        self.converged_ = res.converged
+        self.loss_ = res.loss
+        self.history_ = res.history
         return self
+
+    def _set_fitted(self, coef, intercept: float) -> None:
+        """The fitted coefficients and what scikit-learn reads from a fitted classifier."""
+        self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
+        self.intercept_ = np.array([float(intercept)])
+        self.classes_ = np.array([self.negative_, self.positive_])
+        names = [*self.features_, *getattr(self, "categories_", {})]
+        self.n_features_in_ = len(names)
+        # a model file's features are column names, except a NumPy fit's x0, x1, ...
+        if names != [f"x{j}" for j in range(len(names))]:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     # prediction
     def decision_function(self, X):
+        """The margin x·w + b of each row, shape (n,) (lazy for dask input).
+
+        A pandas or dask DataFrame is matched to the model's features by name (a column
+        missing or out of order is an error, as in scikit-learn); categorical columns are
+        encoded with the stored vocabularies (unknown values add nothing).
+        """
         self._check_fitted()
+        coef, b = self.coef_.ravel(), float(self.intercept_[0])
         if hasattr(X, "npartitions"):
             import pandas as pd
 
-            feats = list(self.features_)
+            cols = [*self.features_, *self.categories_]
+            missing = [c for c in cols if c not in X.columns]
+            if missing:
+                raise PipelineError("the model's feature is missing from the input",
+                                    column=missing[0])
             meta = pd.Series([], dtype="float64", name="margin")
-            return X[feats].map_partitions(_frame_margin, self.coef_, self.intercept_,
-                                           meta=meta)
-        X = np.asarray(X, dtype=np.float64) if isinstance(X, np.ndarray | list) else X
-        return margin(X, self.coef_, self.intercept_)
+            return X[cols].map_partitions(_frame_margin, self, meta=meta)
+        if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray):
+            return margin(X, coef, b)  # CuPy or another array-API array: as it is
+        if self.categories_:
+            return _frame_margin(X, self).to_numpy()
+        X = _validate_x(self, X)
+        return margin(X, coef, b)
 
     def predict_proba(self, X):
-        """Probabilities of classes 0 and 1, shape (n, 2), like scikit-learn (lazy on dask)."""
+        """Probabilities of ``classes_`` (negative, positive), shape (n, 2), like
+        scikit-learn (the stable sigmoid; lazy on dask)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
             import pandas as pd
@@ -436,26 +439,63 @@ class LogisticModel:
             return z.map_partitions(_frame_proba, meta=pd.DataFrame(
                 {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
         xp = kernels.namespace(z)
-        p1 = kernels.sigmoid(z)
-        p0 = kernels.sigmoid(-z)
-        return xp.stack([p0, p1], axis=1)
+        return xp.stack([kernels.sigmoid(-z), kernels.sigmoid(z)], axis=1)
 
-    def predict(self, X):
+    def predict_log_proba(self, X):
+        """Log-probabilities of ``classes_``, shape (n, 2): log σ(-z) and log σ(z), exact in
+        the tails (never the log of a rounded probability)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
-            return (z >= 0).astype("int8")
-        return (z >= 0).astype(np.int64) if isinstance(z, np.ndarray) else z >= 0
+            import pandas as pd
+
+            return z.map_partitions(_frame_log_proba, meta=pd.DataFrame(
+                {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
+        xp = kernels.namespace(z)
+        return xp.stack([kernels.log_sigmoid(-z), kernels.log_sigmoid(z)], axis=1)
+
+    def predict(self, X):
+        """The class of each row: ``classes_[1]`` where the margin is > 0, as scikit-learn
+        (dask input: 1 or 0, lazily, as int8)."""
+        z = self.decision_function(X)
+        if hasattr(z, "npartitions"):
+            return (z > 0).astype("int8")
+        if not isinstance(z, np.ndarray):
+            return z > 0
+        return self.classes_[(z > 0).astype(np.intp)]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy on ``X, y`` (weighted by ``sample_weight``), as scikit-learn's."""
+        right = np.asarray(self.predict(X)) == np.asarray(y).reshape(-1)
+        return float(np.average(right, weights=sample_weight))
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (asked for by scikit-learn only, so imported here)."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        # binary only: one logistic margin; multiclass data is an error, not one-vs-rest
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False),
+                    input_tags=InputTags(allow_nan=False))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "coef_")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
-            raise PipelineError("this LogisticModel is not fitted yet; call fit or load")
+            msg = "this LogisticModel is not fitted yet; call fit or load"
+            try:
+                from sklearn.exceptions import NotFittedError
+            except ImportError:  # pragma: no cover - without scikit-learn
+                raise PipelineError(msg) from None
+            raise NotFittedError(msg)
 
     # persistence
     def to_dict(self) -> dict:
         self._check_fitted()
         return {
             "kind": "logistic", "version": 1, "features": list(self.features_),
-            "coef": [float(c) for c in self.coef_], "intercept": self.intercept_,
+            "coef": [float(c) for c in np.ravel(self.coef_)],
+            "intercept": float(np.ravel(self.intercept_)[0]),
             "label": self.label_, "C": None if self.penalty is None else float(self.C),
             "rows": self.rows_, "passes": self.passes_, "iterations": self.iterations_,
             "converged": self.converged_, "loss": self.loss_, "history": self.history_,
@@ -463,6 +503,9 @@ class LogisticModel:
             "positive": getattr(self, "positive_", 1), "negative": getattr(self, "negative_", 0),
             "rows_dropped": getattr(self, "rows_dropped_", 0),
             "missing": getattr(self, "missing_", "error"),
+            "categories": {k: list(v) for k, v in getattr(self, "categories_", {}).items()},
+            "class_weight": class_weight_json(self.class_weight),
+            "weight": getattr(self, "weight_", None),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
         }
 
@@ -521,15 +564,24 @@ class LogisticModel:
             elif required:
                 raise PipelineError(f"invalid model file: field {name!r} is missing", path=path)
         feats, coef = d["features"], d["coef"]
-        if len(coef) != len(feats):
+        categories = d.get("categories") or {}
+        for name, vocab in categories.items():
+            if name in feats or len(set(map(repr, vocab))) != len(vocab):
+                raise PipelineError(f"invalid model file: field 'categories': column {name!r} "
+                                    "is also a numeric feature, or repeats a value", path=path)
+        width = len(feats) + sum(len(v) for v in categories.values())
+        if len(coef) != width:
             raise PipelineError(f"invalid model file: field 'coef' has {len(coef)} values for "
-                                f"{len(feats)} features", path=path)
+                                f"{len(feats)} features"
+                                + (f" and {width - len(feats)} categories" if categories
+                                   else ""), path=path)
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
-                tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50))
+                tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50),
+                class_weight=d.get("class_weight"))
+        m.weight_ = d.get("weight")
         m.features_ = list(feats)
-        m.coef_ = np.array(coef, dtype=np.float64)
-        m.intercept_ = float(d["intercept"])
+        m.categories_ = {k: list(v) for k, v in categories.items()}
         m.label_ = d.get("label", "label")
         m.rows_ = d.get("rows", 0)
         m.passes_ = d.get("passes", 0)
@@ -546,6 +598,8 @@ class LogisticModel:
                                 "differ", path=path)
         m.rows_dropped_ = d.get("rows_dropped", 0)
         m.missing_ = d.get("missing", "error")
+        m._set_fitted(coef, d["intercept"])
+        m.n_iter_ = np.array([m.iterations_], dtype=np.int32)
         return m
 
 
@@ -554,6 +608,20 @@ _NAMES = ListOf(InstanceOf(str, "a string"), "a non-empty list of unique column 
 
 _LABEL_VALUE = InstanceOf((bool, int, float, str),
                           "a label value (true/false, a number or a string)")
+
+class _Categories(Constraint):
+    """Per categorical column, its vocabulary: a list of strings, integers or booleans."""
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, list)
+            and all(isinstance(x, str | int) for x in v) for k, v in value.items())
+
+    def __str__(self) -> str:
+        return "an object of column name -> list of its values (strings, integers or booleans)"
+
+
+_CATEGORIES = _Categories()
 
 # Every field of a model file: (rule, required). Scoring needs the first five; the rest
 # describe the fit and default when absent (rows, passes, iterations 0; converged true).
@@ -578,47 +646,18 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "negative": (_LABEL_VALUE, False),
     "rows_dropped": (NON_NEGATIVE, False),
     "missing": (Options("error", "drop"), False),
+    "class_weight": (CLASS_WEIGHT, False),
+    "categories": (_CATEGORIES, False),
+    "weight": (Nullable(InstanceOf(str, "a column name")), False),
 }
 
 
-def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Solve H d = -g after Jacobi rescaling (conditions raw, unscaled features)."""
-    import scipy.linalg  # here, not at import: the CLI's start-up is paid on every run
-
-    dscale = np.sqrt(np.maximum(np.diag(H), np.finfo(float).tiny))
-    Hs = H / dscale[:, None] / dscale[None, :]
-    gs = g / dscale
-    try:
-        cf = scipy.linalg.cho_factor(Hs, check_finite=False)
-        ds = scipy.linalg.cho_solve(cf, -gs, check_finite=False)
-    except np.linalg.LinAlgError:
-        ds = np.linalg.lstsq(Hs + 1e-12 * np.eye(len(g)), -gs, rcond=None)[0]
-    return ds / dscale
-
-
-def _block_stats(item, *, coef, intercept):
-    """The statistics of one block; a block loaded here adds its count of dropped rows."""
-    if hasattr(item, "load"):
-        block = item.load()
-        return partition_stats(block, coef, intercept) + (_dropped(block),)
-    return partition_stats(item, coef, intercept)
-
-
-def _load_only(loader):
-    """Load one chunk's block, to be kept (the pass's statistics are already known)."""
-    return loader.load(), None
-
-
-def _load_and_stats(loader):
-    """Load one chunk's block and evaluate the starting point (w = 0) on it."""
-    block = loader.load()
-    stats = partition_stats(block, np.zeros(block[0].shape[1]), 0.0) + (_dropped(block),)
-    return block, stats
-
-
-def _dropped(block) -> int:
-    """Rows a loader left out for missing values (its block's optional third item)."""
-    return int(block[2]) if len(block) > 2 else 0
+def class_weight_json(spec):
+    """``class_weight`` in the model file: None, "balanced", or class (as text) -> weight."""
+    if isinstance(spec, dict):
+        return {(str(k).lower() if isinstance(k, bool) else str(k)): float(v)
+                for k, v in spec.items()}
+    return spec
 
 
 @dataclass
@@ -627,6 +666,9 @@ class _PartitionLoader:
     partition: object
     features: tuple
     label: str
+    weight: str | None = None
+    categorical: tuple = ()
+    max_categories: int = 1000
 
     @property
     def source_path(self) -> str:
@@ -634,14 +676,100 @@ class _PartitionLoader:
 
     def load(self):
         frame = self.partition.compute(scheduler="sync")
-        return load_block(frame, self.features, self.label, self.source_path)
+        return load_block(frame, self.features, self.label, self.source_path,
+                          weight=self.weight, categorical=self.categorical,
+                          max_categories=self.max_categories)
 
 
-def _frame_margin(frame, coef, intercept):
+def _frame_margin(frame, model: LogisticModel):
+    """The margin of a pandas DataFrame's rows, categorical columns encoded (by name)."""
     import pandas as pd
 
-    z = margin(frame.to_numpy(dtype=np.float64), coef, intercept)
+    from .score import chunk_margin
+
+    coef, b = model.coef_.ravel(), float(model.intercept_[0])
+    if not hasattr(frame, "columns"):
+        raise PipelineError("a model with categorical features predicts from a DataFrame "
+                            "with its columns by name")
+    if model.categories_:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        z = chunk_margin(table, model.features_, coef, b, "X", "cpu",
+                         tuple((k, tuple(v)) for k, v in model.categories_.items()))
+    else:
+        z = margin(frame[list(model.features_)].to_numpy(dtype=np.float64), coef, b)
     return pd.Series(z, index=frame.index, name="margin")
+
+
+def _frame_log_proba(z):
+    import pandas as pd
+
+    v = z.to_numpy()
+    return pd.DataFrame({"p0": kernels.log_sigmoid(-v), "p1": kernels.log_sigmoid(v)},
+                        index=z.index)
+
+
+def _scalar(value):
+    """A NumPy scalar as the Python value (what a model file's JSON holds)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _validate_xy(model, X, y, sample_weight):
+    """``X`` (float64, column-major), ``y`` and the sample weights, checked as scikit-learn
+    checks them (with its messages where it is installed); sets ``n_features_in_`` and
+    ``feature_names_in_``."""
+    sk = _sklearn_validation()
+    if sk is None:  # pragma: no cover - without scikit-learn
+        X, y = _plain_x(X), None if y is None else np.asarray(y).reshape(-1)
+        if y is None or len(y) != len(X):
+            raise ValueError("LogisticModel requires y to be passed, with one value a row")
+        model.n_features_in_ = X.shape[1]
+    else:
+        X, y = sk[0](model, X, y, dtype=np.float64, order="F")
+        sk[1](y)
+    sw = None
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 0:
+            sw = np.full(len(X), float(sw))
+        if sw.shape != (len(X),):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(len(X),)}!")
+        bad = ~np.isfinite(sw) | (sw < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"sample_weight must be finite and non-negative; row {i} is "
+                             f"{sw[i]!r}")
+    return np.asfortranarray(X), y, sw
+
+
+def _validate_x(model, X) -> np.ndarray:
+    sk = _sklearn_validation()
+    if sk is None:  # pragma: no cover - without scikit-learn
+        X = _plain_x(X)
+        if X.shape[1] != model.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but LogisticModel is expecting "
+                             f"{model.n_features_in_} features as input")
+        return X
+    return sk[0](model, X, dtype=np.float64, reset=False)
+
+
+def _sklearn_validation():
+    """scikit-learn's ``validate_data`` and ``check_classification_targets``, or None when
+    it is not installed (imported on first use: 0.5 s the CLI never pays)."""
+    try:
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import validate_data
+    except ImportError:  # pragma: no cover - without scikit-learn
+        return None
+    return validate_data, check_classification_targets
+
+
+def _plain_x(X) -> np.ndarray:  # pragma: no cover - without scikit-learn
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError("Expected a 2D array; reshape your data")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("Input X contains NaN or infinity")
+    return X
 
 
 def _frame_proba(z):
@@ -649,9 +777,3 @@ def _frame_proba(z):
 
     v = z.to_numpy()
     return pd.DataFrame({"p0": kernels.sigmoid(-v), "p1": kernels.sigmoid(v)}, index=z.index)
-
-
-def _rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss

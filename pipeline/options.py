@@ -113,6 +113,8 @@ EXEC_ARGS = [
     Arg("resume", bool, help="continue an interrupted run with the same parameters"),
     Arg("quiet", bool, help="no progress bar"),
     STORAGE_ARG,
+    Arg("performance_report", "path",
+        help="FILE.html: Dask's performance report of the run (on a cluster)"),
 ]
 CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker", "memory_limit")
 # Options of the commands that read data files (not generate).
@@ -155,7 +157,14 @@ ARGS: dict[str, list[Arg]] = {
         Arg("max_iter", int, default=50, check=COUNT),
         Arg("positive", "value", help="the label's positive class (default: the larger "
             "value)"),
-        missing_arg(MISSING_NO_KEEP, "error"), *READ_ARGS],
+        missing_arg(MISSING_NO_KEEP, "error"),
+        Arg("weight", help="a column of sample weights (finite, non-negative)"),
+        Arg("class_weight", help='"balanced" or JSON per class, e.g. {"0": 1, "1": 5}'),
+        Arg("categorical", nargs="+", help="string, integer or bool columns to one-hot "
+            "encode"),
+        Arg("max_categories", int, default=1000, check=COUNT,
+            help="at most this many values per categorical column"),
+        *READ_ARGS],
     "score": [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
         Arg("out", "path", positional=True), Arg("keep", nargs="+"),
@@ -163,7 +172,10 @@ ARGS: dict[str, list[Arg]] = {
         missing_arg(MISSING, "error"), *READ_ARGS],
     "evaluate": [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
-        Arg("label", required=True), missing_arg(MISSING_NO_KEEP, "error"), *READ_ARGS],
+        Arg("label", required=True), missing_arg(MISSING_NO_KEEP, "error"),
+        Arg("weight", help="a column of sample weights: weighted metrics"),
+        Arg("out", "path", help="FILE.json: also keep the ROC curve, calibration, score "
+            "histograms and confusion matrix"), *READ_ARGS],
     "run": [
         Arg("job", "path", positional=True), STORAGE_ARG],
     "report": [

@@ -2,7 +2,10 @@
 
 Plots are plain SVG written here (no plotting library, no network): seconds, rows/s and peak
 RSS per chunk, a timeline of chunks per worker, and, where the output was scored with a model,
-the model's loss and gradient norm per training pass.
+the model's loss and gradient norm per training pass. An evaluation kept beside the output
+(``pipeline evaluate ... --out OUT/_evaluation.json``) adds its ROC curve, calibration,
+score histograms per class and confusion matrix. Axes are fitted to the data (not to 0);
+the charts scale to the page's width, two or more abreast.
 
 OUT may be a URL: the run's files are read, and ``_report.html`` written (one PUT on an object
 store; a temporary name and a rename on a local disk), through the storage seam.
@@ -20,7 +23,23 @@ from .errors import PipelineError
 from .storage import open_storage
 from .writer import CHUNKS, JOB, SUCCESS
 
-W, H, PAD = 640, 220, 48
+W, H, PAD = 640, 300, 56
+EVALUATION = "_evaluation.json"
+COLORS = ("#4477aa", "#ee6677", "#228833")
+
+
+def _svg(width, height, body) -> str:
+    """An SVG that scales to its container's width (the page's grid column)."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'width="100%" preserveAspectRatio="xMidYMid meet">' + "".join(body) + "</svg>")
+
+
+def _padded(lo: float, hi: float, frac: float = 0.05) -> tuple[float, float]:
+    """A range around the data with a margin, so that no mark sits on an axis."""
+    span = hi - lo
+    if span == 0:
+        span = abs(hi) or 1.0
+    return lo - frac * span, hi + frac * span
 
 
 def _scale(lo, hi, a, b):
@@ -28,7 +47,16 @@ def _scale(lo, hi, a, b):
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}") -> list[str]:
+def _tick(v: float, fmt: str) -> str:
+    """A tick label that fits left of the axis: 1.2M, 839k, else ``fmt``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(v) >= scale:
+            return f"{v / (1e3 if suffix == 'k' else scale):.3g}{suffix}"
+    return fmt.format(v)
+
+
+def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}", *,
+          int_x: bool = False) -> list[str]:
     out = [f'<text x="{W / 2}" y="16" text-anchor="middle" font-weight="bold">'
            f'{html.escape(title)}</text>',
            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>',
@@ -36,12 +64,20 @@ def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}") -> list[str]:
            f'<text x="{W / 2}" y="{H - 10}" text-anchor="middle">{html.escape(xlabel)}</text>',
            f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" '
            f'text-anchor="middle">{html.escape(ylabel)}</text>']
-    for v, y in ((ylo, H - PAD), (yhi, 28)):
-        out.append(f'<text x="{PAD - 4}" y="{y + 4}" text-anchor="end" font-size="10">'
-                   f'{fmt.format(v)}</text>')
-    for v, x in ((xlo, PAD), (xhi, W - 10)):
-        out.append(f'<text x="{x}" y="{H - PAD + 14}" text-anchor="middle" font-size="10">'
-                   f'{fmt.format(v)}</text>')
+    sy = _scale(ylo, yhi, H - PAD - 2, 30)
+    sx = _scale(xlo, xhi, PAD + 4, W - 14)
+    for k in range(5):  # ticks and grid lines at quarters of each range
+        v = ylo + (yhi - ylo) * k / 4
+        y = sy(v)
+        out.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">'
+                   f'{_tick(v, fmt)}</text>')
+    xticks = [xlo + (xhi - xlo) * k / 4 for k in range(5)]
+    if int_x:  # chunk and pass numbers: whole ticks, each once
+        xticks = sorted({round(v) for v in xticks if xlo <= round(v) <= xhi})
+    for v in xticks:
+        out.append(f'<text x="{sx(v):.1f}" y="{H - PAD + 14}" text-anchor="middle" '
+                   f'font-size="10">{v if int_x else fmt.format(v)}</text>')
     return out
 
 
@@ -52,19 +88,56 @@ def scatter_svg(title, xlabel, ylabel, xs, ys, *, log_y=False, line=False) -> st
         return ""
     tf = (lambda v: math.log10(v)) if log_y else (lambda v: v)
     xlo, xhi = min(p[0] for p in pts), max(p[0] for p in pts)
-    ylo, yhi = min(tf(p[1]) for p in pts), max(tf(p[1]) for p in pts)
-    if not log_y:
-        ylo = min(ylo, 0.0)
+    if xlo == xhi:  # one point: an axis around it
+        xlo, xhi = xlo - 1, xhi + 1
+    ylo, yhi = _padded(min(tf(p[1]) for p in pts), max(tf(p[1]) for p in pts))
+    fmt = "{:.6g}" if not log_y and (yhi - ylo) < 1e-3 * max(abs(yhi), 1e-300) else "{:.3g}"
     sx, sy = _scale(xlo, xhi, PAD + 4, W - 14), _scale(ylo, yhi, H - PAD - 2, 30)
-    body = _axes(title, xlabel, ylabel + (" (log10)" if log_y else ""), xlo, xhi, ylo, yhi)
+    body = _axes(title, xlabel, ylabel + (" (log10)" if log_y else ""), xlo, xhi, ylo, yhi,
+                 fmt, int_x=all(float(p[0]).is_integer() for p in pts))
     if line and len(pts) > 1:
         path = " ".join(f"{sx(x):.1f},{sy(tf(y)):.1f}" for x, y in pts)
         body.append(f'<polyline points="{path}" fill="none" stroke="#4477aa"/>')
     for x, y in pts:
         body.append(f'<circle class="mark" cx="{sx(x):.1f}" cy="{sy(tf(y)):.1f}" r="3" '
-                    f'fill="#4477aa"><title>{x}: {y:.4g}</title></circle>')
-    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}">' + \
-        "".join(body) + "</svg>"
+                    f'fill="#4477aa"><title>{x}: {y:.6g}</title></circle>')
+    return _svg(W, H, body)
+
+
+def lines_svg(title, xlabel, ylabel, series, *, xlim=(0.0, 1.0), ylim=(0.0, 1.0),
+              diagonal=False, bars=False) -> str:
+    """Several series ``(name, xs, ys)`` on fixed axes: lines (or bars, side by side),
+    with a legend; ``diagonal`` draws y = x (the chance line, perfect calibration)."""
+    if not any(len(xs) for _, xs, _ in series):
+        return ""
+    sx, sy = _scale(*xlim, PAD + 4, W - 14), _scale(*ylim, H - PAD - 2, 30)
+    body = _axes(title, xlabel, ylabel, *xlim, *ylim, "{:.2g}")
+    if diagonal:
+        body.append(f'<line x1="{sx(xlim[0]):.1f}" y1="{sy(ylim[0]):.1f}" '
+                    f'x2="{sx(xlim[1]):.1f}" y2="{sy(ylim[1]):.1f}" stroke="#999" '
+                    'stroke-dasharray="4 3"/>')
+    for k, (name, xs, ys) in enumerate(series):
+        color = COLORS[k % len(COLORS)]
+        if bars:
+            step = (xs[1] - xs[0]) if len(xs) > 1 else 1.0
+            width = (sx(xs[0] + step) - sx(xs[0])) / (len(series) + 0.5)
+            for x, y in zip(xs, ys, strict=True):
+                x0 = sx(x) + k * width
+                body.append(f'<rect class="mark" x="{x0:.1f}" y="{sy(y):.1f}" '
+                            f'width="{max(width, 0.5):.1f}" height="{sy(ylim[0]) - sy(y):.1f}" '
+                            f'fill="{color}" opacity="0.8"><title>{name} {x:.3g}: {y:.4g}'
+                            '</title></rect>')
+        else:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=True))
+            body.append(f'<polyline class="mark" points="{path}" fill="none" '
+                        f'stroke="{color}" stroke-width="2"/>')
+            for x, y in zip(xs, ys, strict=True) if len(xs) <= 20 else ():
+                body.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}">'
+                            f'<title>{x:.3g}: {y:.3g}</title></circle>')
+        body.append(f'<rect x="{W - 170}" y="{34 + 16 * k}" width="10" height="10" '
+                    f'fill="{color}"/><text x="{W - 155}" y="{43 + 16 * k}" font-size="11">'
+                    f'{html.escape(name)}</text>')
+    return _svg(W, H, body)
 
 
 def _number(value) -> float | None:
@@ -99,8 +172,7 @@ def timeline_svg(records) -> str:
                             f'{r["chunk"]}: {r["seconds"]:.3f}s</title></rect>')
     body.append(f'<text x="{W / 2}" y="{height - 10}" text-anchor="middle">seconds since '
                 f'start (0 to {t1 - t0:.2f})</text>')
-    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}">' + \
-        "".join(body) + "</svg>"
+    return _svg(W, height, body)
 
 
 def _read(storage, path: str) -> str | None:
@@ -188,6 +260,9 @@ def write_report(out: str | os.PathLike, *, storage_options: dict | None = None)
         plots.append(scatter_svg("gradient norm per pass", "pass", "max |gradient|",
                                  passes, [_number(h.get("grad_norm")) for h in history],
                                  log_y=True, line=True))
+    evaluation = _load_evaluation(storage, root)
+    if evaluation:
+        plots.extend(evaluation_svgs(evaluation))
     rows = sum(n for n in rows_each if n is not None)
     lines = [f"output: {shown}", f"chunks: {len(records)}", f"rows: {rows:,.0f}", completeness]
     if manifest:
@@ -216,11 +291,14 @@ def write_report(out: str | os.PathLike, *, storage_options: dict | None = None)
     name = posixpath.basename(shown.replace(os.sep, "/").rstrip("/"))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>pipeline report: {html.escape(name)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} svg{{display:block;margin:1em 0;
-border:1px solid #ddd}} td,th{{padding:2px 8px;font-size:12px}} pre{{background:#f4f4f4;
-padding:1em}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:2em}} svg{{display:block;border:1px solid #ddd;
+background:#fff}} .charts{{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));
+gap:1em;margin:1em 0}} td,th{{padding:2px 8px;font-size:12px}} pre{{background:#f4f4f4;
+padding:1em}} table.confusion td{{font-size:14px;text-align:right;border:1px solid #ccc;
+padding:6px 14px}}</style></head><body>
 <h1>pipeline report</h1><pre>{html.escape(summary)}</pre>
-{''.join(p for p in plots if p)}
+<div class="charts">{''.join(f"<div>{p}</div>" for p in plots if p)}</div>
+{_confusion_html(evaluation)}
 <h2>chunks</h2><table><tr><th>chunk</th><th>source</th><th>rows</th><th>seconds</th>
 <th>cpu s</th><th>peak MiB</th><th>worker</th><th>device</th></tr>{table}</table>
 </body></html>
@@ -246,3 +324,55 @@ def _model_history(manifest, storage_options: dict | None) -> list[dict]:
     if not isinstance(history, list):
         return []
     return [h for h in history if isinstance(h, dict) and _number(h.get("pass")) is not None]
+
+
+def _load_evaluation(storage, out: str) -> dict | None:
+    """``OUT/_evaluation.json`` (``pipeline evaluate --out``), when present and readable."""
+    path = storage.join(out, EVALUATION)
+    try:
+        evaluation = json.loads(_read(storage, path) or "") if storage.exists(path) else None
+    except ValueError:
+        return None
+    return evaluation if isinstance(evaluation, dict) else None
+
+
+def evaluation_svgs(ev: dict) -> list[str]:
+    """The ROC curve, the calibration table and the score histograms of an evaluation."""
+    plots = []
+    roc = ev.get("roc") or {}
+    if isinstance(roc, dict) and roc.get("fpr"):
+        auc = _number(ev.get("auc"))
+        plots.append(lines_svg(f"ROC curve (AUC {auc:.4f})" if auc is not None else "ROC curve",
+                               "false positive rate", "true positive rate",
+                               [("model", roc["fpr"], roc["tpr"])], diagonal=True))
+    cal = [c for c in ev.get("calibration") or [] if isinstance(c, dict)]
+    if cal:
+        plots.append(lines_svg("calibration: observed rate per predicted-probability bin",
+                               "mean predicted probability", "observed positive rate",
+                               [("model", [c["mean_predicted"] for c in cal],
+                                 [c["observed_rate"] for c in cal])], diagonal=True))
+    hist = ev.get("histogram") or {}
+    if isinstance(hist, dict) and hist.get("edges"):
+        edges = hist["edges"][:-1]
+        pos, neg = hist.get("positive") or [], hist.get("negative") or []
+        tp, tn = sum(pos) or 1.0, sum(neg) or 1.0
+        pos, neg = [v / tp for v in pos], [v / tn for v in neg]
+        top = max([*pos, *neg, 1e-12]) * 1.05
+        plots.append(lines_svg("predicted probability per class (share of the class)",
+                               "predicted probability", "share of rows",
+                               [("positive class", edges, pos), ("negative class", edges, neg)],
+                               ylim=(0.0, top), bars=True))
+    return plots
+
+
+def _confusion_html(ev: dict | None) -> str:
+    conf = (ev or {}).get("confusion")
+    if not isinstance(conf, dict):
+        return ""
+    cells = {k: _cell(conf.get(k), "{:,.0f}") for k in ("tn", "fp", "fn", "tp")}
+    threshold = _cell((ev or {}).get("threshold"), "{:g}")
+    return (f"<h2>confusion matrix at threshold {threshold}</h2><table class=\"confusion\">"
+            "<tr><th></th><th>predicted negative</th><th>predicted positive</th></tr>"
+            f"<tr><th>actual negative</th><td>{cells['tn']}</td><td>{cells['fp']}</td></tr>"
+            f"<tr><th>actual positive</th><td>{cells['fn']}</td><td>{cells['tp']}</td></tr>"
+            "</table>")

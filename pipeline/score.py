@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from . import kernels
 from .buffers import empty_column, to_arrow
+from .design import sample_weights
 from .device import to_host
 from .errors import PipelineError
 from .params import MISSING_NO_KEEP
@@ -25,11 +26,31 @@ from .values import (
 # share a bin; reported as auc_error_bound. Binning z, not p, keeps the tails apart.
 AUC_BINS = 1 << 18
 AUC_RANGE = 40.0
+# The evaluation's tables, fixed in size whatever the rows: calibration in CALIBRATION_BINS
+# equal bins of predicted probability, score histograms in SCORE_BINS, the ROC curve drawn
+# through at most ROC_POINTS of the AUC's margin bins.
+CALIBRATION_BINS = 10
+SCORE_BINS = 50
+ROC_POINTS = 200
 
 
 def chunk_margin(table: pa.Table, features, coef, intercept, source="",
-                 device: str = "cpu") -> np.ndarray:
-    """x·w + b for every row, accumulated column by column (no (n, p) copy)."""
+                 device: str = "cpu", categories=()) -> np.ndarray:
+    """x·w + b for every row, accumulated column by column (no (n, p) copy).
+
+    ``categories`` is the model's ``(column, vocabulary)`` pairs, whose coefficients follow
+    the numeric features' in ``coef``: a row adds its category's coefficient, or nothing for
+    a value outside the vocabulary (scikit-learn's ``handle_unknown="ignore"``).
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    if categories:
+        z = chunk_margin(table, features, coef[:len(features)], intercept, source, device)
+        start = len(features)
+        for name, vocab in categories:
+            z += _category_terms(table, name, vocab, coef[start:start + len(vocab)], source,
+                                 device)
+            start += len(vocab)
+        return z
     n = table.num_rows
     cols = []
     for name in features:
@@ -55,6 +76,43 @@ def chunk_margin(table: pa.Table, features, coef, intercept, source="",
     return z
 
 
+def _category_terms(table: pa.Table, name: str, vocab, coef: np.ndarray, source,
+                    device: str):
+    """Each row's coefficient for its value of the categorical column ``name`` (0 when the
+    value is not in ``vocab``; NaN for a missing value, as a numeric feature gives)."""
+    import pyarrow.compute as pc
+
+    i = table.schema.get_field_index(name)
+    if i < 0:
+        raise PipelineError("the model's feature is missing from the input",
+                            path=str(source) or None, column=name)
+    col = table.column(i)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    try:
+        values = pa.array(list(vocab)).cast(col.type)
+    except (pa.ArrowException, TypeError, ValueError):
+        try:
+            values = pa.array([str(v).lower() if isinstance(v, bool) else str(v)
+                               for v in vocab]).cast(col.type)
+        except (pa.ArrowException, TypeError, ValueError):
+            raise PipelineError(f"categorical column has type {col.type}, which the model's "
+                                "categories are not", path=str(source) or None,
+                                column=name) from None
+    idx = pc.index_in(col, value_set=values).to_numpy(zero_copy_only=False)
+    idx = np.where(np.isnan(idx), -1, idx).astype(np.int64) if idx.dtype.kind == "f" else \
+        idx.astype(np.int64)
+    table_coef = np.append(coef, 0.0)  # index -1: an unknown value adds nothing
+    terms = table_coef[idx]
+    if col.null_count:
+        terms[np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)] = np.nan
+    if device == "gpu":
+        import cupy
+
+        return cupy.asarray(terms)
+    return terms
+
+
 @dataclass(frozen=True)
 class ScoreOp:
     """Kept columns, then ``probability`` (float64) and ``prediction`` (int8).
@@ -70,6 +128,7 @@ class ScoreOp:
     threshold: float = 0.5
     device: str = "cpu"
     missing: str = "error"
+    categories: tuple = ()  # the model's (column, vocabulary) pairs
 
     def __post_init__(self) -> None:
         validate_missing(self.missing)
@@ -79,9 +138,10 @@ class ScoreOp:
             if name not in table.column_names:
                 raise PipelineError("no such column to keep", path=str(source) or None,
                                     column=name)
-        table, source, mask = apply_missing(table, self.features, self.missing, source)
+        used = [*self.features, *(name for name, _ in self.categories)]
+        table, source, mask = apply_missing(table, used, self.missing, source)
         z = chunk_margin(table, self.features, np.array(self.coef), self.intercept, source,
-                         self.device)
+                         self.device, self.categories)
         p = to_host(kernels.sigmoid(z) if self.device == "gpu" else kernels.sigmoid(z, out=z))
         pred = (p >= self.threshold).astype(np.int8)
         arrays = [table.column(k) for k in self.keep] + [to_arrow(p, mask=mask),
@@ -105,6 +165,9 @@ class EvalOp:
     missing: str = "error"
     positive: object = 1
     negative: object = 0
+    weight: str | None = None  # a column of sample weights: weighted metrics
+    categories: tuple = ()     # the model's (column, vocabulary) pairs
+    threshold: float = 0.5     # of the confusion matrix
 
     def __post_init__(self) -> None:
         validate_missing(self.missing, MISSING_NO_KEEP)
@@ -114,24 +177,67 @@ class EvalOp:
             raise PipelineError("no such label column", path=str(source) or None,
                                 column=self.label)
         rows_in = table.num_rows
-        table, source, _ = apply_missing(table, [*self.features, self.label], self.missing,
-                                         source)
+        used = [*self.features, *(name for name, _ in self.categories), self.label,
+                *([self.weight] if self.weight else [])]
+        for name in used[len(used) - (1 if self.weight else 0):]:
+            if name not in table.column_names:
+                raise PipelineError("no such weight column", path=str(source) or None,
+                                    column=name)
+        table, source, _ = apply_missing(table, used, self.missing, source)
         y = binary_label(table.column(self.label), self.label, self.positive, self.negative,
                          source)
         z = to_host(chunk_margin(table, self.features, np.array(self.coef), self.intercept,
-                                 source, self.device))
+                                 source, self.device, self.categories))
         pos = y > 0.5
         m = np.where(pos, z, -z)
-        log_loss = -float(np.sum(kernels.log_sigmoid(m)))   # log σ, never log of a rounded p
-        correct = int(np.count_nonzero(m > 0) + np.count_nonzero((z == 0) & pos))
+        right = (m > 0) | ((z == 0) & pos)
         scaled = (np.clip(z, -AUC_RANGE, AUC_RANGE) + AUC_RANGE) * (AUC_BINS / (2 * AUC_RANGE))
         bins = np.minimum(scaled.astype(np.int64), AUC_BINS - 1)
+        if self.weight is None:
+            log_loss = -float(np.sum(kernels.log_sigmoid(m)))   # log σ, never log(rounded p)
+            correct = int(np.count_nonzero(right))
+            w = wp = wn = None
+        else:
+            w = sample_weights(table.column(self.weight), self.weight, source)
+            log_loss = -float(kernels.log_sigmoid(m) @ w)
+            correct = float(w[right].sum())
+            wp, wn = w[pos], w[~pos]
+        p = kernels.sigmoid(z)
+        cal = np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+        sb = np.minimum((p * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
+        said = p >= self.threshold
+        ones = np.ones(len(y)) if w is None else w
         return {
             "rows": len(y), "log_loss_sum": log_loss, "correct": correct,
-            "pos_hist": np.bincount(bins[pos], minlength=AUC_BINS),
-            "neg_hist": np.bincount(bins[~pos], minlength=AUC_BINS),
+            "pos_hist": np.bincount(bins[pos], weights=wp, minlength=AUC_BINS),
+            "neg_hist": np.bincount(bins[~pos], weights=wn, minlength=AUC_BINS),
+            "cal_count": np.bincount(cal, weights=ones, minlength=CALIBRATION_BINS),
+            "cal_pred": np.bincount(cal, weights=ones * p, minlength=CALIBRATION_BINS),
+            "cal_pos": np.bincount(cal[pos], weights=wp, minlength=CALIBRATION_BINS),
+            "score_pos": np.bincount(sb[pos], weights=wp, minlength=SCORE_BINS),
+            "score_neg": np.bincount(sb[~pos], weights=wn, minlength=SCORE_BINS),
+            "confusion": np.array([[ones[~pos & ~said].sum(), ones[~pos & said].sum()],
+                                   [ones[pos & ~said].sum(), ones[pos & said].sum()]]),
+            **({"weight_sum": float(w.sum())} if w is not None else {}),
+            "threshold": self.threshold,
             **({"rows_dropped": rows_in - len(y)} if self.missing == "drop" else {}),
         }
+
+
+def add_eval(total: dict | None, part: dict) -> dict:
+    """Two chunks' evaluation tables as one (so that a run holds one, whatever its chunks)."""
+    if total is None:
+        return dict(part)
+    return {k: (v if k == "threshold" else v + part[k]) for k, v in total.items()}
+
+
+# What ``pipeline evaluate`` prints; ``--out`` keeps the curves and tables as well.
+SUMMARY_KEYS = ("rows", "weight_sum", "rows_dropped", "log_loss", "accuracy", "auc",
+                "auc_error_bound", "threshold", "confusion")
+
+
+def evaluation_summary(result: dict) -> dict:
+    return {k: result[k] for k in SUMMARY_KEYS if k in result}
 
 
 def combine_eval(parts: list[dict]) -> dict:
@@ -147,12 +253,56 @@ def combine_eval(parts: list[dict]) -> dict:
         neg_below = np.cumsum(neg) - neg
         auc = float((pos @ neg_below + 0.5 * (pos @ neg)) / (P * N))
         bound = float(0.5 * (pos @ neg) / (P * N))
+    weighted = any("weight_sum" in p for p in parts)
+    total = sum(p["weight_sum"] for p in parts) if weighted else rows
+    if not total > 0:
+        raise PipelineError("no rows with a positive weight to evaluate")
+    curves = _curves(parts, pos, neg, threshold=parts[0].get("threshold", 0.5))
     return {
         "rows": int(rows),
-        "log_loss": sum(p["log_loss_sum"] for p in parts) / rows,
-        "accuracy": sum(p["correct"] for p in parts) / rows,
+        **({"weight_sum": total} if weighted else {}),
+        "log_loss": sum(p["log_loss_sum"] for p in parts) / total,
+        "accuracy": sum(p["correct"] for p in parts) / total,
         "auc": auc,
         "auc_error_bound": bound,
         **({"rows_dropped": sum(p["rows_dropped"] for p in parts)}
            if any("rows_dropped" in p for p in parts) else {}),
+        **curves,
+    }
+
+
+def _curves(parts: list[dict], pos: np.ndarray, neg: np.ndarray, *, threshold: float) -> dict:
+    """The ROC curve, calibration table, score histograms per class and confusion matrix,
+    from the chunks' fixed-size tables (weighted counts where the rows have weights)."""
+    def total(key):
+        return np.sum([p[key] for p in parts], axis=0)
+
+    P, N = pos.sum(), neg.sum()
+    # ROC: thresholds from the highest margin bin down; keep the bins where the share of rows
+    # above the threshold passes each 1/ROC_POINTS step (and both ends)
+    tp = np.concatenate([[0.0], np.cumsum(pos[::-1])])
+    fp = np.concatenate([[0.0], np.cumsum(neg[::-1])])
+    share = (tp + fp) / max(P + N, 1e-300)
+    keep = np.unique(np.concatenate([[0, len(tp) - 1], np.searchsorted(
+        share, np.linspace(0, 1, ROC_POINTS + 1)[1:-1]).clip(0, len(tp) - 1)]))
+    z_edges = np.linspace(AUC_RANGE, -AUC_RANGE, AUC_BINS + 1)  # margin at each cut
+    roc = {"fpr": (fp[keep] / N).tolist() if N else [], "tpr": (tp[keep] / P).tolist()
+           if P else [], "threshold": [float(kernels.sigmoid(np.float64(z_edges[k])))
+                                       for k in keep] if P and N else []}
+    count, pred, hits = total("cal_count"), total("cal_pred"), total("cal_pos")
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    calibration = [{"bin": [float(edges[i]), float(edges[i + 1])], "count": float(count[i]),
+                    "mean_predicted": float(pred[i] / count[i]),
+                    "observed_rate": float(hits[i] / count[i])}
+                   for i in range(CALIBRATION_BINS) if count[i] > 0]
+    conf = total("confusion")
+    return {
+        "threshold": threshold,
+        "confusion": {"tn": float(conf[0, 0]), "fp": float(conf[0, 1]),
+                      "fn": float(conf[1, 0]), "tp": float(conf[1, 1])},
+        "roc": roc,
+        "calibration": calibration,
+        "histogram": {"edges": np.linspace(0, 1, SCORE_BINS + 1).tolist(),
+                      "positive": total("score_pos").tolist(),
+                      "negative": total("score_neg").tolist()},
     }

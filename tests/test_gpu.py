@@ -88,7 +88,7 @@ def test_scoring_path_runs_on_array_api_strict_arrays():
 
 def test_training_statistics_run_on_array_api_strict_arrays():
     xp = pytest.importorskip("array_api_strict")
-    from pipeline.model import partition_stats
+    from pipeline.stats import partition_stats
 
     rng = np.random.default_rng(1)
     X = rng.standard_normal((500, 4))

@@ -51,7 +51,7 @@ def test_breast_cancer_raw_features_reach_sklearn_optimum(C):
     X, y = load_breast_cancer(return_X_y=True)
     m = LogisticModel(C=C).fit(X, y)
     sk = sk_fit(X, y, C)
-    ours, theirs = objective(X, y, m.coef_, m.intercept_, C), \
+    ours, theirs = objective(X, y, m.coef_[0], m.intercept_[0], C), \
         objective(X, y, sk.coef_[0], sk.intercept_[0], C)
     assert ours <= theirs * (1 + 1e-8)
     assert abs(ours - theirs) <= 1e-8 * abs(theirs)
@@ -63,7 +63,7 @@ def test_synthetic_unscaled_features_reach_sklearn_optimum(C):
     X, y = synthetic(scale=np.array([1e-3, 1, 10, 1e3, 0.1, 5]))
     m = LogisticModel(C=C or 1.0, penalty=None if C is None else "l2").fit(X, y)
     sk = sk_fit(X, y, C)
-    ours = objective(X, y, m.coef_, m.intercept_, C)
+    ours = objective(X, y, m.coef_[0], m.intercept_[0], C)
     theirs = objective(X, y, sk.coef_[0], sk.intercept_[0], C)
     assert abs(ours - theirs) <= 1e-8 * abs(theirs)
 
@@ -82,9 +82,9 @@ def test_wide_float32_data_and_dask_input_give_the_numpy_model(tmp_path):
     m_np = LogisticModel(C=0.5).fit(X.astype(np.float64), y)
     df = pipeline.read(tmp_path / "wide")
     m_dd = LogisticModel(C=0.5).fit(df, label="label")
-    np.testing.assert_allclose(m_dd.coef_, m_np.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(m_dd.coef_[0], m_np.coef_[0], rtol=1e-9, atol=1e-12)
     sk = sk_fit(X.astype(np.float64), y, 0.5)
-    ours = objective(X.astype(np.float64), y, m_np.coef_, m_np.intercept_, 0.5)
+    ours = objective(X.astype(np.float64), y, m_np.coef_[0], m_np.intercept_[0], 0.5)
     theirs = objective(X.astype(np.float64), y, sk.coef_[0], sk.intercept_[0], 0.5)
     assert abs(ours - theirs) <= 1e-8 * abs(theirs)
     proba = m_dd.predict_proba(df).compute().to_numpy()
@@ -155,7 +155,7 @@ def test_separable_without_penalty_warns_with_finite_coefficients():
     y = np.array([0, 0, 1, 1])
     with pytest.warns(ConvergenceWarning, match="separable"):
         m = LogisticModel(penalty=None).fit(X, y)
-    assert np.all(np.isfinite(m.coef_))
+    assert np.all(np.isfinite(m.coef_[0]))
 
 
 @pytest.mark.parametrize("param,value", [("C", 0), ("C", -1.0), ("C", float("nan")),
@@ -170,7 +170,8 @@ def test_invalid_parameters_get_one_clear_sentence(param, value):
 
 def test_get_set_params_like_sklearn():
     m = LogisticModel(C=2.0)
-    assert m.get_params() == {"C": 2.0, "penalty": "l2", "tol": 1e-10, "max_iter": 50}
+    assert m.get_params() == {"C": 2.0, "penalty": "l2", "tol": 1e-10, "max_iter": 50,
+                              "class_weight": None}
     assert m.set_params(C=3.0).C == 3.0
     from sklearn.base import clone
 

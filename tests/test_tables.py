@@ -181,7 +181,7 @@ def test_score_missing_keep_writes_null_results_and_drop_counts(tmp_path, capsys
     assert out["probability"].null_count == 4 and out["prediction"].null_count == 4
     assert out["probability"][9].as_py() is None and out["prediction"][77].as_py() is None
     m = LogisticModel.load(model)
-    z = m.coef_ @ [t["f0"][0].as_py(), t["f1"][0].as_py()] + m.intercept_
+    z = m.coef_[0] @ [t["f0"][0].as_py(), t["f1"][0].as_py()] + m.intercept_[0]
     assert out["probability"][0].as_py() == pytest.approx(1 / (1 + math.exp(-z)), rel=1e-12)
 
     assert run_cli("score", folder, model, tmp_path / "drop", "--missing", "drop",
@@ -212,7 +212,7 @@ def test_train_missing_drop_fits_the_clean_rows_and_records_the_count(tmp_path, 
                          t["f1"].to_numpy(zero_copy_only=False)])[clean]
     y = t["label"].to_numpy(zero_copy_only=False)[clean]
     ref = LogisticModel().fit(X, y)
-    np.testing.assert_allclose(d["coef"], ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(d["coef"], ref.coef_[0], rtol=1e-8)
 
     assert run_cli("evaluate", folder, model, "--label", "label", "--missing", "drop",
                    "--quiet") == 0
@@ -260,7 +260,7 @@ def test_integer_and_bool_features_are_exact_float64(tmp_path, capsys):
                    "k", "flag", "x", "--overwrite", "--quiet") == 0
     assert capsys.readouterr().err == ""
     ref = LogisticModel().fit(np.column_stack([k, flag, x]).astype(float), y)
-    np.testing.assert_allclose(json.loads(model.read_text())["coef"], ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(json.loads(model.read_text())["coef"], ref.coef_[0], rtol=1e-8)
 
     assert run_cli("transform", tmp_path / "a.parquet", tmp_path / "dflt") == 0
     err = capsys.readouterr().err
@@ -300,7 +300,7 @@ def test_csv_integer_feature_beyond_2_53_is_an_error_and_a_late_decimal_is_read(
     k = np.array([i % 3 for i in range(n)], float)
     k[n // 4] = 1.5
     ref = LogisticModel().fit(k[:, None], np.arange(n) % 2)
-    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-8)
     rows[n // 2] = f"{n // 2},{2**53 + 1},0"
     (tmp_path / "a.csv").write_text("id,k,label\n" + "\n".join(rows) + "\n")
     assert run_cli("train", tmp_path / "a.csv", tmp_path / "m.json", "--label", "label",
@@ -321,7 +321,7 @@ def test_bool_label_from_a_comparison_trains_from_csv(tmp_path, capsys):
     assert d["positive"] is True and d["negative"] is False
     ref = LogisticModel().fit(np.column_stack([t["f0"], t["f1"]]),
                               late.to_numpy(zero_copy_only=False).astype(float))
-    np.testing.assert_allclose(d["coef"], ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(d["coef"], ref.coef_[0], rtol=1e-8)
     assert run_cli("evaluate", tmp_path / "a.csv", model, "--label", "late", "--quiet") == 0
     assert json.loads(capsys.readouterr().out)["rows"] == 500
 
@@ -347,14 +347,15 @@ def test_string_label_positive_is_the_larger_value_or_the_named_one(tmp_path, ca
     assert (d1["positive"], d1["negative"]) == ("yes", "no")
     assert (d2["positive"], d2["negative"]) == ("no", "yes")
     ref = LogisticModel().fit(X, y)
-    np.testing.assert_allclose(d1["coef"], ref.coef_, rtol=1e-8)
-    np.testing.assert_allclose(d2["coef"], -ref.coef_, rtol=1e-8)  # the classes swapped
+    np.testing.assert_allclose(d1["coef"], ref.coef_[0], rtol=1e-8)
+    np.testing.assert_allclose(d2["coef"], -ref.coef_[0], rtol=1e-8)  # the classes swapped
     assert run_cli("evaluate", tmp_path / "a.csv", m1, "--label", "label", "--quiet") == 0
     r1 = json.loads(capsys.readouterr().out)
     assert run_cli("evaluate", tmp_path / "a.csv", m2, "--label", "label", "--quiet") == 0
     r2 = json.loads(capsys.readouterr().out)
     assert r1["log_loss"] == pytest.approx(r2["log_loss"], rel=1e-9)
-    assert r1["log_loss"] == pytest.approx(ref.loss_ - ref.coef_ @ ref.coef_ / 600, rel=1e-9)
+    w = ref.coef_[0]
+    assert r1["log_loss"] == pytest.approx(ref.loss_ - w @ w / 600, rel=1e-9)
 
 
 def test_job_file_positive_takes_a_toml_bool(tmp_path):
@@ -377,7 +378,7 @@ quiet = true
     assert (d["positive"], d["negative"]) == (False, True)
     ref = LogisticModel().fit(np.column_stack([t["f0"], t["f1"]]), t["label"].to_numpy(
         zero_copy_only=False))
-    np.testing.assert_allclose(d["coef"], -ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(d["coef"], -ref.coef_[0], rtol=1e-8)
 
 
 def test_integer_label_positive_is_the_larger_of_its_two_values(tmp_path):
@@ -387,7 +388,7 @@ def test_integer_label_positive_is_the_larger_of_its_two_values(tmp_path):
     model = pipeline.train_files(tmp_path / "a.parquet", None, label="label")
     assert (model.positive_, model.negative_) == (2, 1)
     ref = LogisticModel().fit(np.column_stack([t["f0"], t["f1"]]), t["label"].to_numpy() == 2)
-    np.testing.assert_allclose(model.coef_, ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(model.coef_[0], ref.coef_[0], rtol=1e-8)
 
 
 def test_a_third_label_value_names_file_row_and_value(tmp_path, capsys):
@@ -474,7 +475,7 @@ def test_compressed_csv_resumes_and_trains_like_the_plain_file(tmp_path):
     m = pipeline.train_files(folder, None, label="label")
     t = pa.concat_tables([_table(3000, seed=k) for k in range(3)])
     ref = LogisticModel().fit(np.column_stack([t["f0"], t["f1"]]), t["label"].to_numpy())
-    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(m.coef_[0], ref.coef_[0], rtol=1e-8)
 
 
 # --- G. CSV types ---

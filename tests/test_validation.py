@@ -296,7 +296,7 @@ def test_unknown_model_fields_are_ignored_and_known_ones_kept(trained, tmp_path,
     path = tmp_path / "extra.json"
     path.write_text(json.dumps(good | {"written_by": "a newer version"}))
     m = LogisticModel.load(path)
-    assert m.coef_.tolist() == good["coef"] and m.rows_ == good["rows"] == 400
+    assert m.coef_[0].tolist() == good["coef"] and m.rows_ == good["rows"] == 400
     assert m.history_ == good["history"] and m.converged_ is good["converged"]
     assert run_cli("evaluate", data, path, "--label", "label") == 0
     assert json.loads(capsys.readouterr().out)["rows"] == 400
@@ -420,14 +420,14 @@ def test_fit_streams_a_dask_frame_larger_than_the_workers_memory(tmp_path):
     reads = log.read_text().split()
     assert cached.cached_ is True
     assert {reads.count(os.path.basename(n)) for n in names} == {2}  # counted, then kept
-    np.testing.assert_allclose(streamed.coef_, cached.coef_, rtol=0, atol=1e-10)
-    assert abs(streamed.intercept_ - cached.intercept_) <= 1e-10
+    np.testing.assert_allclose(streamed.coef_[0], cached.coef_[0], rtol=0, atol=1e-10)
+    assert abs(streamed.intercept_[0] - cached.intercept_[0]) <= 1e-10
     assert streamed.rows_ == cached.rows_ == rows * files
 
 
 def test_train_decides_by_the_same_rule_as_fit(tmp_path, monkeypatch):
+    from pipeline.design import block_nbytes
     from pipeline.execution import Executor
-    from pipeline.model import block_nbytes
 
     asked = []
     monkeypatch.setattr(Executor, "fits_in_memory",

@@ -1,0 +1,35 @@
+"""On a Dask cluster a command shows its dashboard and can keep Dask's performance report."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli, write_parquet_files
+
+pytest.importorskip("bokeh")  # Dask's dashboard and performance report draw with it
+
+
+def test_workers_print_the_dashboard_and_write_the_performance_report(tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    report = tmp_path / "perf.html"
+    assert run_cli("train", data, tmp_path / "m.json", "--label", "label", "--workers", "1",
+                   "--performance-report", report) == 0
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if ln.startswith("dask dashboard: "))
+    assert line.startswith("dask dashboard: http://") and line.endswith("/status")
+    page = report.read_text()
+    assert "<html" in page.lower() and "Dask Performance Report" in page
+
+
+def test_quiet_prints_no_dashboard(tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    assert run_cli("transform", data, tmp_path / "o", "--workers", "1", "--quiet") == 0
+    assert "dashboard" not in capsys.readouterr().err
+
+
+def test_performance_report_without_a_cluster_is_an_error(tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    assert run_cli("transform", data, tmp_path / "o", "--performance-report",
+                   tmp_path / "p.html", "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "needs a Dask cluster" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p.html").exists()

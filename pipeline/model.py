@@ -674,6 +674,19 @@ class _PartitionLoader:
     def source_path(self) -> str:
         return f"partition {self.index}"
 
+    @property
+    def rows(self) -> int | None:
+        return None  # a partition's rows are known once computed
+
+    @property
+    def plan_key(self) -> int:
+        return self.index
+
+    def produce(self) -> pa.Table:
+        """The partition's rows as a table (the :class:`~pipeline.chunks.ChunkTask` form)."""
+        return pa.Table.from_pandas(self.partition.compute(scheduler="sync"),
+                                    preserve_index=False)
+
     def load(self):
         frame = self.partition.compute(scheduler="sync")
         return load_block(frame, self.features, self.label, self.source_path,

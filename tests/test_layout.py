@@ -22,11 +22,14 @@ def test_the_import_graph_has_no_cycle_and_runs_from_the_cli_down():
 
 
 def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
+    import dask.dataframe as dd
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.api import TrainChunk
     from pipeline.chunks import ChunkTask
+    from pipeline.model import _PartitionLoader
     from pipeline.sources import plan
     from pipeline.synthetic import GenerateTask
     from pipeline.tasks import FileChunkTask, PartitionTask, file_tasks
@@ -38,12 +41,15 @@ def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
         PartitionTask: PartitionTask(0, None, 2),
         TrainChunk: TrainChunk(file_task, ("x",), "label"),
         GenerateTask: GenerateTask(0, 0, 10, 2, "float64", 1),
+        _PartitionLoader: _PartitionLoader(
+            0, dd.from_pandas(pd.DataFrame({"x": [0.5, -1.0], "label": [1, 0]}),
+                              npartitions=1).to_delayed()[0], ("x",), "label"),
     }
     for kind, task in kinds.items():
         assert isinstance(task, ChunkTask), kind.__name__
         assert isinstance(task.index, int) and isinstance(task.source_path, str)
         assert json.dumps(task.plan_key, default=str)
-    for task in (file_task, kinds[TrainChunk], kinds[GenerateTask]):
+    for task in (file_task, kinds[TrainChunk], kinds[GenerateTask], kinds[_PartitionLoader]):
         data = task.produce()
         tables = [data] if isinstance(data, pa.Table) else list(data)
         assert sum(t.num_rows for t in tables) == (10 if task is kinds[GenerateTask] else 2)

@@ -182,7 +182,8 @@ class OutputFolder:
         self.staging: Path | None = None
         self.kept: dict[int, dict] = {}
         self.complete_manifest: dict | None = None
-        self.fresh = False  # this run made the folder: it holds nothing of the user's
+        self.fresh = False  # OUT was absent or empty: it holds nothing of the user's
+        self.made = False   # this run made OUT (else it was the user's empty folder)
 
     @property
     def folder(self) -> Path:
@@ -208,7 +209,8 @@ class OutputFolder:
         if not LOCAL.exists(p) or _is_empty_dir(p):
             if read_job(self._new) is not None:  # a stale half-built --overwrite of a
                 LOCAL.rmtree(self._new)           # folder that is gone since
-            self.fresh = not LOCAL.exists(p)
+            self.fresh = True
+            self.made = not LOCAL.exists(p)
             LOCAL.makedirs(p)
             write_json_atomic(p / JOB, self.job)
             return
@@ -295,13 +297,19 @@ class OutputFolder:
 
         A half-built --overwrite output is dropped (the old one is untouched), and so is a
         folder this very run created and that failed on bad input: it held nothing of the
-        user's, and the corrected rerun needs no flag.
+        user's, and the corrected rerun needs no flag. A folder that was the user's and
+        empty is kept, emptied of what this run wrote, for the same reason.
         """
         if self.staging is not None:
             LOCAL.rmtree(self.staging, ignore_errors=True)
             self.staging = None
-        elif bad_input and self.fresh:
+        elif bad_input and self.fresh and self.made:
             LOCAL.rmtree(self.path, ignore_errors=True)
+        elif bad_input and self.fresh:  # the user's empty folder: kept, emptied of this run's
+            for name in LOCAL.listdir(self.path):
+                if name in (JOB, CHUNKS, SUCCESS) or fnmatch(name, "part-*") or \
+                        name.endswith(".tmp"):
+                    LOCAL.rm(LOCAL.join(self.path, name))
 
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(str(self.folder), fmt)

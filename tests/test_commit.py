@@ -234,6 +234,12 @@ def test_failed_run_in_an_empty_folder_of_the_user_keeps_the_folder(tmp_path):
     out.mkdir()
     assert run_cli("transform", data, out, "--blocksize", "16KiB", "--quiet") == 2
     assert out.is_dir()
+    # kept empty, as it was: the corrected rerun needs no flag (README: a fresh output)
+    assert list(out.iterdir()) == []
+    text = (data / "p0.csv").read_text()
+    (data / "p0.csv").write_text(text.replace("oops", "1.5"))
+    assert run_cli("transform", data, out, "--blocksize", "16KiB", "--quiet") == 0
+    assert read_output(out).num_rows == 3000
 
 
 # --- the swap and crash consistency ------------------------------------------------------------

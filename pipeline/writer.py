@@ -430,7 +430,12 @@ class ManifestFolder:
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up
-                attempt = next((a for a, job in attempts.items() if self._same_job(job)), None)
+                # the attempt whose parts _SUCCESS lists (another attempt of the same job,
+                # interrupted earlier, may be pending too)
+                listed = [str(p.get("part")) for p in current.get("parts", [])
+                          if isinstance(p, dict)]
+                attempt = next((a for a, job in attempts.items() if self._same_job(job) and
+                                any(f"-{a}." in name for name in listed)), None)
                 if attempt is not None:
                     self._publish(attempt)
                 self._cleanup(current)

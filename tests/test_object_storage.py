@@ -326,3 +326,24 @@ def test_a_worker_that_cannot_see_the_input_says_which_worker_and_path(tmp_path,
     assert "only-here/part-0000" in err[0] and "no such file" in err[0]
     assert "on worker tcp://127.0.0.1:" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_a_commit_publishes_the_committed_attempts_records(moto_server, bucket,
+                                                                         tmp_path):
+    """Two attempts with the same identity: an --overwrite killed mid-run, then another
+    --overwrite killed after its commit. --resume publishes the records of the attempt that
+    _SUCCESS lists, not the other's."""
+    fs = s3fs_client(moto_server)
+    url = f"{bucket}/gen"
+    assert run_cli("generate", url, *GEN) == 0
+    new = [*GEN, "--seed", "7", "--overwrite", "--threads-per-worker", "1"]
+    _kill_at("part-1", "generate", url, *new)
+    _kill_at("after-success", "generate", url, *new)
+    fs.invalidate_cache()
+    assert len({p.split("/_pending/")[1].split("/")[0]
+                for p in fs.find(url) if "/_pending/" in p}) == 2
+    assert run_cli("generate", url, *GEN, "--seed", "7", "--threads-per-worker", "1",
+                   "--resume") == 0
+    manifest = _only_manifest_objects(fs, url, extra=["_truth.json"])
+    records = [json.loads(line) for line in fs.cat_file(f"{url}/_chunks.jsonl").splitlines()]
+    assert sorted(r["part"] for r in records) == sorted(p["part"] for p in manifest["parts"])

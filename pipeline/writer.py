@@ -244,8 +244,11 @@ class OutputFolder:
 
     def _finish_interrupted_swap(self) -> None:
         """Without RENAME_EXCHANGE the swap is two renames; a kill between them leaves no
-        OUT and a complete new output beside it: finish the swap."""
-        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS):
+        OUT and a complete new output beside it: finish the swap. Only then (the old output
+        moved aside to ``.OUT.pipeline-old``): after a RENAME_EXCHANGE the sibling holds the
+        *old* output, which must not come back if the user has since deleted OUT."""
+        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS) and \
+                LOCAL.exists(self._old):
             LOCAL.replace(self._new, self.path)
             LOCAL.fsync(self.path.parent)
             LOCAL.rmtree(self._old, ignore_errors=True)

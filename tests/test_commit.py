@@ -303,3 +303,26 @@ def test_sigkill_at_every_step_then_resume_equals_a_clean_run(tmp_path):
         manifest = _only_manifest_files(out)
         assert manifest["rows"] == 24_000 and manifest["params"]["temperature"] == 2.0
         assert sorted(p.name for p in run.iterdir()) == ["out"], (point, list(run.iterdir()))
+
+
+def test_a_deleted_out_is_not_brought_back_from_an_exchanged_swap(tmp_path, data_dir):
+    """Killed right after RENAME_EXCHANGE, the hidden sibling holds the *old* output. A user
+    who then deletes OUT and runs afresh gets a fresh output, not that old one moved back."""
+    out = tmp_path / "out"
+    assert run_cli("transform", data_dir, out, "--quiet") == 0
+    probe = [tmp_path / "probe-a", tmp_path / "probe-b"]
+    for p in probe:
+        p.mkdir()
+    exchanged = exchange_paths(*probe)
+    for p in probe:
+        p.rmdir()
+    if not exchanged:
+        pytest.skip("no RENAME_EXCHANGE: the two-rename swap leaves no old output beside OUT")
+    _kill_at("swap-exchanged", data_dir, out, "--temperature", "3", "--overwrite")
+    assert (tmp_path / ".out.pipeline-new" / "_SUCCESS").exists()
+    for p in out.iterdir():
+        p.unlink()
+    out.rmdir()
+    assert run_cli("transform", data_dir, out, "--temperature", "5", "--quiet") == 0
+    assert json.loads((out / "_SUCCESS").read_text())["params"]["temperature"] == 5.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]

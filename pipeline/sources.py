@@ -247,6 +247,9 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
         if not listed or listed == [inner]:
             if not storage.exists(inner):
                 raise PipelineError("no such file or folder", path=text)
+            if not listed and storage.isdir(inner):
+                raise PipelineError("folder holds no input files (names starting with _ or "
+                                    ". are not input)", path=text)
             paths = [storage.url(inner)]
         else:
             manifest = storage.join(inner, "_SUCCESS")

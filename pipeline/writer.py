@@ -368,9 +368,10 @@ class ManifestFolder:
     2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
        object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
     3. Commit: ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
-    4. Publish and clean up: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are
-       PUT; objects the new manifest does not list (an old output's parts, other attempts)
-       and ``_pending/<id>`` are deleted.
+    4. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
+       extra files (``_truth.json``, under ``_pending/<id>/`` until the commit) are PUT;
+       objects the new manifest does not list (an old output's parts, other attempts) and
+       ``_pending/<id>`` are deleted.
 
     ``--resume`` finds the attempt with the same identity, keeps each part whose record and
     object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
@@ -502,29 +503,44 @@ class ManifestFolder:
 
     def finish(self, manifest: dict, extras: dict | None = None, *,
                records: dict[int, dict] | None = None) -> None:
-        for name, obj in (extras or {}).items():
-            self.storage.write_text(self._path(name), json.dumps(obj, indent=1, default=str))
+        # extras (``_truth.json``) describe the new output: kept with the attempt until the
+        # commit, then published, so that the old output stays whole until then
+        texts = {name: json.dumps(obj, indent=1, default=str)
+                 for name, obj in (extras or {}).items()}
+        for name, text in texts.items():
+            self.storage.write_text(self._path(PENDING, self.attempt, name), text)
+            self.written.append(f"{PENDING}/{self.attempt}/{name}")
         crash_point("before-success")
         self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
                                                                   default=str))
         crash_point("after-success")
-        self._publish(self.attempt, records)
+        self._publish(self.attempt, records, texts)
         self._cleanup(manifest)
 
-    def _publish(self, attempt: str, records: dict[int, dict] | None = None) -> None:
-        """After the commit: the attempt's records merged into ``_chunks.jsonl``, and its
-        ``_job.json`` at the top (before the commit they would have described an output that
-        was not yet the output). ``records``: this run's, in memory; else read back."""
+    def _publish(self, attempt: str, records: dict[int, dict] | None = None,
+                 extras: dict[str, str] | None = None) -> None:
+        """After the commit: the attempt's records merged into ``_chunks.jsonl``, its extra
+        files and its ``_job.json`` at the top (before the commit they would have described
+        an output that was not yet the output). ``records`` and ``extras``: this run's, in
+        memory; else read back."""
         job = dict(self.job)
         if records is None:
-            records = {}
+            records, extras = {}, {}
             prefix = f"{PENDING}/{attempt}/"
             for name in sorted(self.listing):
-                obj = self._read_json(self._path(name)) if name.startswith(prefix) else None
-                if obj is not None and name.endswith("/" + JOB):
+                if not name.startswith(prefix):
+                    continue
+                base = name[len(prefix):]
+                if base.startswith("_") and base != JOB:
+                    extras[base] = self.storage.read_text(self._path(name))
+                    continue
+                obj = self._read_json(self._path(name))
+                if obj is not None and base == JOB:
                     job = obj
                 elif obj is not None and "chunk" in obj:
                     records[int(obj["chunk"])] = obj
+        for name, text in (extras or {}).items():
+            self.storage.write_text(self._path(name), text)
         self.storage.write_text(self._path(CHUNKS), "".join(
             json.dumps(records[i]) + "\n" for i in sorted(records)))
         job.pop("attempt", None)

@@ -347,3 +347,23 @@ def test_resume_after_a_commit_publishes_the_committed_attempts_records(moto_ser
     manifest = _only_manifest_objects(fs, url, extra=["_truth.json"])
     records = [json.loads(line) for line in fs.cat_file(f"{url}/_chunks.jsonl").splitlines()]
     assert sorted(r["part"] for r in records) == sorted(p["part"] for p in manifest["parts"])
+
+
+def test_killed_overwrite_on_s3_leaves_the_old_outputs_extra_files(moto_server, bucket):
+    """_truth.json belongs to its output: an --overwrite killed before its commit leaves the
+    old one (the old output is the output); after the commit and --resume, the new one."""
+    fs = s3fs_client(moto_server)
+    url = f"{bucket}/gen"
+    assert run_cli("generate", url, *GEN) == 0
+    old_truth = fs.cat_file(f"{url}/_truth.json")
+    _kill_at("before-success", "generate", url, *GEN, "--seed", "7", "--overwrite")
+    fs.invalidate_cache()
+    assert fs.cat_file(f"{url}/_truth.json") == old_truth
+    _kill_at("after-success", "generate", url, *GEN, "--seed", "7", "--overwrite")
+    assert run_cli("generate", url, *GEN, "--seed", "7", "--resume") == 0
+    fs.invalidate_cache()
+    new_truth = json.loads(fs.cat_file(f"{url}/_truth.json"))
+    assert new_truth != json.loads(old_truth)
+    assert run_cli("generate", tmp := f"{bucket}/check", *GEN, "--seed", "7") == 0
+    assert new_truth == json.loads(fs.cat_file(f"{tmp}/_truth.json"))
+    _only_manifest_objects(fs, url, extra=["_truth.json"])

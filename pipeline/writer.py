@@ -647,7 +647,8 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
     folder input would read its own output.
 
     ``inputs`` are the input files; ``input_arg`` the INPUT as given (a folder counts as
-    the input, a glob as its files). URLs are compared as written.
+    the input, a glob as its files). URLs are compared as written (``file://`` is
+    the local disk: resolved as a path).
     """
     target = _resolved(out)
     roots = [_resolved(p) for p in inputs]
@@ -666,6 +667,8 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
 
 def _resolved(path) -> str:
     text = os.fspath(path)
+    if is_url(text) and text.split("://", 1)[0].lower() == "file":  # the local disk
+        text = text[len("file://"):]
     return text.rstrip("/") if is_url(text) else LOCAL.realpath(text)
 
 

@@ -326,3 +326,16 @@ def test_a_deleted_out_is_not_brought_back_from_an_exchanged_swap(tmp_path, data
     assert run_cli("transform", data_dir, out, "--temperature", "5", "--quiet") == 0
     assert json.loads((out / "_SUCCESS").read_text())["params"]["temperature"] == 5.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+
+
+@pytest.mark.parametrize("spelling", ["out", "input"])
+def test_a_file_url_equal_to_the_input_is_refused(tmp_path, spelling, capsys):
+    """file:// is the local disk: OUT spelled as a file:// URL (or INPUT) is compared with
+    the input's local path, so --overwrite never replaces the input."""
+    data = tmp_path / "data"
+    assert run_cli("generate", data, "--rows", "500", "--features", "2", "--quiet") == 0
+    before = _tree(tmp_path)
+    inp, out = (data, f"file://{data}") if spelling == "out" else (f"file://{data}", data)
+    assert run_cli("transform", inp, out, "--overwrite", "--quiet") == 2
+    assert "the input" in capsys.readouterr().err
+    assert _tree(tmp_path) == before

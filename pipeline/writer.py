@@ -647,8 +647,8 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
     folder input would read its own output.
 
     ``inputs`` are the input files; ``input_arg`` the INPUT as given (a folder counts as
-    the input, a glob as its files). URLs are compared as written (``file://`` is
-    the local disk: resolved as a path).
+    the input, a glob as its files). URLs are compared as written, but for the scheme
+    (``s3a://`` is ``s3://``, ...; ``file://`` is the local disk: resolved as a path).
     """
     target = _resolved(out)
     roots = [_resolved(p) for p in inputs]
@@ -665,11 +665,19 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
                                 f"{what}", path=os.fspath(out))
 
 
+# Schemes that name the same store (one fsspec file system each): compared as the first.
+_SAME_STORE = {"s3a": "s3", "gcs": "gs", "az": "abfs", "abfss": "abfs"}
+
+
 def _resolved(path) -> str:
     text = os.fspath(path)
-    if is_url(text) and text.split("://", 1)[0].lower() == "file":  # the local disk
-        text = text[len("file://"):]
-    return text.rstrip("/") if is_url(text) else LOCAL.realpath(text)
+    if not is_url(text):
+        return LOCAL.realpath(text)
+    scheme, rest = text.split("://", 1)
+    scheme = scheme.lower()
+    if scheme == "file":  # the local disk
+        return LOCAL.realpath(rest)
+    return f"{_SAME_STORE.get(scheme, scheme)}://{rest.rstrip('/')}"
 
 
 def _inside(child: str, parent: str) -> bool:

@@ -266,3 +266,15 @@ def test_url_without_its_file_system_is_one_error_line_naming_the_extra(command,
     assert f"{url}: no file system for {scheme}:// is installed " \
            f"(pip install 'pipeline[{extra}]')" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "job.toml"]
+
+
+@pytest.mark.parametrize("out", ["s3a://b/in", "s3a://b/in/", "s3a://b/in/t", "abfss://c/x"])
+def test_out_naming_the_input_by_another_scheme_of_its_store_is_refused(out):
+    """s3a:// is s3://, abfss:// and az:// are abfs://, gcs:// is gs://: the overlap check
+    compares the store, not the spelling, so --overwrite never replaces the input."""
+    from pipeline.errors import PipelineError
+    from pipeline.writer import refuse_overlap
+
+    inp = "abfs://c/x" if out.startswith("abfss") else "s3://b/in"
+    with pytest.raises(PipelineError, match="the input"):
+        refuse_overlap(out, [f"{inp}/part-00000.parquet"], input_arg=inp)

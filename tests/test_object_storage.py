@@ -367,3 +367,31 @@ def test_killed_overwrite_on_s3_leaves_the_old_outputs_extra_files(moto_server, 
     assert run_cli("generate", tmp := f"{bucket}/check", *GEN, "--seed", "7") == 0
     assert new_truth == json.loads(fs.cat_file(f"{tmp}/_truth.json"))
     _only_manifest_objects(fs, url, extra=["_truth.json"])
+
+
+def test_bad_input_on_a_cluster_leaves_no_part_of_its_attempt(moto_server, bucket, tmp_path,
+                                                              dask_cluster, capsys):
+    """A chunk fails on bad input while others still upload on the workers: the failed run
+    waits for them before it deletes its attempt, so the prefix is left empty and the
+    corrected rerun needs no flag."""
+    import numpy as np
+    import pyarrow.csv as pacsv
+
+    fs = s3fs_client(moto_server)
+    data = tmp_path / "d"
+    data.mkdir()
+    lines = ['"f0","f1"'] + ["0.5,0.5"] * 4000  # pyarrow's header: quoted
+    lines[2500] = "0.5,oops"
+    (data / "a.csv").write_text("\n".join(lines) + "\n")
+    rng = np.random.default_rng(0)
+    big = pa.table({"f0": rng.standard_normal(1_500_000), "f1": rng.standard_normal(1_500_000)})
+    pacsv.write_csv(big, data / "b.csv")
+    url = f"{bucket}/out"
+    assert run_cli("transform", data, url, "--scheduler", dask_cluster.address,
+                   "--blocksize", "4MiB", "--columns", "f0", "f1", "--quiet") == 2
+    assert "oops" in capsys.readouterr().err
+    fs.invalidate_cache()
+    assert fs.find(url) == []
+    (data / "a.csv").write_text("\n".join(lines).replace("oops", "1.5") + "\n")
+    assert run_cli("transform", data, url, "--scheduler", dask_cluster.address,
+                   "--blocksize", "4MiB", "--columns", "f0", "f1", "--quiet") == 0

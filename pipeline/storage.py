@@ -260,7 +260,10 @@ class FsspecStorage:
         return self.fs.isdir(path)
 
     def find(self, folder: str) -> list[str]:
-        return sorted(self.fs.find(folder))
+        try:
+            return sorted(self.fs.find(folder))
+        except FileNotFoundError:  # no such bucket or container: nothing under it
+            return []
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(self.fs.glob(pattern))
@@ -337,6 +340,11 @@ def _takes_refresh(fs) -> bool:
     return type(fs).__name__ in ("S3FileSystem", "GCSFileSystem", "AzureBlobFileSystem")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _storage_errors(method):
     """A store's failure, after its client's own retries, as one StorageError naming the
     operation and the object; a missing object stays FileNotFoundError."""
@@ -345,11 +353,16 @@ def _storage_errors(method):
     def wrapper(self, path, *args, **kwargs):
         try:
             return method(self, path, *args, **kwargs)
-        except (FileNotFoundError, PipelineError, StorageError):
+        except FileNotFoundError as exc:
+            if method.__name__ not in ("write_text", "put_file"):
+                raise
+            # a write finds no bucket or container (its name is the URL's first part)
+            raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
+                                "container exist?", path=self.url(path)) from None
+        except (PipelineError, StorageError):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
-                type(exc).__name__
+            detail = _first_line(exc)
             target = self.url(path) if isinstance(path, str) else f"{len(path)} objects"
             raise StorageError(f"{target}: {method.__name__} failed ({detail})") from None
 

@@ -278,3 +278,16 @@ def test_out_naming_the_input_by_another_scheme_of_its_store_is_refused(out):
     inp = "abfs://c/x" if out.startswith("abfss") else "s3://b/in"
     with pytest.raises(PipelineError, match="the input"):
         refuse_overlap(out, [f"{inp}/part-00000.parquet"], input_arg=inp)
+
+
+def test_a_bucket_that_does_not_exist_is_one_error_line(moto_server, data_dir, tmp_path,
+                                                       capsys):
+    """INPUT, OUT or a model file in a missing bucket: one error line, exit 2, no traceback."""
+    missing = "s3://no-such-bucket-here"
+    for args in (["transform", f"{missing}/raw", tmp_path / "out"],
+                 ["transform", data_dir, f"{missing}/out"],
+                 ["train", data_dir, f"{missing}/m.json", "--label", "label"]):
+        assert run_cli(*args, "--quiet") == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {missing}/"), (args, err)
+    assert not (tmp_path / "out").exists()

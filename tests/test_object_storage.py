@@ -370,7 +370,7 @@ def test_killed_overwrite_on_s3_leaves_the_old_outputs_extra_files(moto_server, 
 
 
 def test_bad_input_on_a_cluster_leaves_no_part_of_its_attempt(moto_server, bucket, tmp_path,
-                                                              dask_cluster, capsys):
+                                                              capsys):
     """A chunk fails on bad input while others still upload on the workers: the failed run
     waits for them before it deletes its attempt, so the prefix is left empty and the
     corrected rerun needs no flag."""
@@ -387,11 +387,17 @@ def test_bad_input_on_a_cluster_leaves_no_part_of_its_attempt(moto_server, bucke
     big = pa.table({"f0": rng.standard_normal(1_500_000), "f1": rng.standard_normal(1_500_000)})
     pacsv.write_csv(big, data / "b.csv")
     url = f"{bucket}/out"
-    assert run_cli("transform", data, url, "--scheduler", dask_cluster.address,
-                   "--blocksize", "4MiB", "--columns", "f0", "f1", "--quiet") == 2
-    assert "oops" in capsys.readouterr().err
-    fs.invalidate_cache()
-    assert fs.find(url) == []
-    (data / "a.csv").write_text("\n".join(lines).replace("oops", "1.5") + "\n")
-    assert run_cli("transform", data, url, "--scheduler", dask_cluster.address,
-                   "--blocksize", "4MiB", "--columns", "f0", "f1", "--quiet") == 0
+    from conftest import DaskProcesses
+
+    cluster = DaskProcesses(workers=2)  # started here: its workers see moto's credentials
+    try:
+        flags = ["--scheduler", cluster.address, "--blocksize", "4MiB", "--columns", "f0",
+                 "f1", "--quiet"]
+        assert run_cli("transform", data, url, *flags) == 2
+        assert "oops" in capsys.readouterr().err
+        fs.invalidate_cache()
+        assert fs.find(url) == []
+        (data / "a.csv").write_text("\n".join(lines).replace("oops", "1.5") + "\n")
+        assert run_cli("transform", data, url, *flags) == 0
+    finally:
+        cluster.close()

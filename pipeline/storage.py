@@ -351,6 +351,9 @@ def _storage_errors(method):
 
     @functools.wraps(method)
     def wrapper(self, path, *args, **kwargs):
+        # the object a message names: put_file's is its second argument (the first is the
+        # local file it uploads)
+        obj = args[0] if method.__name__ == "put_file" and args else path
         try:
             return method(self, path, *args, **kwargs)
         except FileNotFoundError as exc:
@@ -358,12 +361,12 @@ def _storage_errors(method):
                 raise
             # a write finds no bucket or container (its name is the URL's first part)
             raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
-                                "container exist?", path=self.url(path)) from None
+                                "container exist?", path=self.url(obj)) from None
         except (PipelineError, StorageError):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
             detail = _first_line(exc)
-            target = self.url(path) if isinstance(path, str) else f"{len(path)} objects"
+            target = self.url(obj) if isinstance(obj, str) else f"{len(obj)} objects"
             raise StorageError(f"{target}: {method.__name__} failed ({detail})") from None
 
     return wrapper

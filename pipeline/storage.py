@@ -70,7 +70,8 @@ def parse_storage_options(items) -> dict:
             continue
         key, sep, value = str(item).partition("=")
         if not sep or not key:
-            raise PipelineError(f"--storage-option must be KEY=VALUE; got {item!r}")
+            raise PipelineError("--storage-option must be KEY=VALUE; an item is not (its "
+                                "text is not shown, as it may hold a secret)")
         try:
             options[key] = json.loads(value)
         except ValueError:

@@ -299,3 +299,12 @@ def test_a_failed_upload_names_the_object_not_the_local_temporary_file(tmp_path)
         FsspecStorage(fs, "memory").put_file(str(local), "/out/part-00000-abc.parquet")
     assert "out/part-00000-abc.parquet: put_file failed" in str(info.value)
     assert str(local) not in str(info.value) and "access denied" in str(info.value)
+
+
+def test_the_storage_layers_own_key_value_check_does_not_echo_the_item():
+    from pipeline.errors import PipelineError
+    from pipeline.storage import parse_storage_options
+
+    with pytest.raises(PipelineError) as info:
+        parse_storage_options(["s3cr3t-token-value"])
+    assert "s3cr3t" not in str(info.value)

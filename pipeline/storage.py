@@ -46,8 +46,19 @@ def redact(options: dict | None) -> dict:
     """Storage options as they may be recorded: secret-looking values replaced."""
     out = {}
     for key, value in (options or {}).items():
-        out[key] = "<redacted>" if is_secret_option(key) else value
+        out[key] = "<redacted>" if is_secret_option(key) else _without_userinfo(value)
     return out
+
+
+def _without_userinfo(value):
+    """A URL value (``endpoint_url``) without the ``user:password@`` it may carry."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    scheme, rest = value.split("://", 1)
+    host, slash, path = rest.partition("/")
+    if "@" not in host:
+        return value
+    return f"{scheme}://<redacted>@{host.rsplit('@', 1)[1]}{slash}{path}"
 
 
 def is_secret_option(name) -> bool:

@@ -308,3 +308,12 @@ def test_the_storage_layers_own_key_value_check_does_not_echo_the_item():
     with pytest.raises(PipelineError) as info:
         parse_storage_options(["s3cr3t-token-value"])
     assert "s3cr3t" not in str(info.value)
+
+
+def test_a_password_inside_an_endpoint_url_is_redacted():
+    from pipeline.storage import redact
+
+    assert redact({"endpoint_url": "http://minio:pa55w0rd@127.0.0.1:9000/x", "anon": True}) == {
+        "endpoint_url": "http://<redacted>@127.0.0.1:9000/x", "anon": True}
+    assert redact({"endpoint_url": "http://127.0.0.1:9000"}) == {
+        "endpoint_url": "http://127.0.0.1:9000"}

@@ -224,6 +224,13 @@ class DaskExecutor(Executor):
                 try:
                     result = fut.result()
                 except Exception as exc:
+                    # the others in flight (at most slots + 2) may be writing parts, and
+                    # cancel does not stop a running task: let them end, so that the
+                    # caller's clean-up comes after their last write and a failed run leaves
+                    # no part behind
+                    from distributed import wait as dwait
+
+                    dwait([f for f, _ in futures.values()])
                     raise _worker_error(exc, item) from None
                 yield item, result
                 submit_next()

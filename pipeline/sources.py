@@ -235,8 +235,8 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
     of a cluster read the same files whatever their working folder."""
     text = os.fspath(input_path)
     storage, inner = open_storage(text, storage_options)
-    if isinstance(storage, LocalStorage):
-        inner = text = os.path.abspath(text) if not any(c in text for c in "*?[") else text
+    if isinstance(storage, LocalStorage):  # a path, or a file:// URL's path
+        inner = text = os.path.abspath(inner) if not any(c in inner for c in "*?[") else inner
     if any(ch in inner for ch in "*?["):
         paths = [storage.url(p) for p in storage.glob(inner)]
         if not paths:
@@ -247,6 +247,9 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
         if not listed or listed == [inner]:
             if not storage.exists(inner):
                 raise PipelineError("no such file or folder", path=text)
+            if not listed and storage.isdir(inner):
+                raise PipelineError("folder holds no input files (names starting with _ or "
+                                    ". are not input)", path=text)
             paths = [storage.url(inner)]
         else:
             manifest = storage.join(inner, "_SUCCESS")

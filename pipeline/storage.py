@@ -46,8 +46,19 @@ def redact(options: dict | None) -> dict:
     """Storage options as they may be recorded: secret-looking values replaced."""
     out = {}
     for key, value in (options or {}).items():
-        out[key] = "<redacted>" if is_secret_option(key) else value
+        out[key] = "<redacted>" if is_secret_option(key) else _without_userinfo(value)
     return out
+
+
+def _without_userinfo(value):
+    """A URL value (``endpoint_url``) without the ``user:password@`` it may carry."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    scheme, rest = value.split("://", 1)
+    host, slash, path = rest.partition("/")
+    if "@" not in host:
+        return value
+    return f"{scheme}://<redacted>@{host.rsplit('@', 1)[1]}{slash}{path}"
 
 
 def is_secret_option(name) -> bool:
@@ -70,7 +81,8 @@ def parse_storage_options(items) -> dict:
             continue
         key, sep, value = str(item).partition("=")
         if not sep or not key:
-            raise PipelineError(f"--storage-option must be KEY=VALUE; got {item!r}")
+            raise PipelineError("--storage-option must be KEY=VALUE; an item is not (its "
+                                "text is not shown, as it may hold a secret)")
         try:
             options[key] = json.loads(value)
         except ValueError:
@@ -260,7 +272,10 @@ class FsspecStorage:
         return self.fs.isdir(path)
 
     def find(self, folder: str) -> list[str]:
-        return sorted(self.fs.find(folder))
+        try:
+            return sorted(self.fs.find(folder))
+        except FileNotFoundError:  # no such bucket or container: nothing under it
+            return []
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(self.fs.glob(pattern))
@@ -337,20 +352,33 @@ def _takes_refresh(fs) -> bool:
     return type(fs).__name__ in ("S3FileSystem", "GCSFileSystem", "AzureBlobFileSystem")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _storage_errors(method):
     """A store's failure, after its client's own retries, as one StorageError naming the
     operation and the object; a missing object stays FileNotFoundError."""
 
     @functools.wraps(method)
     def wrapper(self, path, *args, **kwargs):
+        # the object a message names: put_file's is its second argument (the first is the
+        # local file it uploads)
+        obj = args[0] if method.__name__ == "put_file" and args else path
         try:
             return method(self, path, *args, **kwargs)
-        except (FileNotFoundError, PipelineError, StorageError):
+        except FileNotFoundError as exc:
+            if method.__name__ not in ("write_text", "put_file"):
+                raise
+            # a write finds no bucket or container (its name is the URL's first part)
+            raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
+                                "container exist?", path=self.url(obj)) from None
+        except (PipelineError, StorageError):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
-                type(exc).__name__
-            target = self.url(path) if isinstance(path, str) else f"{len(path)} objects"
+            detail = _first_line(exc)
+            target = self.url(obj) if isinstance(obj, str) else f"{len(obj)} objects"
             raise StorageError(f"{target}: {method.__name__} failed ({detail})") from None
 
     return wrapper

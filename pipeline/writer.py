@@ -182,7 +182,8 @@ class OutputFolder:
         self.staging: Path | None = None
         self.kept: dict[int, dict] = {}
         self.complete_manifest: dict | None = None
-        self.fresh = False  # this run made the folder: it holds nothing of the user's
+        self.fresh = False  # OUT was absent or empty: it holds nothing of the user's
+        self.made = False   # this run made OUT (else it was the user's empty folder)
 
     @property
     def folder(self) -> Path:
@@ -208,7 +209,8 @@ class OutputFolder:
         if not LOCAL.exists(p) or _is_empty_dir(p):
             if read_job(self._new) is not None:  # a stale half-built --overwrite of a
                 LOCAL.rmtree(self._new)           # folder that is gone since
-            self.fresh = not LOCAL.exists(p)
+            self.fresh = True
+            self.made = not LOCAL.exists(p)
             LOCAL.makedirs(p)
             write_json_atomic(p / JOB, self.job)
             return
@@ -242,8 +244,11 @@ class OutputFolder:
 
     def _finish_interrupted_swap(self) -> None:
         """Without RENAME_EXCHANGE the swap is two renames; a kill between them leaves no
-        OUT and a complete new output beside it: finish the swap."""
-        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS):
+        OUT and a complete new output beside it: finish the swap. Only then (the old output
+        moved aside to ``.OUT.pipeline-old``): after a RENAME_EXCHANGE the sibling holds the
+        *old* output, which must not come back if the user has since deleted OUT."""
+        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS) and \
+                LOCAL.exists(self._old):
             LOCAL.replace(self._new, self.path)
             LOCAL.fsync(self.path.parent)
             LOCAL.rmtree(self._old, ignore_errors=True)
@@ -295,13 +300,19 @@ class OutputFolder:
 
         A half-built --overwrite output is dropped (the old one is untouched), and so is a
         folder this very run created and that failed on bad input: it held nothing of the
-        user's, and the corrected rerun needs no flag.
+        user's, and the corrected rerun needs no flag. A folder that was the user's and
+        empty is kept, emptied of what this run wrote, for the same reason.
         """
         if self.staging is not None:
             LOCAL.rmtree(self.staging, ignore_errors=True)
             self.staging = None
-        elif bad_input and self.fresh:
+        elif bad_input and self.fresh and self.made:
             LOCAL.rmtree(self.path, ignore_errors=True)
+        elif bad_input and self.fresh:  # the user's empty folder: kept, emptied of this run's
+            for name in LOCAL.listdir(self.path):
+                if name in (JOB, CHUNKS, SUCCESS) or fnmatch(name, "part-*") or \
+                        name.endswith(".tmp"):
+                    LOCAL.rm(LOCAL.join(self.path, name))
 
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(str(self.folder), fmt)
@@ -357,9 +368,10 @@ class ManifestFolder:
     2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
        object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
     3. Commit: ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
-    4. Publish and clean up: ``_chunks.jsonl`` (the records merged) and ``_job.json`` are
-       PUT; objects the new manifest does not list (an old output's parts, other attempts)
-       and ``_pending/<id>`` are deleted.
+    4. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
+       extra files (``_truth.json``, under ``_pending/<id>/`` until the commit) are PUT;
+       objects the new manifest does not list (an old output's parts, other attempts) and
+       ``_pending/<id>`` are deleted.
 
     ``--resume`` finds the attempt with the same identity, keeps each part whose record and
     object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
@@ -422,7 +434,12 @@ class ManifestFolder:
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up
-                attempt = next((a for a, job in attempts.items() if self._same_job(job)), None)
+                # the attempt whose parts _SUCCESS lists (another attempt of the same job,
+                # interrupted earlier, may be pending too)
+                listed = [str(p.get("part")) for p in current.get("parts", [])
+                          if isinstance(p, dict)]
+                attempt = next((a for a, job in attempts.items() if self._same_job(job) and
+                                any(f"-{a}." in name for name in listed)), None)
                 if attempt is not None:
                     self._publish(attempt)
                 self._cleanup(current)
@@ -486,29 +503,44 @@ class ManifestFolder:
 
     def finish(self, manifest: dict, extras: dict | None = None, *,
                records: dict[int, dict] | None = None) -> None:
-        for name, obj in (extras or {}).items():
-            self.storage.write_text(self._path(name), json.dumps(obj, indent=1, default=str))
+        # extras (``_truth.json``) describe the new output: kept with the attempt until the
+        # commit, then published, so that the old output stays whole until then
+        texts = {name: json.dumps(obj, indent=1, default=str)
+                 for name, obj in (extras or {}).items()}
+        for name, text in texts.items():
+            self.storage.write_text(self._path(PENDING, self.attempt, name), text)
+            self.written.append(f"{PENDING}/{self.attempt}/{name}")
         crash_point("before-success")
         self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
                                                                   default=str))
         crash_point("after-success")
-        self._publish(self.attempt, records)
+        self._publish(self.attempt, records, texts)
         self._cleanup(manifest)
 
-    def _publish(self, attempt: str, records: dict[int, dict] | None = None) -> None:
-        """After the commit: the attempt's records merged into ``_chunks.jsonl``, and its
-        ``_job.json`` at the top (before the commit they would have described an output that
-        was not yet the output). ``records``: this run's, in memory; else read back."""
+    def _publish(self, attempt: str, records: dict[int, dict] | None = None,
+                 extras: dict[str, str] | None = None) -> None:
+        """After the commit: the attempt's records merged into ``_chunks.jsonl``, its extra
+        files and its ``_job.json`` at the top (before the commit they would have described
+        an output that was not yet the output). ``records`` and ``extras``: this run's, in
+        memory; else read back."""
         job = dict(self.job)
         if records is None:
-            records = {}
+            records, extras = {}, {}
             prefix = f"{PENDING}/{attempt}/"
             for name in sorted(self.listing):
-                obj = self._read_json(self._path(name)) if name.startswith(prefix) else None
-                if obj is not None and name.endswith("/" + JOB):
+                if not name.startswith(prefix):
+                    continue
+                base = name[len(prefix):]
+                if base.startswith("_") and base != JOB:
+                    extras[base] = self.storage.read_text(self._path(name))
+                    continue
+                obj = self._read_json(self._path(name))
+                if obj is not None and base == JOB:
                     job = obj
                 elif obj is not None and "chunk" in obj:
                     records[int(obj["chunk"])] = obj
+        for name, text in (extras or {}).items():
+            self.storage.write_text(self._path(name), text)
         self.storage.write_text(self._path(CHUNKS), "".join(
             json.dumps(records[i]) + "\n" for i in sorted(records)))
         job.pop("attempt", None)
@@ -615,7 +647,8 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
     folder input would read its own output.
 
     ``inputs`` are the input files; ``input_arg`` the INPUT as given (a folder counts as
-    the input, a glob as its files). URLs are compared as written.
+    the input, a glob as its files). URLs are compared as written, but for the scheme
+    (``s3a://`` is ``s3://``, ...; ``file://`` is the local disk: resolved as a path).
     """
     target = _resolved(out)
     roots = [_resolved(p) for p in inputs]
@@ -632,9 +665,19 @@ def refuse_overlap(out: str | os.PathLike, inputs: list[str], *, input_arg=None,
                                 f"{what}", path=os.fspath(out))
 
 
+# Schemes that name the same store (one fsspec file system each): compared as the first.
+_SAME_STORE = {"s3a": "s3", "gcs": "gs", "az": "abfs", "abfss": "abfs"}
+
+
 def _resolved(path) -> str:
     text = os.fspath(path)
-    return text.rstrip("/") if is_url(text) else LOCAL.realpath(text)
+    if not is_url(text):
+        return LOCAL.realpath(text)
+    scheme, rest = text.split("://", 1)
+    scheme = scheme.lower()
+    if scheme == "file":  # the local disk
+        return LOCAL.realpath(rest)
+    return f"{_SAME_STORE.get(scheme, scheme)}://{rest.rstrip('/')}"
 
 
 def _inside(child: str, parent: str) -> bool:

@@ -234,6 +234,12 @@ def test_failed_run_in_an_empty_folder_of_the_user_keeps_the_folder(tmp_path):
     out.mkdir()
     assert run_cli("transform", data, out, "--blocksize", "16KiB", "--quiet") == 2
     assert out.is_dir()
+    # kept empty, as it was: the corrected rerun needs no flag (README: a fresh output)
+    assert list(out.iterdir()) == []
+    text = (data / "p0.csv").read_text()
+    (data / "p0.csv").write_text(text.replace("oops", "1.5"))
+    assert run_cli("transform", data, out, "--blocksize", "16KiB", "--quiet") == 0
+    assert read_output(out).num_rows == 3000
 
 
 # --- the swap and crash consistency ------------------------------------------------------------
@@ -297,3 +303,39 @@ def test_sigkill_at_every_step_then_resume_equals_a_clean_run(tmp_path):
         manifest = _only_manifest_files(out)
         assert manifest["rows"] == 24_000 and manifest["params"]["temperature"] == 2.0
         assert sorted(p.name for p in run.iterdir()) == ["out"], (point, list(run.iterdir()))
+
+
+def test_a_deleted_out_is_not_brought_back_from_an_exchanged_swap(tmp_path, data_dir):
+    """Killed right after RENAME_EXCHANGE, the hidden sibling holds the *old* output. A user
+    who then deletes OUT and runs afresh gets a fresh output, not that old one moved back."""
+    out = tmp_path / "out"
+    assert run_cli("transform", data_dir, out, "--quiet") == 0
+    probe = [tmp_path / "probe-a", tmp_path / "probe-b"]
+    for p in probe:
+        p.mkdir()
+    exchanged = exchange_paths(*probe)
+    for p in probe:
+        p.rmdir()
+    if not exchanged:
+        pytest.skip("no RENAME_EXCHANGE: the two-rename swap leaves no old output beside OUT")
+    _kill_at("swap-exchanged", data_dir, out, "--temperature", "3", "--overwrite")
+    assert (tmp_path / ".out.pipeline-new" / "_SUCCESS").exists()
+    for p in out.iterdir():
+        p.unlink()
+    out.rmdir()
+    assert run_cli("transform", data_dir, out, "--temperature", "5", "--quiet") == 0
+    assert json.loads((out / "_SUCCESS").read_text())["params"]["temperature"] == 5.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+
+
+@pytest.mark.parametrize("spelling", ["out", "input"])
+def test_a_file_url_equal_to_the_input_is_refused(tmp_path, spelling, capsys):
+    """file:// is the local disk: OUT spelled as a file:// URL (or INPUT) is compared with
+    the input's local path, so --overwrite never replaces the input."""
+    data = tmp_path / "data"
+    assert run_cli("generate", data, "--rows", "500", "--features", "2", "--quiet") == 0
+    before = _tree(tmp_path)
+    inp, out = (data, f"file://{data}") if spelling == "out" else (f"file://{data}", data)
+    assert run_cli("transform", inp, out, "--overwrite", "--quiet") == 2
+    assert "the input" in capsys.readouterr().err
+    assert _tree(tmp_path) == before

@@ -326,3 +326,78 @@ def test_a_worker_that_cannot_see_the_input_says_which_worker_and_path(tmp_path,
     assert "only-here/part-0000" in err[0] and "no such file" in err[0]
     assert "on worker tcp://127.0.0.1:" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_a_commit_publishes_the_committed_attempts_records(moto_server, bucket,
+                                                                         tmp_path):
+    """Two attempts with the same identity: an --overwrite killed mid-run, then another
+    --overwrite killed after its commit. --resume publishes the records of the attempt that
+    _SUCCESS lists, not the other's."""
+    fs = s3fs_client(moto_server)
+    url = f"{bucket}/gen"
+    assert run_cli("generate", url, *GEN) == 0
+    new = [*GEN, "--seed", "7", "--overwrite", "--threads-per-worker", "1"]
+    _kill_at("part-1", "generate", url, *new)
+    _kill_at("after-success", "generate", url, *new)
+    fs.invalidate_cache()
+    assert len({p.split("/_pending/")[1].split("/")[0]
+                for p in fs.find(url) if "/_pending/" in p}) == 2
+    assert run_cli("generate", url, *GEN, "--seed", "7", "--threads-per-worker", "1",
+                   "--resume") == 0
+    manifest = _only_manifest_objects(fs, url, extra=["_truth.json"])
+    records = [json.loads(line) for line in fs.cat_file(f"{url}/_chunks.jsonl").splitlines()]
+    assert sorted(r["part"] for r in records) == sorted(p["part"] for p in manifest["parts"])
+
+
+def test_killed_overwrite_on_s3_leaves_the_old_outputs_extra_files(moto_server, bucket):
+    """_truth.json belongs to its output: an --overwrite killed before its commit leaves the
+    old one (the old output is the output); after the commit and --resume, the new one."""
+    fs = s3fs_client(moto_server)
+    url = f"{bucket}/gen"
+    assert run_cli("generate", url, *GEN) == 0
+    old_truth = fs.cat_file(f"{url}/_truth.json")
+    _kill_at("before-success", "generate", url, *GEN, "--seed", "7", "--overwrite")
+    fs.invalidate_cache()
+    assert fs.cat_file(f"{url}/_truth.json") == old_truth
+    _kill_at("after-success", "generate", url, *GEN, "--seed", "7", "--overwrite")
+    assert run_cli("generate", url, *GEN, "--seed", "7", "--resume") == 0
+    fs.invalidate_cache()
+    new_truth = json.loads(fs.cat_file(f"{url}/_truth.json"))
+    assert new_truth != json.loads(old_truth)
+    assert run_cli("generate", tmp := f"{bucket}/check", *GEN, "--seed", "7") == 0
+    assert new_truth == json.loads(fs.cat_file(f"{tmp}/_truth.json"))
+    _only_manifest_objects(fs, url, extra=["_truth.json"])
+
+
+def test_bad_input_on_a_cluster_leaves_no_part_of_its_attempt(moto_server, bucket, tmp_path,
+                                                              capsys):
+    """A chunk fails on bad input while others still upload on the workers: the failed run
+    waits for them before it deletes its attempt, so the prefix is left empty and the
+    corrected rerun needs no flag."""
+    import numpy as np
+    import pyarrow.csv as pacsv
+
+    fs = s3fs_client(moto_server)
+    data = tmp_path / "d"
+    data.mkdir()
+    lines = ['"f0","f1"'] + ["0.5,0.5"] * 4000  # pyarrow's header: quoted
+    lines[2500] = "0.5,oops"
+    (data / "a.csv").write_text("\n".join(lines) + "\n")
+    rng = np.random.default_rng(0)
+    big = pa.table({"f0": rng.standard_normal(1_500_000), "f1": rng.standard_normal(1_500_000)})
+    pacsv.write_csv(big, data / "b.csv")
+    url = f"{bucket}/out"
+    from conftest import DaskProcesses
+
+    cluster = DaskProcesses(workers=2)  # started here: its workers see moto's credentials
+    try:
+        flags = ["--scheduler", cluster.address, "--blocksize", "4MiB", "--columns", "f0",
+                 "f1", "--quiet"]
+        assert run_cli("transform", data, url, *flags) == 2
+        assert "oops" in capsys.readouterr().err
+        fs.invalidate_cache()
+        assert fs.find(url) == []
+        (data / "a.csv").write_text("\n".join(lines).replace("oops", "1.5") + "\n")
+        assert run_cli("transform", data, url, *flags) == 0
+    finally:
+        cluster.close()

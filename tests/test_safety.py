@@ -332,6 +332,15 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
         f"error: {tmp_path / 'missing'}: no such file or folder"]
 
 
+def test_an_empty_input_folder_says_so(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run_cli("transform", tmp_path / "empty", tmp_path / "out", "--quiet") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'empty'}: folder holds no input files (names starting with _ or "
+        ". are not input)"]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("case", ["out is a file", "overwrite and resume", "no scheduler"])
 def test_bad_usage_is_one_error_line_and_nothing_written(case, tmp_path, data_dir, capsys):
     out = tmp_path / "out"

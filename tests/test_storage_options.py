@@ -279,3 +279,41 @@ def test_no_secret_is_written_with_inputs_on_s3(moto_server, bucket, tmp_path, m
         assert run_cli(*step, *opts) == 0, step
     fs = s3fs_client(moto_server)
     assert _written_anywhere(fs, bucket, tmp_path, [KEY_ID, SECRET]) == []
+
+
+def test_a_failed_upload_names_the_object_not_the_local_temporary_file(tmp_path):
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from pipeline.errors import StorageError
+    from pipeline.storage import FsspecStorage
+
+    fs = MemoryFileSystem()
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("access denied")
+
+    fs.put_file = refuse
+    local = tmp_path / ".part-00000.parquet.tmp"
+    local.write_bytes(b"x")
+    with pytest.raises(StorageError) as info:
+        FsspecStorage(fs, "memory").put_file(str(local), "/out/part-00000-abc.parquet")
+    assert "out/part-00000-abc.parquet: put_file failed" in str(info.value)
+    assert str(local) not in str(info.value) and "access denied" in str(info.value)
+
+
+def test_the_storage_layers_own_key_value_check_does_not_echo_the_item():
+    from pipeline.errors import PipelineError
+    from pipeline.storage import parse_storage_options
+
+    with pytest.raises(PipelineError) as info:
+        parse_storage_options(["s3cr3t-token-value"])
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_a_password_inside_an_endpoint_url_is_redacted():
+    from pipeline.storage import redact
+
+    assert redact({"endpoint_url": "http://minio:pa55w0rd@127.0.0.1:9000/x", "anon": True}) == {
+        "endpoint_url": "http://<redacted>@127.0.0.1:9000/x", "anon": True}
+    assert redact({"endpoint_url": "http://127.0.0.1:9000"}) == {
+        "endpoint_url": "http://127.0.0.1:9000"}

@@ -266,3 +266,28 @@ def test_url_without_its_file_system_is_one_error_line_naming_the_extra(command,
     assert f"{url}: no file system for {scheme}:// is installed " \
            f"(pip install 'pipeline[{extra}]')" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "job.toml"]
+
+
+@pytest.mark.parametrize("out", ["s3a://b/in", "s3a://b/in/", "s3a://b/in/t", "abfss://c/x"])
+def test_out_naming_the_input_by_another_scheme_of_its_store_is_refused(out):
+    """s3a:// is s3://, abfss:// and az:// are abfs://, gcs:// is gs://: the overlap check
+    compares the store, not the spelling, so --overwrite never replaces the input."""
+    from pipeline.errors import PipelineError
+    from pipeline.writer import refuse_overlap
+
+    inp = "abfs://c/x" if out.startswith("abfss") else "s3://b/in"
+    with pytest.raises(PipelineError, match="the input"):
+        refuse_overlap(out, [f"{inp}/part-00000.parquet"], input_arg=inp)
+
+
+def test_a_bucket_that_does_not_exist_is_one_error_line(moto_server, data_dir, tmp_path,
+                                                       capsys):
+    """INPUT, OUT or a model file in a missing bucket: one error line, exit 2, no traceback."""
+    missing = "s3://no-such-bucket-here"
+    for args in (["transform", f"{missing}/raw", tmp_path / "out"],
+                 ["transform", data_dir, f"{missing}/out"],
+                 ["train", data_dir, f"{missing}/m.json", "--label", "label"]):
+        assert run_cli(*args, "--quiet") == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {missing}/"), (args, err)
+    assert not (tmp_path / "out").exists()

@@ -20,7 +20,7 @@ from .model import LogisticModel, class_weight_json, parse_class_weight
 from .options import constraint
 from .params import COUNT, MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
 from .score import EvalOp, ScoreOp, add_eval, combine_eval
-from .sources import input_format, is_numeric_type, parse_dtypes, plan
+from .sources import default_blocksize, input_format, is_numeric_type, parse_dtypes, plan
 from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
@@ -94,8 +94,9 @@ def _write_tasks(command, tasks, source, out, params, options, client, device):
                            storage_options=options.storage_options)
 
 
-def _plan(input_path, options: ExecOptions, dtype):
-    return plan(input_path, blocksize=options.blocksize_bytes(), dtype=dtype,
+def _plan(input_path, options: ExecOptions, dtype, out=None):
+    blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
+    return plan(input_path, blocksize=blocksize, dtype=dtype,
                 storage_options=options.storage_options)
 
 
@@ -130,7 +131,7 @@ def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | Non
     validate_sigmoid_options(temperature, feature_range, output)
     validate_missing(missing)
     device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype)
+    source = _plan(input_path, options, dtype, out)
     refuse_overlap(out, source.paths, input_arg=input_path)
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
@@ -166,7 +167,7 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
     check("threshold", threshold, constraint("score", "threshold"))
     validate_missing(missing)
     device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype)
+    source = _plan(input_path, options, dtype, out)
     refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(

@@ -10,6 +10,7 @@ that names the file and row of any of its rows; nothing here knows about transfo
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import lzma
 import os
@@ -26,6 +27,21 @@ from .errors import PipelineError
 from .storage import LOCAL, LocalStorage, Storage, open_storage
 
 DEFAULT_BLOCKSIZE = 128 * 2**20
+# On an object store a worker uploads each part whole after computing it: smaller chunks
+# overlap the uploads with the next chunks' work and hold less memory (measured: 2M x 20
+# s3 -> s3 in 3.0-3.2 s with 32 MiB chunks, 4.0-4.4 s with 128 MiB; peak 0.33 vs 1.0 GiB).
+OBJECT_STORE_BLOCKSIZE = 32 * 2**20
+_STREAM_BLOCK = 1 << 20  # the CSV parser's block on a compressed stream
+
+
+def default_blocksize(*paths) -> int:
+    """``--blocksize`` when not given: 128 MiB, or 32 MiB when INPUT or OUT is on an object
+    store (a URL other than ``file://``)."""
+    from .storage import is_url
+
+    remote = any(p is not None and is_url(p) and not os.fspath(p).startswith("file://")
+                 for p in paths)
+    return OBJECT_STORE_BLOCKSIZE if remote else DEFAULT_BLOCKSIZE
 # Bytes of each CSV type-inference sample; three are taken per file (start, middle, end).
 _CSV_SAMPLE = 1 << 16
 # Bytes read at a time when counting the lines before an error (bounded memory).
@@ -298,7 +314,7 @@ def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
     ``dtype`` maps CSV column names to types (``pyarrow`` types or names such as ``"int64"``)
     that replace the inferred ones.
     """
-    blocksize = blocksize or DEFAULT_BLOCKSIZE
+    blocksize = blocksize or default_blocksize(input_path)
     paths, fmt, storage = discover(input_path, storage_options)
     if fmt == "parquet":
         source = _plan_parquet(paths, blocksize, storage)
@@ -558,14 +574,23 @@ class ChunkReader:
                                 include_columns=columns)
         try:
             with open_input(piece.path, piece.compression, self.storage) as fh:
+                # small parse blocks (pyarrow's default, 1 MiB) grouped into tables of about
+                # batch_bytes: measured 1.4 s per 383 MiB gzip file, against 3.1-3.5 s when
+                # the parser's own blocks were batch_bytes (128 MiB) large
                 reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(
-                    use_threads=False, block_size=max(1 << 12, min(batch_bytes, 1 << 30))),
+                    use_threads=True, block_size=max(1 << 12, min(_STREAM_BLOCK, batch_bytes))),
                     convert_options=opts)
-                for batch in reader:
-                    table = pa.Table.from_batches([batch])
-                    yield table, RowOrigin((Span(piece.path, table.num_rows, done + 1),),
-                                           storage=self.storage)
-                    done += table.num_rows
+                pending, size = [], 0
+                for batch in itertools.chain(reader, [None]):
+                    if batch is not None:
+                        pending.append(batch)
+                        size += batch.nbytes
+                    if pending and (batch is None or size >= batch_bytes):
+                        table = pa.Table.from_batches(pending)
+                        yield table, RowOrigin((Span(piece.path, table.num_rows, done + 1),),
+                                               storage=self.storage)
+                        done += table.num_rows
+                        pending, size = [], 0
                 if done == 0:  # a header and no rows: still one (empty) table
                     yield reader.schema.empty_table(), RowOrigin((Span(piece.path, 0, 1),),
                                                                  storage=self.storage)

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
-from .storage import LOCAL, LocalStorage, Storage, open_storage
+from .storage import LOCAL, LocalStorage, Storage, is_local, open_storage
 
 DEFAULT_BLOCKSIZE = 128 * 2**20
 # On an object store a worker uploads each part whole after computing it: smaller chunks
@@ -37,11 +37,10 @@ _STREAM_BLOCK = 1 << 20  # the CSV parser's block on a compressed stream
 def default_blocksize(*paths) -> int:
     """``--blocksize`` when not given: 128 MiB, or 32 MiB when INPUT or OUT is on an object
     store (a URL other than ``file://``)."""
-    from .storage import is_url
-
-    remote = any(p is not None and is_url(p) and not os.fspath(p).startswith("file://")
-                 for p in paths)
+    remote = any(p is not None and not is_local(p) for p in paths)
     return OBJECT_STORE_BLOCKSIZE if remote else DEFAULT_BLOCKSIZE
+
+
 # Bytes of each CSV type-inference sample; three are taken per file (start, middle, end).
 _CSV_SAMPLE = 1 << 16
 # Bytes read at a time when counting the lines before an error (bounded memory).

@@ -42,6 +42,12 @@ def is_url(path: str | os.PathLike) -> bool:
     return "://" in text and text.split("://", 1)[0].isidentifier()
 
 
+def is_local(path: str | os.PathLike) -> bool:
+    """A local path or a ``file://`` URL: the local disk, with rename and fsync."""
+    text = os.fspath(path)
+    return not is_url(text) or text.split("://", 1)[0].lower() == "file"
+
+
 def redact(options: dict | None) -> dict:
     """Storage options as they may be recorded: secret-looking values replaced."""
     out = {}
@@ -401,11 +407,9 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
     extra to install.
     """
     text = os.fspath(path)
-    if not is_url(text):
-        return LOCAL, text
+    if is_local(text):
+        return LOCAL, text.split("://", 1)[1] if is_url(text) else text
     scheme = text.split("://", 1)[0].lower()
-    if scheme == "file":
-        return LOCAL, text[len("file://"):]
     try:
         from fsspec.core import url_to_fs
     except ImportError:  # pragma: no cover - fsspec comes with dask

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .errors import PipelineError
 from .monitor import RssSampler
-from .storage import LOCAL, is_url, open_storage
+from .storage import LOCAL, is_local, is_url, open_storage
 
 SUCCESS = "_SUCCESS"
 JOB = "_job.json"
@@ -671,12 +671,10 @@ _SAME_STORE = {"s3a": "s3", "gcs": "gs", "az": "abfs", "abfss": "abfs"}
 
 def _resolved(path) -> str:
     text = os.fspath(path)
-    if not is_url(text):
-        return LOCAL.realpath(text)
+    if is_local(text):  # a path, or file:// (the local disk)
+        return LOCAL.realpath(open_storage(text)[1])
     scheme, rest = text.split("://", 1)
     scheme = scheme.lower()
-    if scheme == "file":  # the local disk
-        return LOCAL.realpath(rest)
     return f"{_SAME_STORE.get(scheme, scheme)}://{rest.rstrip('/')}"
 
 

@@ -148,6 +148,11 @@ _IDENTITY = {
 }
 
 
+def _differing_key(old: dict, job: dict) -> str | None:
+    """The first part of the job identity in which ``old`` differs from ``job``, or None."""
+    return next((k for k in _IDENTITY if old.get(k) != job.get(k)), None)
+
+
 def _resume_refused(key: str, path: str) -> PipelineError:
     """The refusal of a resume whose ``key`` of the job identity differs."""
     return PipelineError(f"cannot resume: the {_IDENTITY[key]} differ from the interrupted "
@@ -240,7 +245,7 @@ class OutputFolder:
         write_json_atomic(self.staging / JOB, self.job)
 
     def _same_job(self, old: dict) -> bool:
-        return all(old.get(k) == self.job.get(k) for k in _IDENTITY)
+        return _differing_key(old, self.job) is None
 
     def _finish_interrupted_swap(self) -> None:
         """Without RENAME_EXCHANGE the swap is two renames; a kill between them leaves no
@@ -259,9 +264,9 @@ class OutputFolder:
         if old is None:
             raise self._error(f"cannot resume: no readable {JOB}, so this is not an output "
                               "of this tool")
-        for key in _IDENTITY:
-            if old.get(key) != self.job.get(key):
-                raise _resume_refused(key, self.display)
+        key = _differing_key(old, self.job)
+        if key is not None:
+            raise _resume_refused(key, self.display)
         if LOCAL.exists(p / SUCCESS):
             self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
             return
@@ -424,7 +429,7 @@ class ManifestFolder:
         return found
 
     def _same_job(self, old: dict) -> bool:
-        return all(old.get(k) == self.job.get(k) for k in _IDENTITY)
+        return _differing_key(old, self.job) is None
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         # one listing of OUT answers what is there: requests cost more than bytes here
@@ -451,8 +456,7 @@ class ManifestFolder:
                     return
             if attempts:
                 old = next(iter(attempts.values()))
-                key = next(k for k in _IDENTITY if old.get(k) != self.job.get(k))
-                raise _resume_refused(key, self.display)
+                raise _resume_refused(_differing_key(old, self.job), self.display)
         exists = bool(self.listing)
         if exists and not (self.overwrite or self.resume):
             raise self._error("output already exists; pass overwrite=True to replace it or "

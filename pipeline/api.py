@@ -32,7 +32,7 @@ from .values import (
     not_a_label,
     validate_missing,
 )
-from .writer import job_identity, refuse_overlap
+from .writer import job_identity, refuse_overlap, write_json
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -238,21 +238,8 @@ def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str 
                 total = add_eval(total, r)
     result = combine_eval([total] if total is not None else [])
     if out is not None:
-        _write_json(out, result, options.storage_options)
+        write_json(out, result, options.storage_options)
     return result
-
-
-def _write_json(path, obj, storage_options) -> None:
-    """A JSON file written whole (atomic rename on a disk, one PUT on an object store)."""
-    import json
-
-    from .writer import write_json_atomic
-
-    storage, key = open_storage(path, storage_options)
-    if storage.atomic_rename:
-        write_json_atomic(key, obj)
-    else:
-        storage.write_text(key, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def _require_label(source, label: str) -> None:

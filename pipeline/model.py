@@ -516,15 +516,9 @@ class LogisticModel:
         readers see whole or not at all. ``storage_options`` go to the URL's file system and
         are never written into the file.
         """
-        from .storage import open_storage
-        from .writer import write_json_atomic
+        from .writer import write_json
 
-        d = self.to_dict()
-        storage, key = open_storage(path, storage_options)
-        if storage.atomic_rename:
-            write_json_atomic(key, d)
-        else:
-            storage.write_text(key, json.dumps(d, indent=1, default=str) + "\n")
+        write_json(path, self.to_dict(), storage_options)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, storage_options: dict | None = None

@@ -91,6 +91,16 @@ def write_json_atomic(path: str | os.PathLike, obj, *, crash_before_rename: str 
     LOCAL.fsync(LOCAL.parent(path))
 
 
+def write_json(path: str | os.PathLike, obj, storage_options: dict | None = None) -> None:
+    """A JSON file at a path or URL, written whole: on a local disk a temporary name, fsync
+    and rename; on an object store one PUT, which readers see whole or not at all."""
+    storage, key = open_storage(path, storage_options)
+    if storage.atomic_rename:
+        write_json_atomic(key, obj)
+    else:
+        storage.write_text(key, json.dumps(obj, indent=1, default=str) + "\n")
+
+
 @dataclass(frozen=True)
 class PartTarget:
     """Where a worker puts a part (small, picklable).

@@ -322,6 +322,20 @@ _DISTRIBUTED_LOGGING = "DASK_LOGGING__DISTRIBUTED"
 
 
 @contextmanager
+def _on_cluster(client, opts: ExecOptions, *owned):
+    """Chunks on ``client``'s cluster (its dashboard shown, its performance report written);
+    the client, and what else this command started (``owned``), closed at the end."""
+    try:
+        with cluster_session(client, quiet=opts.quiet,
+                             performance_report=opts.performance_report):
+            yield DaskExecutor(client)
+    finally:
+        client.close()
+        for thing in owned:
+            thing.close()
+
+
+@contextmanager
 def open_executor(opts: ExecOptions | None = None, client=None):
     """The executor for one command; a cluster started here is closed at the end.
 
@@ -343,12 +357,8 @@ def open_executor(opts: ExecOptions | None = None, client=None):
         except OSError as exc:
             raise PipelineError(f"cannot reach the Dask scheduler {opts.scheduler} "
                                 f"({str(exc).splitlines()[0]})") from None
-        try:
-            with cluster_session(client, quiet=opts.quiet,
-                                 performance_report=opts.performance_report):
-                yield DaskExecutor(client)
-        finally:
-            client.close()
+        with _on_cluster(client, opts) as executor:
+            yield executor
         return
     memory = opts.memory_limit_bytes()
     if opts.workers or memory:
@@ -362,14 +372,8 @@ def open_executor(opts: ExecOptions | None = None, client=None):
                 processes=True,
                 dashboard_address=":0",  # its HTTP routes on a free port: never a clash
             )
-            client = Client(cluster)
-            try:
-                with cluster_session(client, quiet=opts.quiet,
-                                     performance_report=opts.performance_report):
-                    yield DaskExecutor(client)
-            finally:
-                client.close()
-                cluster.close()
+            with _on_cluster(Client(cluster), opts, cluster) as executor:
+                yield executor
         return
     from .buffers import fast_pool
 

@@ -432,26 +432,24 @@ class LogisticModel:
     def predict_proba(self, X):
         """Probabilities of ``classes_`` (negative, positive), shape (n, 2), like
         scikit-learn (the stable sigmoid; lazy on dask)."""
-        z = self.decision_function(X)
-        if hasattr(z, "npartitions"):
-            import pandas as pd
-
-            return z.map_partitions(_frame_proba, meta=pd.DataFrame(
-                {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
-        xp = kernels.namespace(z)
-        return xp.stack([kernels.sigmoid(-z), kernels.sigmoid(z)], axis=1)
+        return self._class_pair(X, kernels.sigmoid)
 
     def predict_log_proba(self, X):
         """Log-probabilities of ``classes_``, shape (n, 2): log σ(-z) and log σ(z), exact in
         the tails (never the log of a rounded probability)."""
+        return self._class_pair(X, kernels.log_sigmoid)
+
+    def _class_pair(self, X, kernel):
+        """``kernel`` of the negative and the positive margin, side by side."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
             import pandas as pd
 
-            return z.map_partitions(_frame_log_proba, meta=pd.DataFrame(
-                {"p0": pd.Series([], dtype="float64"), "p1": pd.Series([], dtype="float64")}))
+            return z.map_partitions(functools.partial(_frame_pair, kernel=kernel),
+                                    meta=pd.DataFrame({"p0": pd.Series([], dtype="float64"),
+                                                       "p1": pd.Series([], dtype="float64")}))
         xp = kernels.namespace(z)
-        return xp.stack([kernels.log_sigmoid(-z), kernels.log_sigmoid(z)], axis=1)
+        return xp.stack([kernel(-z), kernel(z)], axis=1)
 
     def predict(self, X):
         """The class of each row: ``classes_[1]`` where the margin is > 0, as scikit-learn
@@ -707,12 +705,12 @@ def _frame_margin(frame, model: LogisticModel):
     return pd.Series(z, index=frame.index, name="margin")
 
 
-def _frame_log_proba(z):
+def _frame_pair(z, *, kernel):
+    """``kernel`` of -z and z of a partition's margins, as columns p0 and p1."""
     import pandas as pd
 
     v = z.to_numpy()
-    return pd.DataFrame({"p0": kernels.log_sigmoid(-v), "p1": kernels.log_sigmoid(v)},
-                        index=z.index)
+    return pd.DataFrame({"p0": kernel(-v), "p1": kernel(v)}, index=z.index)
 
 
 def _scalar(value):
@@ -777,10 +775,3 @@ def _plain_x(X) -> np.ndarray:  # pragma: no cover - without scikit-learn
     if not np.all(np.isfinite(X)):
         raise ValueError("Input X contains NaN or infinity")
     return X
-
-
-def _frame_proba(z):
-    import pandas as pd
-
-    v = z.to_numpy()
-    return pd.DataFrame({"p0": kernels.sigmoid(-v), "p1": kernels.sigmoid(v)}, index=z.index)

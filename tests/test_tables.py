@@ -83,6 +83,7 @@ def test_missing_value_in_a_packed_csv_chunk_names_its_own_file_and_row(command,
     err = _err(capsys)
     assert "b.csv" in err and "a.csv" not in err
     assert "column 'f0'" in err and "row 7:" in err and "missing value" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m2.json").exists()
 
 
 def test_bad_value_in_a_packed_parquet_chunk_names_its_file_and_row_index(tmp_path, capsys):
@@ -96,6 +97,7 @@ def test_bad_value_in_a_packed_parquet_chunk_names_its_file_and_row_index(tmp_pa
             t = t.set_column(2, "f1", pa.array(f1))
         pq.write_table(t, folder / f"p{k}.parquet", row_group_size=10)
     assert run_cli("train", folder, tmp_path / "m.json", "--label", "label", "--quiet") == 2
+    assert not (tmp_path / "m.json").exists()
     err = _err(capsys)
     # row index within p2.parquet: two earlier row groups (20 rows) + offset 3
     assert "p2.parquet" in err and "column 'f1'" in err and "row 23:" in err
@@ -197,7 +199,7 @@ def test_train_missing_drop_fits_the_clean_rows_and_records_the_count(tmp_path, 
     folder, t = _with_missing(tmp_path)
     model = tmp_path / "m.json"
     assert run_cli("train", folder, model, "--label", "label", "--quiet") == 2
-    assert "row 5:" in _err(capsys)
+    assert "row 5:" in _err(capsys) and not model.exists()
     assert run_cli("train", folder, model, "--label", "label", "--missing", "keep") == 2
     assert "invalid choice: 'keep'" in _err(capsys)
     with pytest.raises(pipeline.errors.PipelineError, match="cannot keep"):
@@ -285,6 +287,7 @@ def test_integer_beyond_2_53_is_an_error_naming_its_row(tmp_path, capsys):
                    "--quiet") == 2
     err = _err(capsys)
     assert "a.parquet" in err and "column 'id'" in err and "row 31:" in err
+    assert not (tmp_path / "out").exists()
     assert str(2**53 + 1) in err
 
 
@@ -307,6 +310,7 @@ def test_csv_integer_feature_beyond_2_53_is_an_error_and_a_late_decimal_is_read(
                    "--features", "k", "--blocksize", "16KiB", "--quiet") == 2
     err = _err(capsys)
     assert "column 'k'" in err and f"row {n // 2 + 1}:" in err and str(2**53 + 1) in err
+    assert not (tmp_path / "m.json").exists()
 
 
 def test_bool_label_from_a_comparison_trains_from_csv(tmp_path, capsys):
@@ -400,6 +404,7 @@ def test_a_third_label_value_names_file_row_and_value(tmp_path, capsys):
     assert run_cli("train", folder, tmp_path / "m.json", "--label", "label", "--quiet") == 2
     err = _err(capsys)
     assert "b.csv" in err and "column 'label'" in err and "row 12:" in err
+    assert not (tmp_path / "m.json").exists()
     assert "'maybe'" in err
 
 
@@ -511,7 +516,7 @@ def test_dtype_fixes_a_type_and_a_disagreeing_value_names_the_fix(tmp_path, caps
                    "--dtype", "id=string", "--dtype", "x=float64", "--quiet") == 2
     err = _err(capsys)
     assert "a.csv" in err and "column 'x'" in err and f"row {n // 3 + 1}:" in err
-    assert "'1.5e0x'" in err
+    assert "'1.5e0x'" in err and not (tmp_path / "o1").exists()
     rows[n // 3] = f"{n // 3},7.5"
     rows[-2] = f"{n - 2},8"
     (tmp_path / "a.csv").write_text("id,x\n" + "\n".join(rows) + "\n")
@@ -524,7 +529,7 @@ def test_dtype_fixes_a_type_and_a_disagreeing_value_names_the_fix(tmp_path, caps
                    "--dtype", "x=bool", "--quiet") == 2
     err = _err(capsys)
     assert "a.csv" in err and "column 'x'" in err and "row 1:" in err and "'0.25'" in err
-    assert "--dtype x=float64" in err
+    assert "--dtype x=float64" in err and not (tmp_path / "o3").exists()
 
 
 def test_empty_csv_text_cells_are_null(tmp_path):

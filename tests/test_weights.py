@@ -136,6 +136,7 @@ def test_class_weight_keys_are_the_label_classes_as_text(tmp_path, capsys):
                                                             (label == "yes").astype(int))
     np.testing.assert_allclose(json.loads(model.read_text())["coef"], np.ravel(ref.coef_),
                                rtol=1e-8)
+    before = model.read_bytes()
     assert run_cli("train", path, model, "--label", "label", "--class-weight",
                    '{"maybe": 4}', "--overwrite", "--quiet") == 2
     err = capsys.readouterr().err
@@ -143,6 +144,7 @@ def test_class_weight_keys_are_the_label_classes_as_text(tmp_path, capsys):
     assert run_cli("train", path, model, "--label", "label", "--class-weight", "heavy",
                    "--overwrite", "--quiet") == 2
     assert "--class-weight must be" in capsys.readouterr().err
+    assert model.read_bytes() == before  # the earlier model file is untouched
 
 
 @pytest.mark.parametrize("bad", [-1.0, np.inf])
@@ -158,6 +160,7 @@ def test_negative_or_infinite_weight_names_file_row_and_value(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "d.parquet" in err and "row 123" in err
     assert "column 'w'" in err and repr(float(bad)) in err
+    assert not (tmp_path / "m.json").exists()
     assert not (tmp_path / "m.json").exists()
 
 

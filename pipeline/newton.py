@@ -51,15 +51,20 @@ class NewtonResult:
 def newton_solve(pass_stats: Callable[[np.ndarray, float], PassStats], p: int, *,
                  C: float | None, tol: float, max_iter: int,
                  first: PassStats | None = None, log: Callable | None = None,
-                 t0: float | None = None) -> NewtonResult:
+                 t0: float | None = None, start: tuple | None = None,
+                 penalty_weight: float | None = None) -> NewtonResult:
     """Minimise the objective above from w = 0, b = 0.
 
     ``pass_stats(coef, intercept)`` returns the :class:`PassStats` of one pass over the
     data; ``first``, when given, is that of the starting point (computed while loading).
-    ``C=None`` is no penalty. Stops when the Newton decrement's half-square (the decrease the
-    next step predicts) is below ``tol * max(1, f)``, after ``max_iter`` iterations, or,
-    without a penalty, when the classes separate. Each pass appends ``{"pass", "loss",
-    "grad_norm", "seconds", "rss_bytes"}`` to the history and hands it to ``log``.
+    ``start = (coef, intercept)`` is a better point to go on from after w = 0 (a warm start,
+    e.g. the optimum on a sample): it is kept if its objective is lower. ``penalty_weight``
+    scales the penalty instead of the passes' total weight (a sample's objective then
+    estimates the full one's). ``C=None`` is no penalty. Stops when the Newton decrement's
+    half-square (the decrease the next step predicts) is below ``tol * max(1, f)``, after
+    ``max_iter`` iterations, or, without a penalty, when the classes separate. Each pass
+    appends ``{"pass", "loss", "grad_norm", "seconds", "rss_bytes"}`` to the history and hands
+    it to ``log``.
     """
     lam_scale = 0.0 if C is None else 1.0 / float(C)
     coef = np.zeros(p)
@@ -75,7 +80,7 @@ def newton_solve(pass_stats: Callable[[np.ndarray, float], PassStats], p: int, *
         if not S > 0:
             raise PipelineError("the sample weights sum to zero: no rows with a positive "
                                 "weight to train on")
-        reg = lam_scale / S
+        reg = lam_scale / (S if penalty_weight is None else float(penalty_weight))
         f = stats.loss / S + 0.5 * reg * float(coef @ coef)
         g = stats.grad / S
         g[:p] += reg * coef
@@ -89,6 +94,11 @@ def newton_solve(pass_stats: Callable[[np.ndarray, float], PassStats], p: int, *
         return stats.rows, f, g, H, stats.wrong
 
     n, f, g, H, wrong = evaluate(coef, b, first)
+    if start is not None:
+        c2, b2 = np.asarray(start[0], dtype=np.float64), float(start[1])
+        n2, f2, g2, H2, wrong2 = evaluate(c2, b2)
+        if f2 < f:
+            coef, b, n, f, g, H, wrong = c2, b2, n2, f2, g2, H2, wrong2
     converged = False
     separable = False
     iterations = 0

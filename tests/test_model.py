@@ -202,3 +202,69 @@ def test_train_resume_keeps_the_same_jobs_model_and_refuses_another(tmp_path, ca
     assert "trained with other parameters" in capsys.readouterr().err
     assert model_path.read_bytes() == before[1]
     assert run_cli("train", data, model_path, "--label", "label", "--quiet") == 2
+
+
+@pytest.mark.parametrize("kind", ["plain", "weights", "balanced", "categorical"])
+def test_warm_start_from_a_sample_reaches_the_same_optimum_in_fewer_passes(
+        tmp_path, monkeypatch, kind):
+    """On enough rows the solver first solves the objective on 1/32 of every block; the
+    model is then the cold start's to 1e-9 and needs fewer passes over the data."""
+    import pipeline.model as model_module
+
+    rng = np.random.default_rng(7)
+    n = 120_000
+    scale = np.array([1e-2, 1, 10, 100, 0.5])  # raw, unscaled features
+    X = rng.standard_normal((n, 5)) * scale
+    w = np.array([4.5, -6.0, 2.4, 3.6, -3.0]) / scale  # a strong signal: many Newton steps
+    y = (rng.random(n) < sigmoid(X @ w + 0.3)).astype(np.int64)
+    cols = {f"x{j}": X[:, j] for j in range(5)}
+    cols["label"] = y
+    args = []
+    if kind == "weights":
+        cols["w"] = rng.uniform(0.1, 3.0, n)
+        args = ["--weight", "w"]
+    elif kind == "balanced":
+        args = ["--class-weight", "balanced"]
+    elif kind == "categorical":
+        cols["city"] = rng.choice(["a", "b", "c", "d"], n)
+        args = ["--categorical", "city"]
+    data = tmp_path / "data"
+    data.mkdir()
+    table = pa.table(cols)
+    for k in range(4):  # 4 files, so 4 chunks and 4 blocks of the sample
+        pq.write_table(table.slice(k * n // 4, n // 4), data / f"p{k}.parquet")
+    feats = ["--features", *[f"x{j}" for j in range(5)]]
+
+    def train(path, rows_for_warm_start):
+        monkeypatch.setattr(model_module, "WARM_START_ROWS", rows_for_warm_start)
+        assert run_cli("train", data, path, "--label", "label", *feats, *args,
+                       "--quiet") == 0
+        return json.loads(path.read_text())
+
+    cold = train(tmp_path / "cold.json", 10**12)
+    warm = train(tmp_path / "warm.json", 1000)
+    assert cold["sample_passes"] == 0 and warm["sample_passes"] >= 2
+    assert warm["passes"] < cold["passes"], (warm["passes"], cold["passes"])
+    assert warm["converged"] and cold["converged"]
+    # both stop when the next step would gain less than tol = 1e-10: the same optimum
+    assert abs(warm["loss"] - cold["loss"]) <= 1e-10
+    np.testing.assert_allclose(warm["coef"], cold["coef"], rtol=1e-5)
+    assert warm["intercept"] == pytest.approx(cold["intercept"], rel=1e-5)
+    # the history holds the passes over all the rows only: w = 0 first, then the sample's
+    # optimum, already close
+    assert [h["pass"] for h in warm["history"]] == list(range(1, warm["passes"] + 1))
+    assert warm["history"][0]["loss"] == cold["history"][0]["loss"]
+    assert warm["history"][1]["loss"] < cold["history"][1]["loss"]
+
+
+def test_warm_start_in_the_estimator_matches_scikit_learn(monkeypatch):
+    import pipeline.model as model_module
+
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    X, y = synthetic(n=200_000, p=4, seed=5)
+    m = LogisticModel(C=0.5).fit(X, y)
+    assert m.sample_passes_ >= 2
+    sk = sk_fit(X, y, 0.5)
+    ours = objective(X, y, m.coef_[0], m.intercept_[0], 0.5)
+    theirs = objective(X, y, sk.coef_[0], sk.intercept_[0], 0.5)
+    assert abs(ours - theirs) <= 1e-9 * abs(theirs)

@@ -392,12 +392,18 @@ class LogisticModel:
         C = None if self.penalty is None else float(self.C)
         start, self.sample_passes_ = None, 0
         if warm_start and C is not None and first.rows >= WARM_START_ROWS:
-            sample = newton_solve(functools.partial(pass_stats, fraction=WARM_START_FRACTION),
-                                  p, C=C, tol=self.tol, max_iter=self.max_iter,
-                                  penalty_weight=first.weight)
-            self.sample_passes_ = sample.passes
-            if sample.converged:
-                start = (sample.coef, sample.intercept)
+            on_sample = functools.partial(pass_stats, fraction=WARM_START_FRACTION)
+            at_zero = on_sample(np.zeros(p), 0.0)
+            self.sample_passes_ = 1
+            # at w = 0 each row adds s_i (1/2 - y_i) to the intercept's gradient, so the
+            # classes weigh S/2 -+ its sum. A sample without weight in both classes (blocks
+            # sorted by the label, rows of weight 0 first) has no finite optimum to start from
+            if at_zero.weight / 2 - abs(float(at_zero.grad[p])) > 1e-9 * at_zero.weight:
+                sample = newton_solve(on_sample, p, C=C, tol=self.tol, max_iter=self.max_iter,
+                                      first=at_zero, penalty_weight=first.weight)
+                self.sample_passes_ = sample.passes
+                if sample.converged:
+                    start = (sample.coef, sample.intercept)
         res = newton_solve(pass_stats, p, C=C, tol=self.tol, max_iter=self.max_iter, log=log,
                            t0=t0, first=first, start=start)
         if res.separable:

@@ -8,6 +8,7 @@ import json
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import read_output, run_cli, write_parquet_files
 
@@ -56,3 +57,22 @@ def test_score_output_reads_the_same_in_polars_and_duckdb(tmp_path):
     (total,), = duckdb.sql(f"SELECT sum(probability) FROM read_parquet([{files}])").fetchall()
     assert np.isclose(total, np.sum(ours.column("probability").to_numpy()), rtol=1e-12)
     assert 0 < total < ours.num_rows
+
+
+def test_half_float_column_passed_through_reads_in_duckdb(tmp_path):
+    """BYTE_STREAM_SPLIT is for float and double only in DuckDB (and Parquet readers before
+    the 2024 format): a float16 column that passes through is written as it was read."""
+    data = tmp_path / "in"
+    data.mkdir()
+    half = np.array([0.5, -1.25, 3.0, 65504.0], dtype=np.float16)
+    pq.write_table(pa.table({"x": [-2.0, 0.0, 1.0, 2.0], "h": pa.array(half)}),
+                   data / "a.parquet")
+    out = tmp_path / "out"
+    assert run_cli("transform", data, out, "--columns", "x", "--quiet") == 0
+    (part,) = _parts(out)
+    meta = pq.ParquetFile(part).metadata.row_group(0)
+    assert "BYTE_STREAM_SPLIT" in meta.column(0).encodings
+    assert "BYTE_STREAM_SPLIT" not in meta.column(1).encodings
+    rows = duckdb.sql(f"SELECT h FROM read_parquet('{part}')").fetchall()
+    assert [r[0] for r in rows] == half.astype(np.float64).tolist()
+    np.testing.assert_array_equal(pl.read_parquet(part)["h"].to_numpy(), half)

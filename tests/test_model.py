@@ -268,3 +268,55 @@ def test_warm_start_in_the_estimator_matches_scikit_learn(monkeypatch):
     ours = objective(X, y, m.coef_[0], m.intercept_[0], 0.5)
     theirs = objective(X, y, sk.coef_[0], sk.intercept_[0], 0.5)
     assert abs(ours - theirs) <= 1e-9 * abs(theirs)
+
+
+def _sorted_by_label_in_blocks(X, y, rows=65536):
+    """Each 65,536-row block (the estimator's) with its negatives first, as in files
+    written sorted by the label: the first 1/32 of every block holds one class only."""
+    order = np.concatenate([s + np.argsort(y[s:s + rows], kind="stable")
+                            for s in range(0, len(y), rows)])
+    return X[order], y[order]
+
+
+def test_warm_start_from_a_sample_of_one_class_costs_no_passes(monkeypatch):
+    """A sample of one class has no finite optimum (the intercept is not penalised): going
+    on from where its solve stopped took 34 passes instead of 9. Cold start instead."""
+    import pipeline.model as model_module
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200_000, 4))
+    y = (rng.random(len(X)) < sigmoid(X @ [1.0, -2.0, 0.5, 0.3] - 6)).astype(np.int64)
+    X, y = _sorted_by_label_in_blocks(X, y)
+    assert 0.01 < y.mean() < 0.05 and not y[:2048].any()
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 10**12)
+    cold = LogisticModel(C=1.0).fit(X, y)
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    warm = LogisticModel(C=1.0).fit(X, y)
+    assert warm.converged_ and cold.converged_
+    assert warm.passes_ <= cold.passes_, (warm.passes_, cold.passes_)
+    np.testing.assert_allclose(warm.coef_, cold.coef_, rtol=1e-6)
+    # with a tight max_iter the warm start must not be what stops it converging
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        tight = LogisticModel(C=1.0, max_iter=cold.iterations_).fit(X, y)
+    assert tight.converged_
+
+
+def test_warm_start_sample_of_zero_weight_rows_still_trains(monkeypatch):
+    """The first rows of every block weigh 0 (e.g. rows kept for the record only): the
+    sample has no weight to solve on, and training goes on from w = 0, not an error."""
+    import pipeline.model as model_module
+
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    X, y = synthetic(n=200_000, p=4, seed=3)
+    sw = np.ones(len(y))
+    for s in range(0, len(y), 65536):
+        sw[s:s + 4096] = 0.0
+    m = LogisticModel(C=0.5).fit(X, y, sample_weight=sw)
+    assert m.converged_ and m.sample_passes_ == 1
+    keep = sw > 0
+    sk = sk_fit(X[keep], y[keep], 0.5)
+    ours = objective(X[keep], y[keep], m.coef_[0], m.intercept_[0], 0.5)
+    theirs = objective(X[keep], y[keep], sk.coef_[0], sk.intercept_[0], 0.5)
+    assert abs(ours - theirs) <= 1e-9 * abs(theirs)

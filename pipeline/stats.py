@@ -310,23 +310,26 @@ def combine_stats(parts: list[ChunkStats], class_weight=None, *, n_numeric: int 
 def chunk_stats(item, *, coef, intercept, class_weight=None, categories=None,
                 fraction: float = 1.0) -> ChunkStats:
     """The statistics of one chunk: a loaded block, or a loader (read here); with
-    ``fraction`` < 1, of the block's first rows only (see :func:`block_head`)."""
+    ``fraction`` < 1, of a sample of its rows (see :func:`block_sample`)."""
     block = item.load() if hasattr(item, "load") else item
     if fraction < 1.0:
-        block = block_head(block, fraction)
+        block = block_sample(block, fraction)
     return block_stats(block, coef, intercept, class_weight, categories)
 
 
-def block_head(block, fraction: float):
-    """The first ``ceil(fraction * rows)`` rows of a block, every field sliced (views, no
-    copy): one chunk's share of the solver's warm-start sample."""
+def block_sample(block, fraction: float):
+    """Every ``round(1 / fraction)``-th row of a block, every field sliced (views, no copy):
+    one chunk's share of the solver's warm-start sample. Spread over the whole block, so
+    that rows ordered by time or by the label still give a fair sample (the block's first
+    rows did not: measured up to 12 passes instead of 7 on ordered data)."""
+    step = max(1, round(1 / fraction))
     y = block[1]
-    k = int(np.ceil(len(y) * fraction))
     if isinstance(block, tuple) and hasattr(block, "_replace"):  # a Block
         w = getattr(block, "weight", None)
-        return block._replace(X=block.X[:k], y=y[:k], weight=None if w is None else w[:k],
-                              cats=tuple((v, c[:k]) for v, c in getattr(block, "cats", ())))
-    return (block[0][:k], y[:k], *block[2:])
+        return block._replace(
+            X=block.X[::step], y=y[::step], weight=None if w is None else w[::step],
+            cats=tuple((v, c[::step]) for v, c in getattr(block, "cats", ())))
+    return (block[0][::step], y[::step], *block[2:])
 
 
 def load_only(loader):

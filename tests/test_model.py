@@ -272,15 +272,17 @@ def test_warm_start_in_the_estimator_matches_scikit_learn(monkeypatch):
 
 def _sorted_by_label_in_blocks(X, y, rows=65536):
     """Each 65,536-row block (the estimator's) with its negatives first, as in files
-    written sorted by the label: the first 1/32 of every block holds one class only."""
+    written sorted by the label: the first 1/32 of every block holds one class only (the
+    sample is every 32nd row, which holds both)."""
     order = np.concatenate([s + np.argsort(y[s:s + rows], kind="stable")
                             for s in range(0, len(y), rows)])
     return X[order], y[order]
 
 
-def test_warm_start_from_a_sample_of_one_class_costs_no_passes(monkeypatch):
-    """A sample of one class has no finite optimum (the intercept is not penalised): going
-    on from where its solve stopped took 34 passes instead of 9. Cold start instead."""
+def test_warm_start_on_rows_sorted_by_the_label_costs_no_passes(monkeypatch):
+    """Rows sorted by the label: a sample of each block's first rows held one class, which
+    has no finite optimum (the intercept is not penalised), and going on from where its
+    solve stopped took 34 passes instead of 9. The sample of every 32nd row is fair."""
     import pipeline.model as model_module
 
     rng = np.random.default_rng(1)
@@ -304,15 +306,14 @@ def test_warm_start_from_a_sample_of_one_class_costs_no_passes(monkeypatch):
 
 
 def test_warm_start_sample_of_zero_weight_rows_still_trains(monkeypatch):
-    """The first rows of every block weigh 0 (e.g. rows kept for the record only): the
-    sample has no weight to solve on, and training goes on from w = 0, not an error."""
+    """Every 32nd row weighs 0 (the sample's rows): the sample has no weight to solve on,
+    and training goes on from w = 0, not an error."""
     import pipeline.model as model_module
 
     monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
     X, y = synthetic(n=200_000, p=4, seed=3)
     sw = np.ones(len(y))
-    for s in range(0, len(y), 65536):
-        sw[s:s + 4096] = 0.0
+    sw[::32] = 0.0  # the estimator's blocks are 65,536 rows: every block's sample rows
     m = LogisticModel(C=0.5).fit(X, y, sample_weight=sw)
     assert m.converged_ and m.sample_passes_ == 1
     keep = sw > 0
@@ -320,3 +321,18 @@ def test_warm_start_sample_of_zero_weight_rows_still_trains(monkeypatch):
     ours = objective(X[keep], y[keep], m.coef_[0], m.intercept_[0], 0.5)
     theirs = objective(X[keep], y[keep], sk.coef_[0], sk.intercept_[0], 0.5)
     assert abs(ours - theirs) <= 1e-9 * abs(theirs)
+
+
+def test_warm_start_sample_of_one_class_starts_cold(monkeypatch):
+    """The sample's rows (every 32nd) are all negatives: no finite optimum to start from,
+    so the solver starts at w = 0 and reaches the cold start's model."""
+    import pipeline.model as model_module
+
+    X, y = synthetic(n=200_000, p=4, seed=4)
+    y[::32] = 0
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 10**12)
+    cold = LogisticModel(C=1.0).fit(X, y)
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    warm = LogisticModel(C=1.0).fit(X, y)
+    assert warm.sample_passes_ == 1 and warm.passes_ == cold.passes_
+    np.testing.assert_array_equal(warm.coef_, cold.coef_)

@@ -44,7 +44,14 @@ from .params import (
     Real,
     check,
 )
-from .stats import chunk_stats, combine_stats, load_and_stats, load_only, margin
+from .stats import (
+    chunk_stats,
+    combine_stats,
+    load_and_stats,
+    load_only,
+    margin,
+    stats_and_sample,
+)
 
 
 class ConvergenceWarning(UserWarning):
@@ -298,9 +305,27 @@ class LogisticModel:
             # the loading pass also evaluates the first point (w = 0): one pass fewer
             blocks, first = executor.cache(functools.partial(load_and_stats, class_weight=cw),
                                            loaders)
+        samples = None
+        if cache is False and self._sample_fits(loaders, executor):
+            # streamed: the first pass keeps each chunk's warm-start sample in memory
+            samples, first = executor.cache(functools.partial(
+                stats_and_sample, fraction=WARM_START_FRACTION, class_weight=cw), loaders)
         self.cached_ = bool(cache)
         return self._solve(blocks if cache else loaders, executor, log=log, first=first, t0=t0,
-                           warm_start=bool(cache))
+                           warm_start=bool(cache) or samples is not None, samples=samples)
+
+    def _sample_fits(self, loaders: list, executor) -> bool:
+        """Whether a streamed fit keeps a warm-start sample: a penalty, every chunk's rows
+        known before reading (Parquet), 2^20 rows or more, and a sample of at most 1/16 of
+        the memory the caching rule allows (so it stays small beside the chunks in flight)."""
+        rows = [getattr(item, "rows", None) for item in loaders]
+        if self.penalty is None or any(r is None for r in rows) or \
+                sum(rows) < WARM_START_ROWS:
+            return False
+        nbytes = block_nbytes(int(np.ceil(sum(rows) * WARM_START_FRACTION)),
+                              len(self.features_), weighted=self.weight_ is not None,
+                              categorical=len(self._categorical))
+        return executor.fits_in_memory(16 * nbytes)
 
     def _class_weights(self, counts: tuple[int, int] | None = None):
         """``class_weight`` as (w0, w1) for the classes (negative, positive); None when
@@ -342,15 +367,17 @@ class LogisticModel:
             self.categories_[name] = vocab
 
     def _solve(self, blocks: list, executor, *, log=None, first=None,
-               t0: float | None = None, warm_start: bool = False) -> LogisticModel:
+               t0: float | None = None, warm_start: bool = False,
+               samples: list | None = None) -> LogisticModel:
         """Newton's method over ``blocks`` (loaded blocks or loaders); sets the fitted state.
 
         ``warm_start`` (blocks held in memory, so that a pass over a part of each is cheap):
         on :data:`WARM_START_ROWS` rows or more, the penalised objective is first solved on
         a :data:`WARM_START_FRACTION` sample of every block (every 32nd row), and Newton's
-        method on all the
-        rows goes on from that optimum instead of from w = 0 (measured on 8M x 20: 3 passes
-        after the loading pass instead of 5, the same optimum to 6e-15).
+        method on all the rows goes on from that optimum instead of from w = 0 (measured
+        on 8M x 20: 3 passes after the loading pass instead of 5, the same optimum to
+        6e-15). ``samples``: those samples, already taken (a streamed fit's first pass kept
+        them), where ``blocks`` are loaders that read their chunk on every pass.
         """
         self.rows_dropped_ = 0
         cw = self._class_weights()
@@ -359,17 +386,19 @@ class LogisticModel:
         self.categories_ = {}
         passes = 0
 
-        def pass_stats(coef, b, parts=None, fraction=1.0) -> PassStats:
+        def pass_stats(coef, b, parts=None, sample=False) -> PassStats:
             nonlocal passes, cw
             if parts is None:  # else computed while loading
                 vocab = tuple(self.categories_.values()) if passes else None
+                items, fraction = (blocks, 1.0) if not sample else \
+                    (samples, 1.0) if samples is not None else (blocks, WARM_START_FRACTION)
                 fn = functools.partial(
                     chunk_stats, coef=np.zeros(n_numeric) if coef is None else coef,
                     intercept=0.0 if b is None else b, class_weight=cw, categories=vocab,
                     fraction=fraction)
-                parts = [fn(item) for item in blocks] if executor is None else \
-                    [r for _, r in executor.map_unordered(fn, blocks)]
-            if fraction < 1.0:  # a pass over the warm start's sample: not a pass over the data
+                parts = [fn(item) for item in items] if executor is None else \
+                    [r for _, r in executor.map_unordered(fn, items)]
+            if sample:  # a pass over the warm start's sample: not a pass over the data
                 rows, loss, grad, hess, wrong, weight = combine_stats(
                     parts, cw, n_numeric=n_numeric, categories=list(self.categories_.values()))
                 return PassStats(weight=weight, loss=loss, grad=grad, hess=hess, wrong=wrong,
@@ -394,7 +423,7 @@ class LogisticModel:
         C = None if self.penalty is None else float(self.C)
         start, self.sample_passes_ = None, 0
         if warm_start and C is not None and first.rows >= WARM_START_ROWS:
-            on_sample = functools.partial(pass_stats, fraction=WARM_START_FRACTION)
+            on_sample = functools.partial(pass_stats, sample=True)
             at_zero = on_sample(np.zeros(p), 0.0)
             self.sample_passes_ = 1
             # at w = 0 each row adds s_i (1/2 - y_i) to the intercept's gradient, so the

@@ -332,6 +332,23 @@ def block_sample(block, fraction: float):
     return (block[0][::step], y[::step], *block[2:])
 
 
+def stats_and_sample(loader, *, fraction: float, class_weight=None):
+    """Load one chunk, evaluate the starting point (w = 0) on it, and keep a copy of its
+    warm-start sample (:func:`block_sample`): a streamed fit's first pass, after which only
+    the samples stay in memory."""
+    block = loader.load()
+    stats = block_stats(block, np.zeros(block[0].shape[1]), 0.0, class_weight)
+    sample = block_sample(block, fraction)
+    if isinstance(sample, tuple) and hasattr(sample, "_replace"):  # a Block: own its memory
+        w = getattr(sample, "weight", None)
+        sample = sample._replace(
+            X=sample.X.copy(), y=sample.y.copy(), weight=None if w is None else w.copy(),
+            cats=tuple((v, c.copy()) for v, c in getattr(sample, "cats", ())))
+    else:
+        sample = (sample[0].copy(), sample[1].copy(), *sample[2:])
+    return sample, stats
+
+
 def load_only(loader):
     """Load one chunk's block, to be kept (the pass's statistics are already known)."""
     return loader.load(), None

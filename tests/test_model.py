@@ -336,3 +336,43 @@ def test_warm_start_sample_of_one_class_starts_cold(monkeypatch):
     warm = LogisticModel(C=1.0).fit(X, y)
     assert warm.sample_passes_ == 1 and warm.passes_ == cold.passes_
     np.testing.assert_array_equal(warm.coef_, cold.coef_)
+
+
+def test_streamed_fit_warm_starts_from_a_sample_kept_in_its_first_pass(tmp_path, monkeypatch):
+    """Data that is not cached is re-read on every pass; its first pass keeps every 32nd row
+    of each chunk, the warm start is solved on those, and the passes over the files drop to
+    the cached fit's. CSV chunks (rows unknown before reading) start cold."""
+    import pipeline.api as api_module
+    import pipeline.model as model_module
+
+    rng = np.random.default_rng(11)
+    n = 160_000
+    X = rng.standard_normal((n, 4)) * [1.0, 3.0, 0.2, 10.0]
+    y = (rng.random(n) < sigmoid(X @ [3.0, -1.5, 12.0, 0.4] + 0.5)).astype(np.int64)
+    table = pa.table({**{f"x{j}": X[:, j] for j in range(4)}, "label": y})
+    data, csv = tmp_path / "data", tmp_path / "csv"
+    data.mkdir()
+    csv.mkdir()
+    for k in range(4):
+        pq.write_table(table.slice(k * n // 4, n // 4), data / f"p{k}.parquet")
+        table.slice(k * n // 4, n // 4).to_pandas().to_csv(csv / f"p{k}.csv", index=False)
+
+    def train(name, source=data):
+        path = tmp_path / f"{name}.json"
+        assert run_cli("train", source, path, "--label", "label", "--quiet") == 0
+        return json.loads(path.read_text())
+
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    cached = train("cached")
+    monkeypatch.setattr(api_module, "_fits_in_memory", lambda *a, **k: False)
+    streamed = train("streamed")
+    from_csv = train("csv", csv)
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 10**12)
+    cold = train("cold")
+
+    assert cached["sample_passes"] >= 2 and streamed["sample_passes"] >= 2
+    assert streamed["passes"] == cached["passes"] < cold["passes"]
+    assert from_csv["sample_passes"] == 0 and from_csv["passes"] == cold["passes"]
+    np.testing.assert_allclose(streamed["coef"], cached["coef"], rtol=1e-9)
+    assert abs(streamed["loss"] - cold["loss"]) <= 1e-10
+    np.testing.assert_allclose(streamed["coef"], cold["coef"], rtol=1e-5)

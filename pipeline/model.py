@@ -291,6 +291,7 @@ class LogisticModel:
         cw = self._class_weights()
         t0 = time.perf_counter()
         first = None
+        streamed = cache is not None and not cache  # False as given: nothing read yet
         if cache is None:
             fn = functools.partial(chunk_stats, coef=np.zeros(len(self.features_)),
                                    intercept=0.0, class_weight=cw)
@@ -306,8 +307,9 @@ class LogisticModel:
             blocks, first = executor.cache(functools.partial(load_and_stats, class_weight=cw),
                                            loaders)
         samples = None
-        if cache is False and self._sample_fits(loaders, executor):
-            # streamed: the first pass keeps each chunk's warm-start sample in memory
+        if streamed and self._sample_fits(loaders, executor):
+            # streamed: the first pass keeps each chunk's warm-start sample in memory (not
+            # when cache=None streams: its first pass, already done, would be read again)
             samples, first = executor.cache(functools.partial(
                 stats_and_sample, fraction=WARM_START_FRACTION, class_weight=cw), loaders)
         self.cached_ = bool(cache)

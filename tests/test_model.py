@@ -376,3 +376,53 @@ def test_streamed_fit_warm_starts_from_a_sample_kept_in_its_first_pass(tmp_path,
     np.testing.assert_allclose(streamed["coef"], cached["coef"], rtol=1e-9)
     assert abs(streamed["loss"] - cold["loss"]) <= 1e-10
     np.testing.assert_allclose(streamed["coef"], cold["coef"], rtol=1e-5)
+
+
+def test_fit_chunks_deciding_to_stream_reads_each_chunk_once_per_pass(tmp_path, monkeypatch):
+    """fit_chunks(cache=None) over Parquet chunks (rows known) that do not fit: its first
+    pass already read every chunk to decide, so it takes no sample (a second first pass,
+    one read more than ``passes_`` counts); cache=False keeps one in that first pass."""
+    import threading
+
+    import pipeline.model as model_module
+    from pipeline.api import TrainChunk
+    from pipeline.design import block_nbytes
+    from pipeline.execution import LocalExecutor
+    from pipeline.sources import plan
+    from pipeline.tasks import file_tasks
+
+    rng = np.random.default_rng(5)
+    n = 100_000
+    X = rng.standard_normal((n, 3))
+    y = (rng.random(n) < sigmoid(X @ [1.0, -2.0, 0.5])).astype(np.int64)
+    for k in range(4):
+        pq.write_table(pa.table({**{f"x{j}": X[k::4, j] for j in range(3)},
+                                 "label": y[k::4]}), tmp_path / f"p{k}.parquet")
+    feats = ("x0", "x1", "x2")
+    tasks = file_tasks(plan(str(tmp_path), blocksize=400_000), columns=(*feats, "label"), numeric=feats)
+    chunks = [TrainChunk(t, feats, "label") for t in tasks]
+    assert len(chunks) >= 4 and all(c.rows for c in chunks)
+    reads, lock, load = [0], threading.Lock(), TrainChunk.load
+
+    def counted(self):
+        with lock:
+            reads[0] += 1
+        return load(self)
+
+    monkeypatch.setattr(TrainChunk, "load", counted)
+    monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
+    fits = {}
+    for cache in (None, False):
+        ex = LocalExecutor(2)
+        ex.memory_limit = int(1.5 * block_nbytes(n, 3))  # the blocks: no; the sample: yes
+        reads[0] = 0
+        try:
+            m = LogisticModel(C=1.0).fit_chunks(chunks, ex, features=feats, cache=cache)
+        finally:
+            ex.close()
+        assert not m.cached_ and m.converged_
+        assert reads[0] == m.passes_ * len(chunks), (cache, reads[0], m.passes_)
+        fits[cache] = m
+    assert fits[None].sample_passes_ == 0 and fits[False].sample_passes_ >= 2
+    assert fits[False].passes_ < fits[None].passes_
+    np.testing.assert_allclose(fits[False].coef_, fits[None].coef_, rtol=1e-6)

@@ -399,7 +399,8 @@ def test_fit_chunks_deciding_to_stream_reads_each_chunk_once_per_pass(tmp_path, 
         pq.write_table(pa.table({**{f"x{j}": X[k::4, j] for j in range(3)},
                                  "label": y[k::4]}), tmp_path / f"p{k}.parquet")
     feats = ("x0", "x1", "x2")
-    tasks = file_tasks(plan(str(tmp_path), blocksize=400_000), columns=(*feats, "label"), numeric=feats)
+    tasks = file_tasks(plan(str(tmp_path), blocksize=400_000), columns=(*feats, "label"),
+                       numeric=feats)
     chunks = [TrainChunk(t, feats, "label") for t in tasks]
     assert len(chunks) >= 4 and all(c.rows for c in chunks)
     reads, lock, load = [0], threading.Lock(), TrainChunk.load

@@ -317,36 +317,33 @@ def chunk_stats(item, *, coef, intercept, class_weight=None, categories=None,
     return block_stats(block, coef, intercept, class_weight, categories)
 
 
+def _map_rows(block, fn):
+    """The block with ``fn`` applied to each of its per-row arrays (X, y, the weights, the
+    categorical codes); a plain ``(X, y, ...)`` tuple keeps its other items."""
+    if isinstance(block, tuple) and hasattr(block, "_replace"):  # a Block
+        w = getattr(block, "weight", None)
+        return block._replace(X=fn(block.X), y=fn(block.y),
+                              weight=None if w is None else fn(w),
+                              cats=tuple((v, fn(c)) for v, c in getattr(block, "cats", ())))
+    return (fn(block[0]), fn(block[1]), *block[2:])
+
+
 def block_sample(block, fraction: float):
     """Every ``round(1 / fraction)``-th row of a block, every field sliced (views, no copy):
     one chunk's share of the solver's warm-start sample. Spread over the whole block, so
     that rows ordered by time or by the label still give a fair sample (the block's first
     rows did not: measured up to 12 passes instead of 7 on ordered data)."""
     step = max(1, round(1 / fraction))
-    y = block[1]
-    if isinstance(block, tuple) and hasattr(block, "_replace"):  # a Block
-        w = getattr(block, "weight", None)
-        return block._replace(
-            X=block.X[::step], y=y[::step], weight=None if w is None else w[::step],
-            cats=tuple((v, c[::step]) for v, c in getattr(block, "cats", ())))
-    return (block[0][::step], y[::step], *block[2:])
+    return _map_rows(block, lambda a: a[::step])
 
 
 def stats_and_sample(loader, *, fraction: float, class_weight=None):
     """Load one chunk, evaluate the starting point (w = 0) on it, and keep a copy of its
     warm-start sample (:func:`block_sample`): a streamed fit's first pass, after which only
-    the samples stay in memory."""
+    the samples stay in memory (the copies own their memory, not views of the block)."""
     block = loader.load()
     stats = block_stats(block, np.zeros(block[0].shape[1]), 0.0, class_weight)
-    sample = block_sample(block, fraction)
-    if isinstance(sample, tuple) and hasattr(sample, "_replace"):  # a Block: own its memory
-        w = getattr(sample, "weight", None)
-        sample = sample._replace(
-            X=sample.X.copy(), y=sample.y.copy(), weight=None if w is None else w.copy(),
-            cats=tuple((v, c.copy()) for v, c in getattr(sample, "cats", ())))
-    else:
-        sample = (sample[0].copy(), sample[1].copy(), *sample[2:])
-    return sample, stats
+    return _map_rows(block_sample(block, fraction), lambda a: a.copy()), stats
 
 
 def load_only(loader):

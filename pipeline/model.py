@@ -392,21 +392,19 @@ class LogisticModel:
             nonlocal passes, cw
             if parts is None:  # else computed while loading
                 vocab = tuple(self.categories_.values()) if passes else None
-                items, fraction = (blocks, 1.0) if not sample else \
-                    (samples, 1.0) if samples is not None else (blocks, WARM_START_FRACTION)
+                items, fraction = blocks, 1.0
+                if sample:  # the warm start's sample: kept by a streamed fit, else sliced
+                    items, fraction = (samples, 1.0) if samples is not None else \
+                        (blocks, WARM_START_FRACTION)
                 fn = functools.partial(
                     chunk_stats, coef=np.zeros(n_numeric) if coef is None else coef,
                     intercept=0.0 if b is None else b, class_weight=cw, categories=vocab,
                     fraction=fraction)
                 parts = [fn(item) for item in items] if executor is None else \
                     [r for _, r in executor.map_unordered(fn, items)]
-            if sample:  # a pass over the warm start's sample: not a pass over the data
-                rows, loss, grad, hess, wrong, weight = combine_stats(
-                    parts, cw, n_numeric=n_numeric, categories=list(self.categories_.values()))
-                return PassStats(weight=weight, loss=loss, grad=grad, hess=hess, wrong=wrong,
-                                 rows=rows)
-            passes += 1
-            if passes == 1:  # the first pass counts dropped rows and the classes
+            if not sample:  # a pass over the warm start's sample is not one over the data
+                passes += 1
+            if passes == 1 and not sample:  # the first pass counts dropped rows and classes
                 self._learn_categories(categorical, parts)
                 self.rows_dropped_ = sum(q.rows_dropped for q in parts)
                 n1 = sum(q.positives for q in parts)

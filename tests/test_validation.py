@@ -247,6 +247,7 @@ BAD_FIELDS = [
     ("intercept", float("inf")), ("label", 5), ("C", "big"), ("C", 0), ("C", -1.0),
     ("C", float("nan")), ("tol", "x"), ("tol", 0), ("max_iter", 0), ("max_iter", 2.5),
     ("max_iter", True), ("rows", -1), ("rows", True), ("rows", 1.5), ("passes", -1),
+    ("sample_passes", -1), ("sample_passes", True), ("sample_passes", 2.5),
     ("iterations", "3"), ("converged", "yes"), ("converged", 1), ("loss", "x"),
     ("loss", float("nan")), ("history", 5), ("history", [1, 2]), ("input", "data"),
 ]

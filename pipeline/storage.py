@@ -28,6 +28,10 @@ from typing import IO, Any
 
 from .errors import PipelineError, StorageError
 
+
+class PreconditionFailed(OSError):
+    """A conditional write or delete found another version of the object than it named."""
+
 # URL schemes and the extra that brings their file system.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "az": "azure",
           "abfss": "azure"}
@@ -346,12 +350,82 @@ class FsspecStorage:
         if self.protocol in ("memory", "file"):
             self.fs.makedirs(path, exist_ok=True)
 
+    # Conditional writes (the lease, the commit): S3 passes them to the store (If-None-Match,
+    # If-Match); other stores check first, then write.
+
+    def create_text(self, path: str, text: str) -> str | None:
+        """Create ``path`` only if absent (FileExistsError otherwise); returns its ETag."""
+        try:
+            out = self.fs.pipe_file(path, text.encode(), mode="create")
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if _precondition(exc):
+                raise FileExistsError(path) from None
+            raise
+        self.fs.invalidate_cache(self.parent(path))
+        etag = out.get("ETag") if isinstance(out, dict) else None
+        return etag.strip('"') if etag else (self.head(path) or {}).get("etag")
+
+    def replace_if(self, path: str, text: str, etag: str | None) -> str | None:
+        """Replace ``path`` only if its version is still ``etag`` (else PreconditionFailed);
+        returns the new ETag."""
+        if _takes_if_match(self.fs):
+            try:
+                out = self.fs.pipe_file(path, text.encode(), IfMatch=f'"{etag}"')
+            except OSError as exc:
+                if _precondition(exc) or isinstance(exc, FileNotFoundError):
+                    raise PreconditionFailed(path) from None
+                raise
+            self.fs.invalidate_cache(self.parent(path))
+            new = out.get("ETag") if isinstance(out, dict) else None
+            if new:
+                return new.strip('"')
+        else:
+            if (self.head(path) or {}).get("etag") != etag:
+                raise PreconditionFailed(path)
+            self.fs.pipe_file(path, text.encode())
+            self.fs.invalidate_cache(self.parent(path))
+        return (self.head(path) or {}).get("etag")
+
+    def read_versioned(self, path: str) -> tuple[str, str | None] | None:
+        """The text of ``path`` and the ETag it had just before (None when absent)."""
+        head = self.head(path)
+        if head is None:
+            return None
+        try:
+            return self.fs.cat_file(path).decode(), head.get("etag")
+        except FileNotFoundError:
+            return None
+
+    def remove_if(self, path: str, etag: str | None) -> None:
+        """Delete ``path`` if its version is still ``etag``."""
+        if (self.head(path) or {}).get("etag") != etag:
+            raise PreconditionFailed(path)
+        self.rm(path)
+
+    def copy_many(self, sources: list[str], targets: list[str]) -> None:
+        """Server-side copies, batched (S3: CopyObject each, many in flight)."""
+        if sources:
+            self.fs.copy(list(sources), list(targets))
+            self.fs.invalidate_cache()
+
 
 def _version(info: dict) -> str | None:
     for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "created"):
         if info.get(key) is not None:
             return str(info[key]).strip('"')
     return None
+
+
+def _takes_if_match(fs) -> bool:
+    return type(fs).__name__ == "S3FileSystem"
+
+
+def _precondition(exc: BaseException) -> bool:
+    """S3's 412 PreconditionFailed (or 409 ConditionalRequestConflict), as s3fs raises it."""
+    text = str(exc).lower()
+    return "pre-condition" in text or "precondition" in text or "conditional" in text
 
 
 def _takes_refresh(fs) -> bool:
@@ -375,12 +449,12 @@ def _storage_errors(method):
         try:
             return method(self, path, *args, **kwargs)
         except FileNotFoundError as exc:
-            if method.__name__ not in ("write_text", "put_file"):
+            if method.__name__ not in ("write_text", "put_file", "create_text"):
                 raise
             # a write finds no bucket or container (its name is the URL's first part)
             raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
                                 "container exist?", path=self.url(obj)) from None
-        except (PipelineError, StorageError):
+        except (PipelineError, StorageError, PreconditionFailed, FileExistsError):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
             detail = _first_line(exc)
@@ -391,7 +465,8 @@ def _storage_errors(method):
 
 
 for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
-              "read_text", "write_text", "put_file", "rm", "rm_many"):
+              "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
+              "create_text", "replace_if", "read_versioned", "remove_if"):
     setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
 
 Storage = LocalStorage | FsspecStorage

@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -30,10 +31,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
+from .lease import hold
 from .monitor import RssSampler
-from .storage import LOCAL, is_local, is_url, open_storage
+from .storage import LOCAL, PreconditionFailed, is_local, is_url, open_storage
 
 SUCCESS = "_SUCCESS"
+# The suffix of a part staged under ``_pending/<attempt>/`` on an object store: not
+# ``.parquet``, so that readers which list recursively by extension (dask) skip it.
+STAGED = ".staged"
 JOB = "_job.json"
 CHUNKS = "_chunks.jsonl"
 
@@ -127,6 +132,13 @@ class PartTarget:
     fmt: str = "parquet"
     storage: object = None
     attempt: str = ""
+    stage: str = ""  # object store: where the part is uploaded until the commit copies it
+
+    def staged(self, index: int) -> str:
+        """Where the part is uploaded: staged until the commit, or its final place."""
+        if self.stage:
+            return self.storage.join(self.stage, self.name(index) + STAGED)
+        return self.storage.join(self.folder, self.name(index))
 
     def name(self, index: int) -> str:
         if not self.attempt:
@@ -143,8 +155,7 @@ def write_part(data, target: PartTarget, index: int) -> tuple[int, str | None, d
         return rows, tmp, {}
     local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
     try:
-        uploaded = target.storage.put_file(local, target.storage.join(target.folder,
-                                                                      target.name(index)))
+        uploaded = target.storage.put_file(local, target.staged(index))
     finally:
         LOCAL.rm(local)
     return rows, None, uploaded
@@ -210,6 +221,12 @@ class OutputFolder:
         self.complete_manifest: dict | None = None
         self.fresh = False  # OUT was absent or empty: it holds nothing of the user's
         self.made = False   # this run made OUT (else it was the user's empty folder)
+        self.lease = None
+
+    def release(self) -> None:
+        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
+        if self.lease is not None:
+            self.lease.release()
 
     @property
     def folder(self) -> Path:
@@ -227,7 +244,9 @@ class OutputFolder:
         return PipelineError(message, path=self.display, params=params)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
-        """Check the flags against what exists, then make the folder ready to write."""
+        """Take the lease on OUT, check the flags against what exists, then make the folder
+        ready to write."""
+        self.lease = hold(LOCAL, os.fspath(self.path), self.display)
         p = self.path
         if LOCAL.exists(p) and not LOCAL.isdir(p):
             raise self._error("output exists and is not a folder")
@@ -417,6 +436,13 @@ class ManifestFolder:
         self.fresh = False
         self.listing: set[str] = set()   # OUT's objects when the run started
         self.written: list[str] = []     # the records this run wrote
+        self.success_etag: str | None = None  # the _SUCCESS this run started from
+        self.lease = None
+
+    def release(self) -> None:
+        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
+        if self.lease is not None:
+            self.lease.release()
 
     @property
     def folder(self) -> str:
@@ -453,9 +479,19 @@ class ManifestFolder:
         return _differing_key(old, self.job) is None
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
+        self.lease = hold(self.storage, self.root, self.display)
         # one listing of OUT answers what is there: requests cost more than bytes here
         self.listing = {self._name(p) for p in self.storage.find(self.root)}
-        current = self._read_json(self._path(SUCCESS)) if SUCCESS in self.listing else None
+        current = None
+        if SUCCESS in self.listing:
+            found = self.storage.read_versioned(self._path(SUCCESS))
+            if found is not None:
+                self.success_etag = found[1]
+                try:
+                    current = json.loads(found[0])
+                except ValueError:
+                    current = None
+                current = current if isinstance(current, dict) else None
         attempts = self._attempts()
         if self.resume:
             if current is not None and self._same_job(current):
@@ -512,14 +548,15 @@ class ManifestFolder:
                 continue
             if _expected_part_rows(expected_rows[index], rec) is None:
                 continue
-            head = self.storage.head(self._path(rec["part"]))
+            head = self.storage.head(target.staged(index))
             if head is None or head.get("size") != rec.get("size") or (
                     rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
                 continue
             self.kept[index] = rec
 
     def target(self, fmt: str) -> PartTarget:
-        return PartTarget(self.root, fmt, self.storage, self.attempt)
+        return PartTarget(self.root, fmt, self.storage, self.attempt,
+                          stage=self._path(PENDING, self.attempt))
 
     def append_record(self, record: dict) -> None:
         self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
@@ -535,12 +572,35 @@ class ManifestFolder:
         for name, text in texts.items():
             self.storage.write_text(self._path(PENDING, self.attempt, name), text)
             self.written.append(f"{PENDING}/{self.attempt}/{name}")
+        self.lease.check()
+        crash_point("before-copy")
+        # the parts, staged under _pending/<id>/, copied to their final names at OUT's top
+        # level (server-side): plain listing readers see them from here on
+        names = [p["part"] for p in manifest.get("parts", [])]
+        stage = self._path(PENDING, self.attempt)
+        self.storage.copy_many([self.storage.join(stage, n + STAGED) for n in names],
+                               [self._path(n) for n in names])
         crash_point("before-success")
-        self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
-                                                                  default=str))
+        self._commit(manifest, names)
         crash_point("after-success")
         self._publish(self.attempt, records, texts)
         self._cleanup(manifest)
+
+    def _commit(self, manifest: dict, names: list[str]) -> None:
+        """``_SUCCESS``, written only over the state this run started from: If-Match the
+        ETag it read (If-None-Match when there was none); else nothing is committed and the
+        copied parts are deleted."""
+        text = json.dumps(manifest, indent=1, default=str)
+        try:
+            if self.success_etag is None:
+                self.storage.create_text(self._path(SUCCESS), text)
+            else:
+                self.storage.replace_if(self._path(SUCCESS), text, self.success_etag)
+        except (FileExistsError, PreconditionFailed):
+            self.storage.rm_many([self._path(n) for n in names])
+            raise self._error("another run committed this output since this run started; "
+                              "not committed (its parts are kept for resume=True)",
+                              "resume") from None
 
     def _publish(self, attempt: str, records: dict[int, dict] | None = None,
                  extras: dict[str, str] | None = None) -> None:
@@ -556,6 +616,8 @@ class ManifestFolder:
                 if not name.startswith(prefix):
                     continue
                 base = name[len(prefix):]
+                if base.endswith(STAGED):
+                    continue
                 if base.startswith("_") and base != JOB:
                     extras[base] = self.storage.read_text(self._path(name))
                     continue
@@ -575,7 +637,9 @@ class ManifestFolder:
         """After the commit: delete what the manifest does not list (an old output's parts,
         other attempts) and the pending records, in batches, with no new listing."""
         listed = {p["part"] for p in manifest.get("parts", [])}
-        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written} if self.attempt else set()
+        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written,
+                *(f"{PENDING}/{self.attempt}/{name}{STAGED}" for name in listed)
+                } if self.attempt else set()
         stale = [self._path(name) for name in sorted(self.listing | mine)
                  if name.startswith(PENDING + "/") or (name.startswith("part-") and
                                                        name not in listed)]
@@ -599,10 +663,17 @@ class ManifestFolder:
 def crash_point(name: str) -> None:
     """Fault injection for the crash-consistency tests: SIGKILL this process at the named
     step when ``PIPELINE_KILL_AT`` names it (``part-K``: after the K-th part this run
-    commits; ``before-success``, ``success-tmp``, ``after-success``, ``swap-exchanged``,
-    ``swap-moved-old``)."""
+    commits; ``before-copy`` (object stores), ``before-success``, ``success-tmp``,
+    ``after-success``, ``swap-exchanged``, ``swap-moved-old``). ``PIPELINE_PAUSE_AT``: at
+    that step, create the file ``PIPELINE_PAUSE_FILE`` and wait until it is deleted (the
+    concurrency tests hold a run there)."""
     if os.environ.get("PIPELINE_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    flag = os.environ.get("PIPELINE_PAUSE_FILE")
+    if flag and os.environ.get("PIPELINE_PAUSE_AT") == name:
+        LOCAL.write_text(flag, str(os.getpid()))
+        while LOCAL.exists(flag):
+            time.sleep(0.02)
 
 
 def _expected_part_rows(planned: int | None, rec: dict | None) -> int | None:

@@ -28,8 +28,9 @@ def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("one-writer") / "data"
     folder.mkdir()
     rng = np.random.default_rng(7)
-    t = pa.table({"id": np.arange(ROWS), "f0": rng.standard_normal(ROWS),
-                  "f1": rng.standard_normal(ROWS)})
+    f0 = rng.standard_normal(ROWS)
+    t = pa.table({"id": np.arange(ROWS), "f0": f0, "f1": rng.standard_normal(ROWS),
+                  "label": (f0 + rng.standard_normal(ROWS) > 0).astype(np.int64)})
     pq.write_table(t, folder / "a.parquet", row_group_size=500)
     return folder
 
@@ -316,3 +317,25 @@ def test_an_incomplete_output_is_refused_as_input(data, out, tmp_path, capsys):
         pipeline.read(out)
     assert run_cli("transform", data, out, *_flags(2), "--resume") == 0
     assert pipeline.read(out).compute().shape[0] == ROWS
+
+
+# --- one writer per MODEL ----------------------------------------------------------------------
+
+
+def test_train_while_another_run_writes_the_model_file_exits_2_and_touches_nothing(
+        data, out, capsys):
+    from pipeline.lease import hold
+    from pipeline.storage import open_storage
+
+    model = f"{out}-model.json"
+    lease = hold(*open_storage(model), model, what="model file")
+    try:
+        assert run_cli("train", data, model, "--label", "label", "--quiet") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another run is writing this model file" in err[0], err
+        assert f"pid {os.getpid()}" in err[0]
+        assert not open_storage(model)[0].exists(open_storage(model)[1])
+    finally:
+        lease.release()
+    assert run_cli("train", data, model, "--label", "label", "--quiet") == 0
+    assert pipeline.LogisticModel.load(model).features_ == ["f0", "f1"]

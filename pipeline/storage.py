@@ -404,6 +404,19 @@ class FsspecStorage:
             raise PreconditionFailed(path)
         self.rm(path)
 
+    def abort_uploads(self, folder: str) -> int:
+        """Abort the unfinished multipart uploads under ``folder`` (S3; a killed upload's
+        parts are invisible but kept, and billed, until aborted); returns how many."""
+        if not _takes_if_match(self.fs):
+            return 0
+        bucket, key, _ = self.fs.split_path(folder)
+        found = self.fs.call_s3("list_multipart_uploads", Bucket=bucket,
+                                Prefix=key.rstrip("/") + "/").get("Uploads", [])
+        for upload in found:
+            self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                            UploadId=upload["UploadId"])
+        return len(found)
+
     def copy_many(self, sources: list[str], targets: list[str]) -> None:
         """Server-side copies, batched (S3: CopyObject each, many in flight)."""
         if sources:
@@ -466,7 +479,7 @@ def _storage_errors(method):
 
 for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
               "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
-              "create_text", "replace_if", "read_versioned", "remove_if"):
+              "create_text", "replace_if", "read_versioned", "remove_if", "abort_uploads"):
     setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
 
 Storage = LocalStorage | FsspecStorage

@@ -234,7 +234,21 @@ class OutputFolder:
 
     @property
     def _new(self) -> Path:
-        return self.path.parent / f".{self.path.name}.pipeline-new"
+        """This attempt's staging folder (--overwrite): a name unique to the attempt."""
+        return self.path.parent / f".{self.path.name}.pipeline-new-{self.lease.attempt}"
+
+    def _staged(self) -> list[Path]:
+        """Staging folders of earlier attempts beside OUT (a killed --overwrite's), those
+        of the same job first."""
+        prefix = f".{self.path.name}.pipeline-new"
+        found = [self.path.parent / n for n in LOCAL.listdir(self.path.parent)
+                 if n.startswith(prefix) and read_job(self.path.parent / n) is not None]
+        return sorted(found, key=lambda f: not self._same_job(read_job(f)))
+
+    def _drop_staged(self, keep: Path | None = None) -> None:
+        for folder in self._staged():
+            if folder != keep:
+                LOCAL.rmtree(folder)
 
     @property
     def _old(self) -> Path:
@@ -252,8 +266,7 @@ class OutputFolder:
             raise self._error("output exists and is not a folder")
         self._finish_interrupted_swap()
         if not LOCAL.exists(p) or _is_empty_dir(p):
-            if read_job(self._new) is not None:  # a stale half-built --overwrite of a
-                LOCAL.rmtree(self._new)           # folder that is gone since
+            self._drop_staged()  # a stale half-built --overwrite of a folder gone since
             self.fresh = True
             self.made = not LOCAL.exists(p)
             LOCAL.makedirs(p)
@@ -265,11 +278,12 @@ class OutputFolder:
                 # complete already (an --overwrite killed after its swap leaves the old
                 # output in the hidden sibling: it is ours, and replaced)
                 self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
-                if read_job(self._new) is not None:
-                    LOCAL.rmtree(self._new)
+                self._drop_staged()
                 return
-            if read_job(self._new) is not None:  # an interrupted --overwrite: continue it
-                self.staging = self._new
+            staged = self._staged()
+            if staged:  # an interrupted --overwrite: continue it
+                self.staging = staged[0]
+                self._drop_staged(keep=self.staging)
             self._open_resume(expected_rows, fmt)
             return
         if not self.overwrite:
@@ -278,9 +292,8 @@ class OutputFolder:
         if current is None:
             raise self._error(f"overwrite=True replaces only an output of this tool, and "
                               f"this folder has no readable {JOB}; not touched", "overwrite")
+        self._drop_staged()
         self.staging = self._new
-        if LOCAL.exists(self.staging):
-            LOCAL.rmtree(self.staging)
         LOCAL.makedirs(self.staging)
         write_json_atomic(self.staging / JOB, self.job)
 
@@ -292,11 +305,14 @@ class OutputFolder:
         OUT and a complete new output beside it: finish the swap. Only then (the old output
         moved aside to ``.OUT.pipeline-old``): after a RENAME_EXCHANGE the sibling holds the
         *old* output, which must not come back if the user has since deleted OUT."""
-        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS) and \
-                LOCAL.exists(self._old):
-            LOCAL.replace(self._new, self.path)
-            LOCAL.fsync(self.path.parent)
-            LOCAL.rmtree(self._old, ignore_errors=True)
+        if LOCAL.exists(self.path) or not LOCAL.exists(self._old):
+            return
+        for new in self._staged():
+            if LOCAL.exists(new / SUCCESS):
+                LOCAL.replace(new, self.path)
+                LOCAL.fsync(self.path.parent)
+                LOCAL.rmtree(self._old, ignore_errors=True)
+                return
 
     def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
         p = self.folder
@@ -493,6 +509,8 @@ class ManifestFolder:
                     current = None
                 current = current if isinstance(current, dict) else None
         attempts = self._attempts()
+        if attempts:  # an earlier attempt was cut short: its unfinished uploads are dead
+            self.storage.abort_uploads(self._path(PENDING))  # (this run holds the lease)
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up

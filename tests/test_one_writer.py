@@ -339,3 +339,17 @@ def test_train_while_another_run_writes_the_model_file_exits_2_and_touches_nothi
         lease.release()
     assert run_cli("train", data, model, "--label", "label", "--quiet") == 0
     assert pipeline.LogisticModel.load(model).features_ == ["f0", "f1"]
+
+
+def test_resume_aborts_the_unfinished_multipart_uploads_of_a_killed_attempt(data, bucket):
+    out = f"{bucket}/out"
+    _kill_at("part-2", data, out, *_flags(2))
+    fs = s3fs_client_cached()
+    name = bucket.split("://")[1]
+    attempt = fs.ls(f"{name}/out/_pending", detail=False)[0].rsplit("/", 1)[1]
+    key = f"out/_pending/{attempt}/part-00004-{attempt}.parquet.staged"
+    fs.call_s3("create_multipart_upload", Bucket=name, Key=key)  # as a killed upload leaves
+    assert len(fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", [])) == 1
+    assert run_cli("transform", data, out, *_flags(2), "--resume") == 0
+    assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
+    assert pipeline.read(out).compute().shape[0] == ROWS

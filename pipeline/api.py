@@ -447,6 +447,7 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                              weight=weight, categorical=categorical,
                              max_categories=max_categories, cache=cache, log=log)
         if model_out is not None:
+            lease.check()  # still this run's (object stores: renewed now), else not written
             model.save(model_out, storage_options=options.storage_options)
         return model
     finally:

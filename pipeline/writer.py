@@ -11,7 +11,8 @@ Layout of an output folder (see the README):
   an output.
 
 ``--overwrite`` builds the new output in a hidden sibling folder and swaps it in only when it
-is complete, so the old output stays whole until then.
+is complete, so the old output stays whole until then. Every run first takes the output's
+lease (:mod:`pipeline.lease`): one writer per output.
 """
 
 from __future__ import annotations
@@ -123,9 +124,10 @@ class PartTarget:
 
     Local disk (``storage`` None): under a temporary name in ``folder``, which the writer
     loop fsyncs and renames. Object store: written to the worker's local temporary disk,
-    then uploaded whole under ``part-NNNNN-<attempt>`` (one PUT, or a multipart upload
-    completed only at the end), so a part object is absent or complete, and a retried or
-    duplicated task rewrites the same object with the same bytes.
+    then uploaded whole, staged under ``stage`` as ``part-NNNNN-<attempt>.parquet.staged``
+    (one PUT, or a multipart upload completed only at the end), so a part object is absent
+    or complete, and a retried or duplicated task rewrites the same object with the same
+    bytes; the commit copies it to ``folder`` under its final name.
     """
 
     folder: str
@@ -422,20 +424,24 @@ class ManifestFolder:
     """An output on a store without rename or append (S3, GCS, Azure): committed by one PUT
     of its manifest, ``_SUCCESS``, which lists every part with its size, ETag and rows.
 
-    Steps (README, "Object storage and clusters"):
+    Steps (README, "The commit on object stores"):
 
+    0. The lease on OUT (:mod:`pipeline.lease`): one writer at a time.
     1. A run (an *attempt*, with a random id) writes ``_pending/<id>/_job.json``. Nothing
        at OUT's top level changes, so an existing output stays whole and readable.
-    2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
-       object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
-    3. Commit: ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
-    4. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
+    2. Each part is uploaded whole, staged, as ``_pending/<id>/part-NNNNN-<id>.parquet.staged``
+       (invisible to plain listing readers); then its record is one object,
+       ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
+    3. The lease renewed, the staged parts are copied to ``part-NNNNN-<id>.parquet``.
+    4. Commit: ``_SUCCESS``, one PUT, conditional on the ``_SUCCESS`` the run started from.
+    5. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
        extra files (``_truth.json``, under ``_pending/<id>/`` until the commit) are PUT;
        objects the new manifest does not list (an old output's parts, other attempts) and
        ``_pending/<id>`` are deleted.
 
-    ``--resume`` finds the attempt with the same identity, keeps each part whose record and
-    object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
+    ``--resume`` finds the attempt with the same identity, keeps each staged part whose
+    record and object (HEAD: size and ETag) agree, and redoes the rest; after step 4 it only
+    cleans up.
     """
 
     def __init__(self, storage, root: str, job: dict, *, overwrite: bool = False,

@@ -29,7 +29,7 @@ import uuid
 from datetime import UTC, datetime
 
 from .errors import PipelineError, StorageError
-from .storage import LOCAL, PreconditionFailed
+from .storage import LOCAL, LockHeld, PreconditionFailed
 
 TIMEOUT_ENV = "PIPELINE_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
@@ -125,11 +125,7 @@ class Lease:
             return
         self.held = False
         if self.storage is LOCAL:
-            try:
-                os.unlink(self.key)  # while still locked: the next run makes a new file
-            except OSError:
-                pass
-            os.close(self._fd)
+            LOCAL.unlock(self.key, self._fd)
             self._fd = None
             return
         self._stop.set()
@@ -155,30 +151,14 @@ class Lease:
                 f"{lease_timeout():g} s; not committed", path=self.display)
 
     def _acquire_local(self) -> None:
-        import fcntl
-
-        LOCAL.makedirs(LOCAL.parent(self.key))
-        while True:
-            fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd = LOCAL.lock(self.key, self._body())
+        except LockHeld as exc:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    holder = json.loads(os.read(fd, 4096) or b"{}")
-                except ValueError:
-                    holder = None
-                os.close(fd)
-                raise self._held_error(holder) from None
-            try:  # the file may have been released (unlinked) between open and flock
-                same = os.fstat(fd).st_ino == os.stat(self.key).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self._body().encode(), 0)
-        self._fd = fd
+                holder = json.loads(exc.args[0] or "{}")
+            except ValueError:
+                holder = None
+            raise self._held_error(holder) from None
 
     def _acquire_object(self) -> None:
         for _ in range(5):

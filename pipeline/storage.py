@@ -29,6 +29,10 @@ from typing import IO, Any
 from .errors import PipelineError, StorageError
 
 
+class LockHeld(Exception):
+    """Another process holds the lock; the text it wrote there is the argument."""
+
+
 class PreconditionFailed(OSError):
     """A conditional write or delete found another version of the object than it named."""
 
@@ -198,6 +202,43 @@ class LocalStorage:
     def realpath(self, path: str) -> str:
         """``..`` and symlinks resolved."""
         return os.path.realpath(path)
+
+    # The lease of an output on a local disk (see lease.py): an exclusive flock.
+
+    def lock(self, path: str, text: str) -> int:
+        """Take an exclusive ``flock`` on ``path`` (made if absent), write ``text`` in it and
+        return its descriptor, held until :meth:`unlock`. Another process holding it:
+        :class:`LockHeld` with that holder's text."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 4096).decode(errors="replace")
+                os.close(fd)
+                raise LockHeld(holder) from None
+            try:  # the file may have been released (unlinked) between open and flock
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
+        return fd
+
+    def unlock(self, path: str, fd: int) -> None:
+        """Delete the lock file while still holding it (the next run makes a new one), then
+        let it go."""
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)
 
     def put_file(self, local: str, path: str) -> dict:
         """Upload a finished local file whole; returns its size and version."""

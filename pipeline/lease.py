@@ -48,8 +48,8 @@ def lease_key(storage, target: str) -> str:
     """Where the lease of ``target`` (a folder or a file) lives: beside it, hidden."""
     target = target.rstrip("/")
     parent = storage.parent(target)
-    name = target[len(parent):].lstrip("/") if parent else target
-    if not parent or parent == target:  # a bucket's root: inside it
+    name = target.rsplit("/", 1)[-1]
+    if not parent or parent == target or not name:  # a bucket's root: inside it
         return storage.join(target, ".pipeline-lock")
     return storage.join(parent, f".{name}.pipeline-lock")
 

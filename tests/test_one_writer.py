@@ -353,3 +353,20 @@ def test_resume_aborts_the_unfinished_multipart_uploads_of_a_killed_attempt(data
     assert run_cli("transform", data, out, *_flags(2), "--resume") == 0
     assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
     assert pipeline.read(out).compute().shape[0] == ROWS
+
+
+def test_the_lease_of_a_model_file_named_relative_to_the_working_folder(
+        data, tmp_path, monkeypatch, capsys):
+    from pipeline.lease import hold
+    from pipeline.storage import LOCAL
+
+    monkeypatch.chdir(tmp_path)
+    lease = hold(LOCAL, "model.json", "model.json", what="model file")
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".model.json.pipeline-lock"]
+        assert run_cli("train", data, "model.json", "--label", "label", "--quiet") == 2
+        assert "another run is writing this model file" in capsys.readouterr().err
+    finally:
+        lease.release()
+    assert run_cli("train", data, "model.json", "--label", "label", "--quiet") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]

@@ -16,6 +16,7 @@ from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
+from .lease import hold
 from .model import LogisticModel, class_weight_json, parse_class_weight
 from .options import constraint
 from .params import COUNT, MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
@@ -390,59 +391,68 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                             params=("missing", "missing"))
     validate_missing(missing, MISSING_NO_KEEP)
     model_out = None if model_out is None else os.fspath(model_out)
-    exists = model_out is not None and _model_exists(model_out, options)
-    if exists and not (options.overwrite or options.resume):
-        raise PipelineError("model file already exists; pass overwrite=True to replace it or "
-                            "resume=True to keep it when it was trained the same way",
-                            path=model_out, params=("overwrite", "resume"))
-    device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype)
-    if model_out is not None:
-        _check_model_out(model_out, source, options)
-    _require_label(source, label)
-    named = features is not None
-    categorical = tuple(categorical or ())
-    check("max_categories", max_categories, COUNT)
-    if features is None:
-        features = [n for n in default_columns(source.schema)
-                    if n != label and n not in categorical and n != weight]
-    if not features and not categorical:
-        raise PipelineError("no floating-point feature columns; name them with features=NAMES",
-                            path=source.paths[0], params=("features",))
-    source.require_columns(features)
-    _require_categorical(source, categorical, (label, weight, *features))
-    if weight is not None:
-        source.require_columns([weight])
-    if not named:
-        _note_left_out(note, source, features, exclude=(label, *([weight] if weight else [])))
-    model.input_ = source.fingerprint()
-    model.missing_ = missing
-    if exists and options.resume:
-        # Training is one atomic write at the end, so an interrupted run left no model file;
-        # an existing one is kept only if it is this very job's result.
-        old = LogisticModel.load(model_out, storage_options=options.storage_options)
-        if not _same_training(old, model, features, label, weight, categorical) or (
-                positive is not None and label_value(positive, source.schema.field(
-                    label).type) != old.positive_):
-            raise PipelineError("cannot resume: the model file was trained with other "
-                                "parameters or input; rerun with overwrite=True",
-                                path=model_out, params=("overwrite",))
-        return old
-    extra = (weight,) if weight is not None else ()
-    tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
-                       numeric=(*features, *extra),
-                       used=(*features, *categorical, label, *extra))
-    with open_executor(options, client) as ex:
-        classes = _label_classes(source, label, positive, ex)
-        chunks = [TrainChunk(t, tuple(features), label, device, missing, classes, weight,
-                             categorical, max_categories) for t in tasks]
-        cache = _fits_in_memory(source, len(features) + len(extra) + len(categorical), ex)
-        model.fit_chunks(chunks, ex, features=features, label=label, classes=classes,
-                         weight=weight, categorical=categorical,
-                         max_categories=max_categories, cache=cache, log=log)
-    if model_out is not None:
-        model.save(model_out, storage_options=options.storage_options)
-    return model
+    lease = None
+    if model_out is not None:  # one writer per MODEL, as per OUT (README)
+        lease = hold(*open_storage(model_out, options.storage_options), model_out,
+                     what="model file")
+    try:
+        exists = model_out is not None and _model_exists(model_out, options)
+        if exists and not (options.overwrite or options.resume):
+            raise PipelineError("model file already exists; pass overwrite=True to replace it or "
+                                "resume=True to keep it when it was trained the same way",
+                                path=model_out, params=("overwrite", "resume"))
+        device = resolve_device(options.device)
+        source = _plan(input_path, options, dtype)
+        if model_out is not None:
+            _check_model_out(model_out, source, options)
+        _require_label(source, label)
+        named = features is not None
+        categorical = tuple(categorical or ())
+        check("max_categories", max_categories, COUNT)
+        if features is None:
+            features = [n for n in default_columns(source.schema)
+                        if n != label and n not in categorical and n != weight]
+        if not features and not categorical:
+            raise PipelineError("no floating-point feature columns; name them with features=NAMES",
+                                path=source.paths[0], params=("features",))
+        source.require_columns(features)
+        _require_categorical(source, categorical, (label, weight, *features))
+        if weight is not None:
+            source.require_columns([weight])
+        if not named:
+            _note_left_out(note, source, features, exclude=(label, *([weight] if weight else [])))
+        model.input_ = source.fingerprint()
+        model.missing_ = missing
+        if exists and options.resume:
+            # Training is one atomic write at the end, so an interrupted run left no model file;
+            # an existing one is kept only if it is this very job's result.
+            old = LogisticModel.load(model_out, storage_options=options.storage_options)
+            if not _same_training(old, model, features, label, weight, categorical) or (
+                    positive is not None and label_value(positive, source.schema.field(
+                        label).type) != old.positive_):
+                raise PipelineError("cannot resume: the model file was trained with other "
+                                    "parameters or input; rerun with overwrite=True",
+                                    path=model_out, params=("overwrite",))
+            return old
+        extra = (weight,) if weight is not None else ()
+        tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
+                           numeric=(*features, *extra),
+                           used=(*features, *categorical, label, *extra))
+        with open_executor(options, client) as ex:
+            classes = _label_classes(source, label, positive, ex)
+            chunks = [TrainChunk(t, tuple(features), label, device, missing, classes, weight,
+                                 categorical, max_categories) for t in tasks]
+            cache = _fits_in_memory(source, len(features) + len(extra) + len(categorical), ex)
+            model.fit_chunks(chunks, ex, features=features, label=label, classes=classes,
+                             weight=weight, categorical=categorical,
+                             max_categories=max_categories, cache=cache, log=log)
+        if model_out is not None:
+            lease.check()  # still this run's (object stores: renewed now), else not written
+            model.save(model_out, storage_options=options.storage_options)
+        return model
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 def _model_exists(path: str, options: ExecOptions) -> bool:

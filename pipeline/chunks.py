@@ -104,33 +104,38 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         job["storage_options"] = redact(storage_options)
     folder = open_output(out, job, overwrite=overwrite, resume=resume,
                          storage_options=storage_options)
-    folder.open({t.index: t.rows for t in tasks}, fmt)
-    if folder.complete_manifest is not None:
-        folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
-        return folder.complete_manifest
-    todo = [t for t in tasks if t.index not in folder.kept]
-    records = dict(folder.kept)
-    bar = Progress(total_rows, len(tasks), enabled=progress)
-    for rec in folder.kept.values():
-        bar.update(rec.get("rows", 0))
-    fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
-    try:
-        done = 0
-        for task, (rec, tmp) in executor.map_unordered(fn, todo, in_flight=executor.slots + 2):
-            if tmp is not None:
-                commit_part(tmp, str(folder.folder), task.index, fmt)
-            records[task.index] = rec
-            folder.append_record(rec)
-            bar.update(rec["rows"])
-            done += 1
-            crash_point(f"part-{done}")
-    except Exception as exc:
-        folder.discard(bad_input=isinstance(exc, PipelineError))
-        raise
+    try:  # the lease on OUT, taken by open(), is given up however the run ends
+        folder.open({t.index: t.rows for t in tasks}, fmt)
+        if folder.complete_manifest is not None:
+            folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
+            return folder.complete_manifest
+        todo = [t for t in tasks if t.index not in folder.kept]
+        records = dict(folder.kept)
+        bar = Progress(total_rows, len(tasks), enabled=progress)
+        for rec in folder.kept.values():
+            bar.update(rec.get("rows", 0))
+        fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
+        try:
+            done = 0
+            for task, (rec, tmp) in executor.map_unordered(fn, todo,
+                                                           in_flight=executor.slots + 2):
+                if tmp is not None:
+                    commit_part(tmp, str(folder.folder), task.index, fmt)
+                records[task.index] = rec
+                folder.append_record(rec)
+                bar.update(rec["rows"])
+                done += 1
+                crash_point(f"part-{done}")
+        except Exception as exc:
+            folder.discard(bad_input=isinstance(exc, PipelineError))
+            raise
+        finally:
+            bar.close()
+        sources = {t.index: t.source_path for t in tasks}
+        manifest = build_manifest(job, records, sources, fmt=fmt,
+                                  seconds=time.perf_counter() - t0,
+                                  resumed_parts=len(folder.kept))
+        folder.finish(manifest, extras, records=records)
+        return manifest
     finally:
-        bar.close()
-    sources = {t.index: t.source_path for t in tasks}
-    manifest = build_manifest(job, records, sources, fmt=fmt,
-                              seconds=time.perf_counter() - t0, resumed_parts=len(folder.kept))
-    folder.finish(manifest, extras, records=records)
-    return manifest
+        folder.release()

@@ -269,6 +269,9 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
         else:
             manifest = storage.join(inner, "_SUCCESS")
             parts = _manifest_parts(storage, inner) if manifest in listed else None
+            if parts is None and _incomplete_output(storage, inner, listed):
+                raise PipelineError("incomplete output (no _SUCCESS): finish it with --resume",
+                                    path=text)
             if parts is not None:
                 paths = [storage.url(p) for p in parts]
             else:
@@ -294,6 +297,18 @@ def discover(input_path: str | os.PathLike, storage_options: dict | None = None
     if isinstance(storage, LocalStorage):
         paths = [os.path.abspath(p) for p in paths]
     return paths, fmts.pop(), storage
+
+
+def _incomplete_output(storage: Storage, folder: str, listed: list[str]) -> bool:
+    """An output folder of this tool that has not committed: its ``_job.json`` (local
+    disk) or an attempt under ``_pending/`` (object store), no ``_SUCCESS``, and no data
+    file but its parts (``part-*``)."""
+    pending = storage.join(folder, "_pending") + "/"
+    if storage.join(folder, "_job.json") not in listed and not any(
+            p.startswith(pending) for p in listed):
+        return False
+    names = [p[len(folder):].lstrip("/") for p in listed]
+    return all(n.startswith(("_", ".", "part-")) for n in names if "/" not in n)
 
 
 def _manifest_parts(storage: Storage, folder: str) -> list[str] | None:

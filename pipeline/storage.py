@@ -28,6 +28,14 @@ from typing import IO, Any
 
 from .errors import PipelineError, StorageError
 
+
+class LockHeld(Exception):
+    """Another process holds the lock; the text it wrote there is the argument."""
+
+
+class PreconditionFailed(OSError):
+    """A conditional write or delete found another version of the object than it named."""
+
 # URL schemes and the extra that brings their file system.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "az": "azure",
           "abfss": "azure"}
@@ -195,6 +203,43 @@ class LocalStorage:
         """``..`` and symlinks resolved."""
         return os.path.realpath(path)
 
+    # The lease of an output on a local disk (see lease.py): an exclusive flock.
+
+    def lock(self, path: str, text: str) -> int:
+        """Take an exclusive ``flock`` on ``path`` (made if absent), write ``text`` in it and
+        return its descriptor, held until :meth:`unlock`. Another process holding it:
+        :class:`LockHeld` with that holder's text."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 4096).decode(errors="replace")
+                os.close(fd)
+                raise LockHeld(holder) from None
+            try:  # the file may have been released (unlinked) between open and flock
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
+        return fd
+
+    def unlock(self, path: str, fd: int) -> None:
+        """Delete the lock file while still holding it (the next run makes a new one), then
+        let it go."""
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)
+
     def put_file(self, local: str, path: str) -> dict:
         """Upload a finished local file whole; returns its size and version."""
         shutil.copyfile(local, path)
@@ -346,12 +391,95 @@ class FsspecStorage:
         if self.protocol in ("memory", "file"):
             self.fs.makedirs(path, exist_ok=True)
 
+    # Conditional writes (the lease, the commit): S3 passes them to the store (If-None-Match,
+    # If-Match); other stores check first, then write.
+
+    def create_text(self, path: str, text: str) -> str | None:
+        """Create ``path`` only if absent (FileExistsError otherwise); returns its ETag."""
+        try:
+            out = self.fs.pipe_file(path, text.encode(), mode="create")
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if _precondition(exc):
+                raise FileExistsError(path) from None
+            raise
+        self.fs.invalidate_cache(self.parent(path))
+        etag = out.get("ETag") if isinstance(out, dict) else None
+        return etag.strip('"') if etag else (self.head(path) or {}).get("etag")
+
+    def replace_if(self, path: str, text: str, etag: str | None) -> str | None:
+        """Replace ``path`` only if its version is still ``etag`` (else PreconditionFailed);
+        returns the new ETag."""
+        if _takes_if_match(self.fs):
+            try:
+                out = self.fs.pipe_file(path, text.encode(), IfMatch=f'"{etag}"')
+            except OSError as exc:
+                if _precondition(exc) or isinstance(exc, FileNotFoundError):
+                    raise PreconditionFailed(path) from None
+                raise
+            self.fs.invalidate_cache(self.parent(path))
+            new = out.get("ETag") if isinstance(out, dict) else None
+            if new:
+                return new.strip('"')
+        else:
+            if (self.head(path) or {}).get("etag") != etag:
+                raise PreconditionFailed(path)
+            self.fs.pipe_file(path, text.encode())
+            self.fs.invalidate_cache(self.parent(path))
+        return (self.head(path) or {}).get("etag")
+
+    def read_versioned(self, path: str) -> tuple[str, str | None] | None:
+        """The text of ``path`` and the ETag it had just before (None when absent)."""
+        head = self.head(path)
+        if head is None:
+            return None
+        try:
+            return self.fs.cat_file(path).decode(), head.get("etag")
+        except FileNotFoundError:
+            return None
+
+    def remove_if(self, path: str, etag: str | None) -> None:
+        """Delete ``path`` if its version is still ``etag``."""
+        if (self.head(path) or {}).get("etag") != etag:
+            raise PreconditionFailed(path)
+        self.rm(path)
+
+    def abort_uploads(self, folder: str) -> int:
+        """Abort the unfinished multipart uploads under ``folder`` (S3; a killed upload's
+        parts are invisible but kept, and billed, until aborted); returns how many."""
+        if not _takes_if_match(self.fs):
+            return 0
+        bucket, key, _ = self.fs.split_path(folder)
+        found = self.fs.call_s3("list_multipart_uploads", Bucket=bucket,
+                                Prefix=key.rstrip("/") + "/").get("Uploads", [])
+        for upload in found:
+            self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                            UploadId=upload["UploadId"])
+        return len(found)
+
+    def copy_many(self, sources: list[str], targets: list[str]) -> None:
+        """Server-side copies, batched (S3: CopyObject each, many in flight)."""
+        if sources:
+            self.fs.copy(list(sources), list(targets))
+            self.fs.invalidate_cache()
+
 
 def _version(info: dict) -> str | None:
     for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "created"):
         if info.get(key) is not None:
             return str(info[key]).strip('"')
     return None
+
+
+def _takes_if_match(fs) -> bool:
+    return type(fs).__name__ == "S3FileSystem"
+
+
+def _precondition(exc: BaseException) -> bool:
+    """S3's 412 PreconditionFailed (or 409 ConditionalRequestConflict), as s3fs raises it."""
+    text = str(exc).lower()
+    return "pre-condition" in text or "precondition" in text or "conditional" in text
 
 
 def _takes_refresh(fs) -> bool:
@@ -375,12 +503,12 @@ def _storage_errors(method):
         try:
             return method(self, path, *args, **kwargs)
         except FileNotFoundError as exc:
-            if method.__name__ not in ("write_text", "put_file"):
+            if method.__name__ not in ("write_text", "put_file", "create_text"):
                 raise
             # a write finds no bucket or container (its name is the URL's first part)
             raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
                                 "container exist?", path=self.url(obj)) from None
-        except (PipelineError, StorageError):
+        except (PipelineError, StorageError, PreconditionFailed, FileExistsError):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
             detail = _first_line(exc)
@@ -391,7 +519,8 @@ def _storage_errors(method):
 
 
 for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
-              "read_text", "write_text", "put_file", "rm", "rm_many"):
+              "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
+              "create_text", "replace_if", "read_versioned", "remove_if", "abort_uploads"):
     setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
 
 Storage = LocalStorage | FsspecStorage

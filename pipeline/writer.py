@@ -11,7 +11,8 @@ Layout of an output folder (see the README):
   an output.
 
 ``--overwrite`` builds the new output in a hidden sibling folder and swaps it in only when it
-is complete, so the old output stays whole until then.
+is complete, so the old output stays whole until then. Every run first takes the output's
+lease (:mod:`pipeline.lease`): one writer per output.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -30,10 +32,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
+from .lease import hold
 from .monitor import RssSampler
-from .storage import LOCAL, is_local, is_url, open_storage
+from .storage import LOCAL, PreconditionFailed, is_local, is_url, open_storage
 
 SUCCESS = "_SUCCESS"
+# The suffix of a part staged under ``_pending/<attempt>/`` on an object store: not
+# ``.parquet``, so that readers which list recursively by extension (dask) skip it.
+STAGED = ".staged"
 JOB = "_job.json"
 CHUNKS = "_chunks.jsonl"
 
@@ -118,15 +124,23 @@ class PartTarget:
 
     Local disk (``storage`` None): under a temporary name in ``folder``, which the writer
     loop fsyncs and renames. Object store: written to the worker's local temporary disk,
-    then uploaded whole under ``part-NNNNN-<attempt>`` (one PUT, or a multipart upload
-    completed only at the end), so a part object is absent or complete, and a retried or
-    duplicated task rewrites the same object with the same bytes.
+    then uploaded whole, staged under ``stage`` as ``part-NNNNN-<attempt>.parquet.staged``
+    (one PUT, or a multipart upload completed only at the end), so a part object is absent
+    or complete, and a retried or duplicated task rewrites the same object with the same
+    bytes; the commit copies it to ``folder`` under its final name.
     """
 
     folder: str
     fmt: str = "parquet"
     storage: object = None
     attempt: str = ""
+    stage: str = ""  # object store: where the part is uploaded until the commit copies it
+
+    def staged(self, index: int) -> str:
+        """Where the part is uploaded: staged until the commit, or its final place."""
+        if self.stage:
+            return self.storage.join(self.stage, self.name(index) + STAGED)
+        return self.storage.join(self.folder, self.name(index))
 
     def name(self, index: int) -> str:
         if not self.attempt:
@@ -143,8 +157,7 @@ def write_part(data, target: PartTarget, index: int) -> tuple[int, str | None, d
         return rows, tmp, {}
     local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
     try:
-        uploaded = target.storage.put_file(local, target.storage.join(target.folder,
-                                                                      target.name(index)))
+        uploaded = target.storage.put_file(local, target.staged(index))
     finally:
         LOCAL.rm(local)
     return rows, None, uploaded
@@ -210,6 +223,12 @@ class OutputFolder:
         self.complete_manifest: dict | None = None
         self.fresh = False  # OUT was absent or empty: it holds nothing of the user's
         self.made = False   # this run made OUT (else it was the user's empty folder)
+        self.lease = None
+
+    def release(self) -> None:
+        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
+        if self.lease is not None:
+            self.lease.release()
 
     @property
     def folder(self) -> Path:
@@ -217,7 +236,21 @@ class OutputFolder:
 
     @property
     def _new(self) -> Path:
-        return self.path.parent / f".{self.path.name}.pipeline-new"
+        """This attempt's staging folder (--overwrite): a name unique to the attempt."""
+        return self.path.parent / f".{self.path.name}.pipeline-new-{self.lease.attempt}"
+
+    def _staged(self) -> list[Path]:
+        """Staging folders of earlier attempts beside OUT (a killed --overwrite's), those
+        of the same job first."""
+        prefix = f".{self.path.name}.pipeline-new"
+        found = [self.path.parent / n for n in LOCAL.listdir(self.path.parent)
+                 if n.startswith(prefix) and read_job(self.path.parent / n) is not None]
+        return sorted(found, key=lambda f: not self._same_job(read_job(f)))
+
+    def _drop_staged(self, keep: Path | None = None) -> None:
+        for folder in self._staged():
+            if folder != keep:
+                LOCAL.rmtree(folder)
 
     @property
     def _old(self) -> Path:
@@ -227,14 +260,15 @@ class OutputFolder:
         return PipelineError(message, path=self.display, params=params)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
-        """Check the flags against what exists, then make the folder ready to write."""
+        """Take the lease on OUT, check the flags against what exists, then make the folder
+        ready to write."""
+        self.lease = hold(LOCAL, os.fspath(self.path), self.display)
         p = self.path
         if LOCAL.exists(p) and not LOCAL.isdir(p):
             raise self._error("output exists and is not a folder")
         self._finish_interrupted_swap()
         if not LOCAL.exists(p) or _is_empty_dir(p):
-            if read_job(self._new) is not None:  # a stale half-built --overwrite of a
-                LOCAL.rmtree(self._new)           # folder that is gone since
+            self._drop_staged()  # a stale half-built --overwrite of a folder gone since
             self.fresh = True
             self.made = not LOCAL.exists(p)
             LOCAL.makedirs(p)
@@ -246,11 +280,12 @@ class OutputFolder:
                 # complete already (an --overwrite killed after its swap leaves the old
                 # output in the hidden sibling: it is ours, and replaced)
                 self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
-                if read_job(self._new) is not None:
-                    LOCAL.rmtree(self._new)
+                self._drop_staged()
                 return
-            if read_job(self._new) is not None:  # an interrupted --overwrite: continue it
-                self.staging = self._new
+            staged = self._staged()
+            if staged:  # an interrupted --overwrite: continue it
+                self.staging = staged[0]
+                self._drop_staged(keep=self.staging)
             self._open_resume(expected_rows, fmt)
             return
         if not self.overwrite:
@@ -259,9 +294,8 @@ class OutputFolder:
         if current is None:
             raise self._error(f"overwrite=True replaces only an output of this tool, and "
                               f"this folder has no readable {JOB}; not touched", "overwrite")
+        self._drop_staged()
         self.staging = self._new
-        if LOCAL.exists(self.staging):
-            LOCAL.rmtree(self.staging)
         LOCAL.makedirs(self.staging)
         write_json_atomic(self.staging / JOB, self.job)
 
@@ -273,11 +307,14 @@ class OutputFolder:
         OUT and a complete new output beside it: finish the swap. Only then (the old output
         moved aside to ``.OUT.pipeline-old``): after a RENAME_EXCHANGE the sibling holds the
         *old* output, which must not come back if the user has since deleted OUT."""
-        if not LOCAL.exists(self.path) and LOCAL.exists(self._new / SUCCESS) and \
-                LOCAL.exists(self._old):
-            LOCAL.replace(self._new, self.path)
-            LOCAL.fsync(self.path.parent)
-            LOCAL.rmtree(self._old, ignore_errors=True)
+        if LOCAL.exists(self.path) or not LOCAL.exists(self._old):
+            return
+        for new in self._staged():
+            if LOCAL.exists(new / SUCCESS):
+                LOCAL.replace(new, self.path)
+                LOCAL.fsync(self.path.parent)
+                LOCAL.rmtree(self._old, ignore_errors=True)
+                return
 
     def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
         p = self.folder
@@ -387,20 +424,24 @@ class ManifestFolder:
     """An output on a store without rename or append (S3, GCS, Azure): committed by one PUT
     of its manifest, ``_SUCCESS``, which lists every part with its size, ETag and rows.
 
-    Steps (README, "Object storage and clusters"):
+    Steps (README, "The commit on object stores"):
 
+    0. The lease on OUT (:mod:`pipeline.lease`): one writer at a time.
     1. A run (an *attempt*, with a random id) writes ``_pending/<id>/_job.json``. Nothing
        at OUT's top level changes, so an existing output stays whole and readable.
-    2. Each part is uploaded whole as ``part-NNNNN-<id>.parquet``; then its record is one
-       object, ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
-    3. Commit: ``_SUCCESS``, one PUT that replaces the old manifest (if any) at once.
-    4. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
+    2. Each part is uploaded whole, staged, as ``_pending/<id>/part-NNNNN-<id>.parquet.staged``
+       (invisible to plain listing readers); then its record is one object,
+       ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
+    3. The lease renewed, the staged parts are copied to ``part-NNNNN-<id>.parquet``.
+    4. Commit: ``_SUCCESS``, one PUT, conditional on the ``_SUCCESS`` the run started from.
+    5. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
        extra files (``_truth.json``, under ``_pending/<id>/`` until the commit) are PUT;
        objects the new manifest does not list (an old output's parts, other attempts) and
        ``_pending/<id>`` are deleted.
 
-    ``--resume`` finds the attempt with the same identity, keeps each part whose record and
-    object (HEAD: size and ETag) agree, and redoes the rest; after step 3 it only cleans up.
+    ``--resume`` finds the attempt with the same identity, keeps each staged part whose
+    record and object (HEAD: size and ETag) agree, and redoes the rest; after step 4 it only
+    cleans up.
     """
 
     def __init__(self, storage, root: str, job: dict, *, overwrite: bool = False,
@@ -417,6 +458,13 @@ class ManifestFolder:
         self.fresh = False
         self.listing: set[str] = set()   # OUT's objects when the run started
         self.written: list[str] = []     # the records this run wrote
+        self.success_etag: str | None = None  # the _SUCCESS this run started from
+        self.lease = None
+
+    def release(self) -> None:
+        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
+        if self.lease is not None:
+            self.lease.release()
 
     @property
     def folder(self) -> str:
@@ -453,10 +501,22 @@ class ManifestFolder:
         return _differing_key(old, self.job) is None
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
+        self.lease = hold(self.storage, self.root, self.display)
         # one listing of OUT answers what is there: requests cost more than bytes here
         self.listing = {self._name(p) for p in self.storage.find(self.root)}
-        current = self._read_json(self._path(SUCCESS)) if SUCCESS in self.listing else None
+        current = None
+        if SUCCESS in self.listing:
+            found = self.storage.read_versioned(self._path(SUCCESS))
+            if found is not None:
+                self.success_etag = found[1]
+                try:
+                    current = json.loads(found[0])
+                except ValueError:
+                    current = None
+                current = current if isinstance(current, dict) else None
         attempts = self._attempts()
+        if attempts:  # an earlier attempt was cut short: its unfinished uploads are dead
+            self.storage.abort_uploads(self._path(PENDING))  # (this run holds the lease)
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up
@@ -512,14 +572,15 @@ class ManifestFolder:
                 continue
             if _expected_part_rows(expected_rows[index], rec) is None:
                 continue
-            head = self.storage.head(self._path(rec["part"]))
+            head = self.storage.head(target.staged(index))
             if head is None or head.get("size") != rec.get("size") or (
                     rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
                 continue
             self.kept[index] = rec
 
     def target(self, fmt: str) -> PartTarget:
-        return PartTarget(self.root, fmt, self.storage, self.attempt)
+        return PartTarget(self.root, fmt, self.storage, self.attempt,
+                          stage=self._path(PENDING, self.attempt))
 
     def append_record(self, record: dict) -> None:
         self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
@@ -535,12 +596,35 @@ class ManifestFolder:
         for name, text in texts.items():
             self.storage.write_text(self._path(PENDING, self.attempt, name), text)
             self.written.append(f"{PENDING}/{self.attempt}/{name}")
+        self.lease.check()
+        crash_point("before-copy")
+        # the parts, staged under _pending/<id>/, copied to their final names at OUT's top
+        # level (server-side): plain listing readers see them from here on
+        names = [p["part"] for p in manifest.get("parts", [])]
+        stage = self._path(PENDING, self.attempt)
+        self.storage.copy_many([self.storage.join(stage, n + STAGED) for n in names],
+                               [self._path(n) for n in names])
         crash_point("before-success")
-        self.storage.write_text(self._path(SUCCESS), json.dumps(manifest, indent=1,
-                                                                  default=str))
+        self._commit(manifest, names)
         crash_point("after-success")
         self._publish(self.attempt, records, texts)
         self._cleanup(manifest)
+
+    def _commit(self, manifest: dict, names: list[str]) -> None:
+        """``_SUCCESS``, written only over the state this run started from: If-Match the
+        ETag it read (If-None-Match when there was none); else nothing is committed and the
+        copied parts are deleted."""
+        text = json.dumps(manifest, indent=1, default=str)
+        try:
+            if self.success_etag is None:
+                self.storage.create_text(self._path(SUCCESS), text)
+            else:
+                self.storage.replace_if(self._path(SUCCESS), text, self.success_etag)
+        except (FileExistsError, PreconditionFailed):
+            self.storage.rm_many([self._path(n) for n in names])
+            raise self._error("another run committed this output since this run started; "
+                              "not committed (its parts are kept for resume=True)",
+                              "resume") from None
 
     def _publish(self, attempt: str, records: dict[int, dict] | None = None,
                  extras: dict[str, str] | None = None) -> None:
@@ -556,6 +640,8 @@ class ManifestFolder:
                 if not name.startswith(prefix):
                     continue
                 base = name[len(prefix):]
+                if base.endswith(STAGED):
+                    continue
                 if base.startswith("_") and base != JOB:
                     extras[base] = self.storage.read_text(self._path(name))
                     continue
@@ -575,7 +661,9 @@ class ManifestFolder:
         """After the commit: delete what the manifest does not list (an old output's parts,
         other attempts) and the pending records, in batches, with no new listing."""
         listed = {p["part"] for p in manifest.get("parts", [])}
-        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written} if self.attempt else set()
+        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written,
+                *(f"{PENDING}/{self.attempt}/{name}{STAGED}" for name in listed)
+                } if self.attempt else set()
         stale = [self._path(name) for name in sorted(self.listing | mine)
                  if name.startswith(PENDING + "/") or (name.startswith("part-") and
                                                        name not in listed)]
@@ -599,10 +687,17 @@ class ManifestFolder:
 def crash_point(name: str) -> None:
     """Fault injection for the crash-consistency tests: SIGKILL this process at the named
     step when ``PIPELINE_KILL_AT`` names it (``part-K``: after the K-th part this run
-    commits; ``before-success``, ``success-tmp``, ``after-success``, ``swap-exchanged``,
-    ``swap-moved-old``)."""
+    commits; ``before-copy`` (object stores), ``before-success``, ``success-tmp``,
+    ``after-success``, ``swap-exchanged``, ``swap-moved-old``). ``PIPELINE_PAUSE_AT``: at
+    that step, create the file ``PIPELINE_PAUSE_FILE`` and wait until it is deleted (the
+    concurrency tests hold a run there)."""
     if os.environ.get("PIPELINE_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    flag = os.environ.get("PIPELINE_PAUSE_FILE")
+    if flag and os.environ.get("PIPELINE_PAUSE_AT") == name:
+        LOCAL.write_text(flag, str(os.getpid()))
+        while LOCAL.exists(flag):
+            time.sleep(0.02)
 
 
 def _expected_part_rows(planned: int | None, rec: dict | None) -> int | None:

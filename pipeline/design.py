@@ -53,8 +53,10 @@ def load_block(block, features, label: str | None, source="", *, missing: str = 
     """
     from .buffers import empty_column
 
-    table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(
-        block, preserve_index=False)
+    from .sources import decode_dictionaries
+
+    table = decode_dictionaries(block if isinstance(block, pa.Table) else pa.Table.from_pandas(
+        block, preserve_index=False))
     used = [*features, *categorical, *([label] if label is not None else []),
             *([weight] if weight is not None else [])]
     for name in used:

@@ -124,6 +124,10 @@ READ_ARGS = [
 ]
 
 
+# ``--features-from``: which columns the default feature set takes
+FEATURE_SETS = ("float", "numeric")
+
+
 def missing_arg(choices: tuple[str, ...], default: str) -> Arg:
     return Arg("missing", choices=choices, default=default,
                help="a null or NaN in a used column: error (names file, column and row), "
@@ -151,7 +155,13 @@ ARGS: dict[str, list[Arg]] = {
         missing_arg(MISSING, "keep"), *READ_ARGS],
     "train": [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
-        Arg("label", required=True), Arg("features", nargs="+"),
+        Arg("label", required=True),
+        Arg("features", nargs="+", help="feature columns: names or shell-style patterns "
+            "('f*', 'x[0-9]'); default: the columns --features-from chooses"),
+        Arg("exclude", nargs="+", help="columns (or patterns) to leave out of the features"),
+        Arg("features_from", choices=FEATURE_SETS, default="float",
+            help="the default feature set: float columns, or numeric (float, integer and "
+            "bool)"),
         Arg("C", float, default=1.0, flag="--C", check=POSITIVE), Arg("no_penalty", bool),
         Arg("tol", float, default=1e-10, check=POSITIVE),
         Arg("max_iter", int, default=50, check=COUNT),

@@ -185,7 +185,7 @@ class LogisticModel:
     # fitting
     def fit(self, X, y=None, *, sample_weight=None, label: str = "label", features=None,
             weight: str | None = None, categorical=(), max_categories: int = 1000,
-            client=None, executor=None, log=None) -> LogisticModel:
+            positive=None, client=None, executor=None, log=None) -> LogisticModel:
         """Fit on ``X, y`` (NumPy, pandas, lists), or on a dask DataFrame with ``label=``.
 
         In memory, this is scikit-learn's ``fit(X, y, sample_weight=None)``: ``y`` takes two
@@ -193,11 +193,13 @@ class LogisticModel:
         column names become ``feature_names_in_`` and the model file's ``features``.
         ``sample_weight`` weighs each row's loss (finite, non-negative).
 
-        A dask DataFrame is fitted out of core: ``label`` names the label column,
-        ``features`` the numeric ones (default: every floating-point column), ``weight`` a
-        column of sample weights and ``categorical`` columns to one-hot encode (see
-        :meth:`fit_chunks`). Its partitions are kept in memory between passes only when
-        they fit (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses);
+        A dask DataFrame is fitted out of core: ``label`` names the label column (bool,
+        integer, string or categorical, with two values: the positive class is the larger
+        one unless ``positive`` names it, as ``pipeline train --positive``), ``features`` the
+        numeric ones (default: every floating-point column), ``weight`` a column of sample
+        weights and ``categorical`` columns to one-hot encode (see :meth:`fit_chunks`).
+        Its partitions are kept in memory between passes only when they fit
+        (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses);
         otherwise every pass re-reads them. ``cached_`` records which.
         """
         self._validate_params()
@@ -212,15 +214,24 @@ class LogisticModel:
 
             features = [c for c in X.columns if c not in (label, weight, *categorical)
                         and pd.api.types.is_float_dtype(X.dtypes[c])]
-        loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
-                                    max_categories)
-                   for i, p in enumerate(X.to_delayed())]
+        if label not in X.columns:
+            raise PipelineError("no such label column", column=label)
+        parts = X.to_delayed()
+        label_parts = X[[label]].to_delayed()
         kw = {"features": features, "label": label, "weight": weight,
               "categorical": categorical, "max_categories": max_categories, "log": log}
+
+        def run(ex):
+            classes = _partition_classes(label_parts, label, positive, ex)
+            loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
+                                        max_categories, classes)
+                       for i, p in enumerate(parts)]
+            return self.fit_chunks(loaders, ex, classes=classes, **kw)
+
         if executor is not None:
-            return self.fit_chunks(loaders, executor, **kw)
+            return run(executor)
         with open_executor(client=client) as ex:
-            return self.fit_chunks(loaders, ex, **kw)
+            return run(ex)
 
     def _fit_arrays(self, X, y, sample_weight, log) -> LogisticModel:
         """scikit-learn's ``fit`` on in-memory data, validated as scikit-learn does."""
@@ -460,7 +471,11 @@ class LogisticModel:
         self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
         self.intercept_ = np.array([float(intercept)])
         self.classes_ = np.array([self.negative_, self.positive_])
-        names = [*self.features_, *getattr(self, "categories_", {})]
+        # one name per coefficient: a categorical column's levels are COLUMN_VALUE, as
+        # scikit-learn's OneHotEncoder.get_feature_names_out names them
+        names = [*self.features_, *(f"{k}_{_level_text(v)}"
+                                    for k, vocab in getattr(self, "categories_", {}).items()
+                                    for v in vocab)]
         self.n_features_in_ = len(names)
         # a model file's features are column names, except a NumPy fit's x0, x1, ...
         if names != [f"x{j}" for j in range(len(names))]:
@@ -506,23 +521,28 @@ class LogisticModel:
         return self._class_pair(X, kernels.log_sigmoid)
 
     def _class_pair(self, X, kernel):
-        """``kernel`` of the negative and the positive margin, side by side."""
+        """``kernel`` of the negative and the positive margin, side by side (dask input: a
+        lazy dask array of shape (n, 2), its row count unknown until computed)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
             import pandas as pd
 
             return z.map_partitions(functools.partial(_frame_pair, kernel=kernel),
                                     meta=pd.DataFrame({"p0": pd.Series([], dtype="float64"),
-                                                       "p1": pd.Series([], dtype="float64")}))
+                                                       "p1": pd.Series([], dtype="float64")})
+                                    ).to_dask_array()
         xp = kernels.namespace(z)
         return xp.stack([kernel(-z), kernel(z)], axis=1)
 
     def predict(self, X):
         """The class of each row: ``classes_[1]`` where the margin is > 0, as scikit-learn
-        (dask input: 1 or 0, lazily, as int8)."""
+        (dask input: a lazy dask Series of the classes, named after the label)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
-            return (z > 0).astype("int8")
+            import pandas as pd
+
+            meta = pd.Series(self.classes_[:0], name=getattr(self, "label_", None))
+            return z.map_partitions(_frame_classes, self.classes_, meta.name, meta=meta)
         if not isinstance(z, np.ndarray):
             return z > 0
         return self.classes_[(z > 0).astype(np.intp)]
@@ -730,6 +750,7 @@ class _PartitionLoader:
     weight: str | None = None
     categorical: tuple = ()
     max_categories: int = 1000
+    classes: tuple = (1, 0)  # (positive, negative)
 
     @property
     def source_path(self) -> str:
@@ -752,7 +773,7 @@ class _PartitionLoader:
         frame = self.partition.compute(scheduler="sync")
         return load_block(frame, self.features, self.label, self.source_path,
                           weight=self.weight, categorical=self.categorical,
-                          max_categories=self.max_categories)
+                          max_categories=self.max_categories, classes=self.classes)
 
 
 def _frame_margin(frame, model: LogisticModel):
@@ -772,6 +793,51 @@ def _frame_margin(frame, model: LogisticModel):
     else:
         z = margin(frame[list(model.features_)].to_numpy(dtype=np.float64), coef, b)
     return pd.Series(z, index=frame.index, name="margin")
+
+
+def _partition_label_values(item):
+    """A partition's label: its type (dictionaries decoded) and first distinct values."""
+    from .sources import decode_dictionaries
+    from .values import first_values
+
+    index, part, label = item
+    table = decode_dictionaries(pa.Table.from_pandas(part.compute(scheduler="sync"),
+                                                     preserve_index=False))
+    return index, table.schema.field(label).type, first_values(table.column(label),
+                                                              f"partition {index}")
+
+
+def _partition_classes(parts, label: str, positive, executor) -> tuple:
+    """(positive, negative) of a dask DataFrame's label, as ``pipeline train`` finds them:
+    a pass over the label column (none for a bool label)."""
+    from .values import label_classes, label_value, not_a_label
+
+    found = sorted((r for _, r in executor.map_unordered(
+        _partition_label_values, [(i, p, label) for i, p in enumerate(parts)])),
+        key=lambda r: r[0])
+    typ = next((t for _, t, v in found if v), found[0][1] if found else pa.int64())
+    if not (pa.types.is_integer(typ) or pa.types.is_boolean(typ) or pa.types.is_floating(typ)
+            or pa.types.is_string(typ) or pa.types.is_large_string(typ)
+            or pa.types.is_null(typ)):
+        raise PipelineError(not_a_label(typ), column=label)
+    if positive is not None and not pa.types.is_null(typ):
+        positive = label_value(positive, typ)
+    values: dict = {}
+    for _, _, part in found:
+        for v, where in part.items():
+            values.setdefault(v, where)
+    return label_classes(values, label, positive, typ=typ)
+
+
+def _level_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _frame_classes(z, classes, name):
+    """A partition's predicted classes: ``classes[1]`` where the margin is > 0."""
+    import pandas as pd
+
+    return pd.Series(classes[(z.to_numpy() > 0).astype(np.intp)], index=z.index, name=name)
 
 
 def _frame_pair(z, *, kernel):

@@ -87,7 +87,7 @@ def test_wide_float32_data_and_dask_input_give_the_numpy_model(tmp_path):
     ours = objective(X.astype(np.float64), y, m_np.coef_[0], m_np.intercept_[0], 0.5)
     theirs = objective(X.astype(np.float64), y, sk.coef_[0], sk.intercept_[0], 0.5)
     assert abs(ours - theirs) <= 1e-8 * abs(theirs)
-    proba = m_dd.predict_proba(df).compute().to_numpy()
+    proba = m_dd.predict_proba(df).compute()  # a dask array, (n, 2)
     np.testing.assert_allclose(proba[:, 1], m_np.predict_proba(X.astype(np.float64))[:, 1],
                                rtol=1e-9)
 

@@ -358,6 +358,7 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                 positive: bool | int | float | str | None = None, missing: str = "error",
                 weight: str | None = None, class_weight: str | dict | None = None,
                 categorical: Sequence[str] = (), max_categories: int = 1000,
+                drop_first: bool | None = None,
                 dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
                 client: Client | None = None, log: Callable[[dict], None] | None = None,
                 note: Callable[[str], None] | None = None,
@@ -379,7 +380,11 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
     ``categorical`` names string, integer or bool columns to one-hot encode (scikit-learn's
     ``OneHotEncoder(handle_unknown="ignore")``): the vocabulary is learned in the loading pass,
     sorted, at most ``max_categories`` values per column (more is an error naming it), and
-    stored in the model file as ``categories``.
+    stored in the model file as ``categories``. ``drop_first`` gives each one a reference
+    level, its first value, whose coefficient is 0 (R's treatment coding, scikit-learn's
+    ``OneHotEncoder(drop="first")``); None: on without a penalty, off with one. A design
+    that is rank-deficient all the same is warned about, and without a penalty its
+    minimum-norm optimum is stored (the same whatever the chunking).
 
     ``features`` are names or shell-style patterns (``"f*"``, matched against the numeric
     columns); without them, the default set is every float column (``features_from=
@@ -389,7 +394,7 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
     """
     options = with_storage_options(options, storage_options)
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter,
-                          class_weight=parse_class_weight(class_weight))
+                          class_weight=parse_class_weight(class_weight), drop_first=drop_first)
     model._validate_params()
     if missing == "keep":
         raise PipelineError('train cannot keep rows with missing values (a row without a '
@@ -526,6 +531,7 @@ def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
     a, b = old.to_dict(), new.get_params()
     return (a["features"] == list(features) and a["label"] == label
             and list(a["categories"]) == list(categorical)
+            and (not categorical or a.get("drop_first") == new._drop_first())
             and a["weight"] == weight
             and a["class_weight"] == class_weight_json(b["class_weight"])
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))

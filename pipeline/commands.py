@@ -91,7 +91,8 @@ def _train(v: dict, *, client=None, out: IO) -> None:
                     max_iter=v["max_iter"], positive=v.get("positive"),
                     missing=v["missing"], weight=v.get("weight"),
                     class_weight=v.get("class_weight"), categorical=v.get("categorical"),
-                    max_categories=v.get("max_categories", 1000), dtype=v.get("dtype"),
+                    max_categories=v.get("max_categories", 1000),
+                    drop_first=v.get("drop_first"), dtype=v.get("dtype"),
                     options=exec_options(v), client=client, log=log, note=_note(v))
     if v["missing"] == "drop":
         _dropped(v, m.rows_dropped_)

@@ -58,6 +58,10 @@ class ConvergenceWarning(UserWarning):
     """The solver stopped before reaching the optimum (see the model's ``converged``)."""
 
 
+class RankWarning(UserWarning):
+    """The design (features, one-hot levels and intercept) is rank-deficient."""
+
+
 # --- the model --------------------------------------------------------------------------------
 
 
@@ -128,6 +132,12 @@ class LogisticModel:
         Each class's weight, multiplying its rows' sample weights, keyed by the class (or the
         class as text, as JSON keys are); ``"balanced"`` is scikit-learn's
         ``n_samples / (2 * bincount(y))``.
+    drop_first : bool or None, default None
+        One-hot coding of categorical columns with a reference level: the first level of
+        each column's sorted vocabulary gets no column of its own (its coefficient stays 0),
+        as R's treatment coding and scikit-learn's ``OneHotEncoder(drop="first")``. None: True
+        without a penalty (where a full one-hot beside the intercept is not identifiable),
+        False with one (scikit-learn's default ``OneHotEncoder()``).
 
     A scikit-learn classifier (binary): after ``fit``, ``classes_``, ``n_features_in_``,
     ``feature_names_in_`` (DataFrame input), ``coef_`` (1, p), ``intercept_`` (1,),
@@ -146,17 +156,19 @@ class LogisticModel:
     """
 
     def __init__(self, C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                 max_iter: int = 50, class_weight: dict | str | None = None) -> None:
+                 max_iter: int = 50, class_weight: dict | str | None = None,
+                 drop_first: bool | None = None) -> None:
         self.C = C
         self.penalty = penalty
         self.tol = tol
         self.max_iter = max_iter
         self.class_weight = class_weight
+        self.drop_first = drop_first
 
     # scikit-learn conventions
     def get_params(self, deep: bool = True) -> dict:
         return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter,
-                "class_weight": self.class_weight}
+                "class_weight": self.class_weight, "drop_first": self.drop_first}
 
     def set_params(self, **params) -> LogisticModel:
         for k, v in params.items():
@@ -181,6 +193,12 @@ class LogisticModel:
                   constraint("train", name))
         check("The 'class_weight' parameter of LogisticModel", self.class_weight,
               CLASS_WEIGHT)
+        check("The 'drop_first' parameter of LogisticModel", self.drop_first,
+              Nullable(InstanceOf(bool, "true or false")))
+
+    def _drop_first(self) -> bool:
+        """``drop_first`` as it applies: None means True exactly when there is no penalty."""
+        return self.penalty is None if self.drop_first is None else bool(self.drop_first)
 
     # fitting
     def fit(self, X, y=None, *, sample_weight=None, label: str = "label", features=None,
@@ -430,8 +448,24 @@ class LogisticModel:
 
         # the first pass (at w = 0) learns the vocabularies, hence the number of coefficients
         first = pass_stats(None, None, first)
-        p = len(first.grad) - 1
+        p_full = len(first.grad) - 1
         C = None if self.penalty is None else float(self.C)
+        # the coordinates Newton's method moves: all, less the reference levels, or (a
+        # rank-deficient design without a penalty) a basis of the identifiable directions
+        T = self._identifiable_basis(first.hess, n_numeric, C is None)
+        if T is not None:
+            full_stats = pass_stats
+
+            def pass_stats(coef, b, parts=None, sample=False):  # noqa: F811
+                if coef is None:
+                    st = full_stats(None, None, parts, sample)
+                else:
+                    w = T @ np.append(coef, b)
+                    st = full_stats(w[:p_full], w[p_full], parts, sample)
+                return st._replace(grad=T.T @ st.grad, hess=T.T @ st.hess @ T)
+
+            first = first._replace(grad=T.T @ first.grad, hess=T.T @ first.hess @ T)
+        p = len(first.grad) - 1
         start, self.sample_passes_ = None, 0
         if warm_start and C is not None and first.rows >= WARM_START_ROWS:
             on_sample = functools.partial(pass_stats, sample=True)
@@ -456,7 +490,11 @@ class LogisticModel:
             warnings.warn(f"did not converge in {self.max_iter} iterations "
                           f"(loss {res.loss:.6g}, gradient {res.grad_norm:.3g}); the model is "
                           "saved with converged=false", ConvergenceWarning, stacklevel=3)
-        self._set_fitted(res.coef, res.intercept)
+        coef, intercept = res.coef, res.intercept
+        if T is not None:  # back to one coefficient per column (a reference level's is 0)
+            w = T @ np.append(coef, intercept)
+            coef, intercept = w[:p_full], float(w[p_full])
+        self._set_fitted(coef, intercept)
         self.n_iter_ = np.array([res.iterations], dtype=np.int32)
         self.rows_ = res.rows
         self.passes_ = res.passes
@@ -465,6 +503,58 @@ class LogisticModel:
         self.loss_ = res.loss
         self.history_ = res.history
         return self
+
+    def _identifiable_basis(self, hess: np.ndarray, n_numeric: int, unpenalized: bool):
+        """The (p + 1, q + 1) map from the coordinates the solver moves to the coefficients
+        and intercept (the intercept last in both), or None for all of them.
+
+        With ``drop_first``, each categorical column's first level is left out (its
+        coefficient stays 0). ``hess`` is the data's Hessian at w = 0 (rows weighted s/4):
+        its null space is that of the weighted design at every point. A design that is still
+        rank-deficient gets a :class:`RankWarning`; without a penalty its optimum is then
+        not unique, and the solver moves only in the design's row space, which yields the
+        minimum-norm optimum: one point, whatever the chunking or the order of the sums.
+        A penalised fit's optimum is unique; its warning leaves out the one dependency a
+        full one-hot coding has beside the intercept (scikit-learn's default coding).
+        """
+        import scipy.linalg
+
+        size = hess.shape[0]
+        refs, offset = [], n_numeric
+        for vocab in self.categories_.values():
+            refs.append(offset)
+            offset += len(vocab)
+        dropped = refs if self._drop_first() else []
+        keep = np.array([i for i in range(size) if i not in set(dropped)])
+        checked = keep if unpenalized or self._drop_first() else \
+            np.array([i for i in range(size) if i not in set(refs)])
+        null = _null_space(hess[np.ix_(checked, checked)])
+        if null.shape[1]:
+            names = [*self.features_, *(f"{k}_{_level_text(v)}"
+                                        for k, vocab in self.categories_.items()
+                                        for v in vocab), "intercept"]
+            involved = [names[checked[i]] for i in np.flatnonzero(
+                np.abs(null).max(axis=1) > 1e-8)]
+            fix = ("the stored coefficients are the minimum-norm optimum" if unpenalized
+                   else "the penalty picks one optimum")
+            many = ", ..." if len(involved) > 8 else ""
+            warnings.warn(f"the design is rank-deficient, or nearly ({null.shape[1]} "
+                          f"linear dependenc{'y' if null.shape[1] == 1 else 'ies'} among "
+                          f"{', '.join(involved[:8])}{many}"
+                          f"): the data cannot tell those coefficients apart; {fix}"
+                          + ("" if self._drop_first() or not self.categories_ else
+                             " (drop_first=True / --drop-first gives each categorical "
+                             "column a reference level)"), RankWarning, stacklevel=4)
+        if unpenalized and null.shape[1]:  # here ``checked`` is ``keep``
+            basis = scipy.linalg.null_space(null.T)
+            T = np.zeros((size, basis.shape[1]))
+            T[keep] = basis
+            return T
+        if not dropped:
+            return None
+        T = np.zeros((size, len(keep)))
+        T[keep, np.arange(len(keep))] = 1.0
+        return T
 
     def _set_fitted(self, coef, intercept: float) -> None:
         """The fitted coefficients and what scikit-learn reads from a fitted classifier."""
@@ -589,6 +679,7 @@ class LogisticModel:
             "rows_dropped": getattr(self, "rows_dropped_", 0),
             "missing": getattr(self, "missing_", "error"),
             "categories": {k: list(v) for k, v in getattr(self, "categories_", {}).items()},
+            "drop_first": self._drop_first(),
             "class_weight": class_weight_json(self.class_weight),
             "weight": getattr(self, "weight_", None),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
@@ -657,7 +748,7 @@ class LogisticModel:
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
                 tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50),
-                class_weight=d.get("class_weight"))
+                class_weight=d.get("class_weight"), drop_first=d.get("drop_first"))
         m.weight_ = d.get("weight")
         m.features_ = list(feats)
         m.categories_ = {k: list(v) for k, v in categories.items()}
@@ -729,6 +820,7 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "missing": (Options("error", "drop"), False),
     "class_weight": (CLASS_WEIGHT, False),
     "categories": (_CATEGORIES, False),
+    "drop_first": (Nullable(InstanceOf(bool, "true or false")), False),
     "weight": (Nullable(InstanceOf(str, "a column name")), False),
 }
 
@@ -827,6 +919,24 @@ def _partition_classes(parts, label: str, positive, executor) -> tuple:
         for v, where in part.items():
             values.setdefault(v, where)
     return label_classes(values, label, positive, typ=typ)
+
+
+def _null_space(H: np.ndarray) -> np.ndarray:
+    """An orthonormal-ish basis (columns) of the null space of a positive semi-definite
+    matrix, found after Jacobi rescaling (raw, unscaled features); a coordinate with no
+    curvature at all is in it."""
+    d = np.sqrt(np.clip(np.diag(H), 0, None))
+    live = d > 1e-300
+    vectors = [np.eye(len(d))[:, i] for i in np.flatnonzero(~live)]
+    if live.any():
+        Hs = H[np.ix_(live, live)] / d[live][:, None] / d[live][None, :]
+        vals, vecs = np.linalg.eigh(Hs)
+        small = vals <= 1e-10 * max(float(vals[-1]), 1e-300)
+        for u in vecs[:, small].T:
+            v = np.zeros(len(d))
+            v[live] = u / d[live]
+            vectors.append(v / np.linalg.norm(v))
+    return np.column_stack(vectors) if vectors else np.zeros((len(d), 0))
 
 
 def _level_text(value) -> str:

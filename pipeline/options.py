@@ -48,6 +48,7 @@ class Arg:
     repeat: bool = False            # may be given several times (a list; job files: a list
                                     # or, for KEY=VALUE options, a table)
     parse: Callable | None = None   # the CLI's texts to the value they stand for (a table)
+    negatable: bool = False         # a bool flag that also has --no-NAME (default None)
 
     @property
     def option(self) -> str:
@@ -174,6 +175,9 @@ ARGS: dict[str, list[Arg]] = {
             "encode"),
         Arg("max_categories", int, default=1000, check=COUNT,
             help="at most this many values per categorical column"),
+        Arg("drop_first", bool, negatable=True,
+            help="one-hot with a reference level: each categorical column's first value "
+            "(sorted) gets coefficient 0 (default: on with --no-penalty, else off)"),
         *READ_ARGS],
     "score": [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),

@@ -509,43 +509,38 @@ class LogisticModel:
         and intercept (the intercept last in both), or None for all of them.
 
         With ``drop_first``, each categorical column's first level is left out (its
-        coefficient stays 0). ``hess`` is the data's Hessian at w = 0 (rows weighted s/4):
-        its null space is that of the weighted design at every point. A design that is still
-        rank-deficient gets a :class:`RankWarning`; without a penalty its optimum is then
-        not unique, and the solver moves only in the design's row space, which yields the
-        minimum-norm optimum: one point, whatever the chunking or the order of the sums.
-        A penalised fit's optimum is unique; its warning leaves out the one dependency a
-        full one-hot coding has beside the intercept (scikit-learn's default coding).
+        coefficient stays 0). Without a penalty, a design that is still rank-deficient (or
+        nearly: a dependency within float64 rounding) has no unique optimum: it gets a
+        :class:`RankWarning`, and the solver moves only in the design's row space, which
+        yields the minimum-norm optimum, one point whatever the chunking or the order of the
+        sums. ``hess`` is the data's Hessian at w = 0 (rows weighted s/4): its null space is
+        that of the weighted design at every point. A penalised fit's optimum is unique.
         """
-        import scipy.linalg
-
         size = hess.shape[0]
         refs, offset = [], n_numeric
         for vocab in self.categories_.values():
             refs.append(offset)
             offset += len(vocab)
-        dropped = refs if self._drop_first() else []
-        keep = np.array([i for i in range(size) if i not in set(dropped)])
-        checked = keep if unpenalized or self._drop_first() else \
-            np.array([i for i in range(size) if i not in set(refs)])
-        null = _null_space(hess[np.ix_(checked, checked)])
+        dropped = set(refs) if self._drop_first() else set()
+        keep = np.array([i for i in range(size) if i not in dropped])
+        null = _null_space(hess[np.ix_(keep, keep)]) if unpenalized else np.zeros((0, 0))
         if null.shape[1]:
+            import scipy.linalg
+
             names = [*self.features_, *(f"{k}_{_level_text(v)}"
                                         for k, vocab in self.categories_.items()
                                         for v in vocab), "intercept"]
-            involved = [names[checked[i]] for i in np.flatnonzero(
+            involved = [names[keep[i]] for i in np.flatnonzero(
                 np.abs(null).max(axis=1) > 1e-8)]
-            fix = ("the stored coefficients are the minimum-norm optimum" if unpenalized
-                   else "the penalty picks one optimum")
             many = ", ..." if len(involved) > 8 else ""
             warnings.warn(f"the design is rank-deficient, or nearly ({null.shape[1]} "
                           f"linear dependenc{'y' if null.shape[1] == 1 else 'ies'} among "
-                          f"{', '.join(involved[:8])}{many}"
-                          f"): the data cannot tell those coefficients apart; {fix}"
+                          f"{', '.join(involved[:8])}{many}): without a penalty the data "
+                          "cannot tell those coefficients apart; the stored ones are the "
+                          "minimum-norm optimum"
                           + ("" if self._drop_first() or not self.categories_ else
-                             " (drop_first=True / --drop-first gives each categorical "
+                             " (--drop-first / drop_first=True gives each categorical "
                              "column a reference level)"), RankWarning, stacklevel=4)
-        if unpenalized and null.shape[1]:  # here ``checked`` is ``keep``
             basis = scipy.linalg.null_space(null.T)
             T = np.zeros((size, basis.shape[1]))
             T[keep] = basis

@@ -239,12 +239,28 @@ class LogisticModel:
         kw = {"features": features, "label": label, "weight": weight,
               "categorical": categorical, "max_categories": max_categories, "log": log}
 
-        def run(ex):
-            classes = _partition_classes(label_parts, label, positive, ex)
+        def fit(ex, classes):
             loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
                                         max_categories, classes)
                        for i, p in enumerate(parts)]
             return self.fit_chunks(loaders, ex, classes=classes, **kw)
+
+        def run(ex):
+            import pandas as pd
+
+            dtype = X.dtypes[label]
+            if pd.api.types.is_bool_dtype(dtype):
+                return fit(ex, (True, False) if positive is None or
+                           _same_class(positive, True) else (False, True))
+            if positive is None and pd.api.types.is_integer_dtype(dtype):
+                # a 0/1 label needs no pass of its own: the first pass finds any other value
+                try:
+                    return fit(ex, (1, 0))
+                except PipelineError as exc:
+                    if not getattr(exc, "detail", str(exc)).startswith(
+                            "label has a third value"):
+                        raise
+            return fit(ex, _partition_classes(label_parts, label, positive, ex))
 
         if executor is not None:
             return run(executor)

@@ -100,7 +100,13 @@ def test_library_string_label_dask_predictions_are_the_classes(tmp_path):
                    "balance", "income", "--categorical", "student", "--quiet") == 0
     d = json.loads((tmp_path / "m.json").read_text())
     np.testing.assert_allclose(m.coef_[0], d["coef"], rtol=1e-8, atol=1e-10)
-    # a bool label and a third value
+    # an integer label other than 0/1: its larger value is the positive class, as the CLI's
+    df12 = df.assign(y12=(df["default"] == "Yes").astype("int64") + 1)
+    m12 = pipeline.LogisticModel(C=1.0).fit(df12, label="y12", features=["balance", "income"],
+                                            categorical=["student"])
+    assert m12.classes_.tolist() == [1, 2]
+    np.testing.assert_allclose(m12.coef_[0], m.coef_[0], rtol=1e-8, atol=1e-10)
+    # a positive class that the label does not take
     with pytest.raises(pipeline.PipelineError, match="positive 'Maybe'"):
         pipeline.LogisticModel().fit(df, label="default", features=["balance"],
                                      positive="Maybe")

@@ -469,22 +469,19 @@ class LogisticModel:
         # the coordinates Newton's method moves: all, less the reference levels, or (a
         # rank-deficient design without a penalty) a basis of the identifiable directions
         T = self._identifiable_basis(first.hess, n_numeric, C is None)
+        moved_stats = pass_stats
         if T is not None:
-            full_stats = pass_stats
-
-            def pass_stats(coef, b, parts=None, sample=False):  # noqa: F811
-                if coef is None:
-                    st = full_stats(None, None, parts, sample)
-                else:
-                    w = T @ np.append(coef, b)
-                    st = full_stats(w[:p_full], w[p_full], parts, sample)
+            def moved_stats(coef, b, sample=False) -> PassStats:
+                """The statistics at the point ``T (coef, b)``, in the moved coordinates."""
+                w = T @ np.append(coef, b)
+                st = pass_stats(w[:p_full], w[p_full], sample=sample)
                 return st._replace(grad=T.T @ st.grad, hess=T.T @ st.hess @ T)
 
             first = first._replace(grad=T.T @ first.grad, hess=T.T @ first.hess @ T)
         p = len(first.grad) - 1
         start, self.sample_passes_ = None, 0
         if warm_start and C is not None and first.rows >= WARM_START_ROWS:
-            on_sample = functools.partial(pass_stats, sample=True)
+            on_sample = functools.partial(moved_stats, sample=True)
             at_zero = on_sample(np.zeros(p), 0.0)
             self.sample_passes_ = 1
             # at w = 0 each row adds s_i (1/2 - y_i) to the intercept's gradient, so the
@@ -496,7 +493,7 @@ class LogisticModel:
                 self.sample_passes_ = sample.passes
                 if sample.converged:
                     start = (sample.coef, sample.intercept)
-        res = newton_solve(pass_stats, p, C=C, tol=self.tol, max_iter=self.max_iter, log=log,
+        res = newton_solve(moved_stats, p, C=C, tol=self.tol, max_iter=self.max_iter, log=log,
                            t0=t0, first=first, start=start)
         if res.separable:
             warnings.warn("the classes are linearly separable: without a penalty there is no "

@@ -21,6 +21,11 @@ _LAZY = {
 __all__ = ["sigmoid", "log_sigmoid", "sigmoid_derivative", "PipelineError", *_LAZY]
 
 
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported ones (``read``, ``LogisticModel``, ...) too."""
+    return sorted({*globals(), *_LAZY})
+
+
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:

@@ -353,11 +353,13 @@ def _label_classes(source, label: str, positive, executor) -> tuple:
 
 
 def train_files(input_path: Path, model_out: Path | None, *, label: str = "label",
-                features: Sequence[str] | None = None, C: float = 1.0,
+                features: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
+                features_from: str = "float", C: float = 1.0,
                 penalty: str | None = "l2", tol: float = 1e-10, max_iter: int = 50,
                 positive: bool | int | float | str | None = None, missing: str = "error",
                 weight: str | None = None, class_weight: str | dict | None = None,
                 categorical: Sequence[str] = (), max_categories: int = 1000,
+                drop_first: bool | None = None,
                 dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
                 client: Client | None = None, log: Callable[[dict], None] | None = None,
                 note: Callable[[str], None] | None = None,
@@ -379,11 +381,21 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
     ``categorical`` names string, integer or bool columns to one-hot encode (scikit-learn's
     ``OneHotEncoder(handle_unknown="ignore")``): the vocabulary is learned in the loading pass,
     sorted, at most ``max_categories`` values per column (more is an error naming it), and
-    stored in the model file as ``categories``.
+    stored in the model file as ``categories``. ``drop_first`` gives each one a reference
+    level, its first value, whose coefficient is 0 (R's treatment coding, scikit-learn's
+    ``OneHotEncoder(drop="first")``); None: on without a penalty, off with one. A design
+    that is rank-deficient all the same is warned about, and without a penalty its
+    minimum-norm optimum is stored (the same whatever the chunking).
+
+    ``features`` are names or shell-style patterns (``"f*"``, matched against the numeric
+    columns); without them, the default set is every float column (``features_from=
+    "float"``) or every float, integer and bool column (``"numeric"``), other than the
+    label, the weight and the categorical columns. ``exclude`` (names or patterns) leaves
+    columns out of either.
     """
     options = with_storage_options(options, storage_options)
     model = LogisticModel(C=C, penalty=penalty, tol=tol, max_iter=max_iter,
-                          class_weight=parse_class_weight(class_weight))
+                          class_weight=parse_class_weight(class_weight), drop_first=drop_first)
     model._validate_params()
     if missing == "keep":
         raise PipelineError('train cannot keep rows with missing values (a row without a '
@@ -409,9 +421,8 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
         named = features is not None
         categorical = tuple(categorical or ())
         check("max_categories", max_categories, COUNT)
-        if features is None:
-            features = [n for n in default_columns(source.schema)
-                        if n != label and n not in categorical and n != weight]
+        features = select_features(source, features, exclude, features_from,
+                                   others=(label, weight, *categorical))
         if not features and not categorical:
             raise PipelineError("no floating-point feature columns; name them with features=NAMES",
                                 path=source.paths[0], params=("features",))
@@ -419,8 +430,9 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
         _require_categorical(source, categorical, (label, weight, *features))
         if weight is not None:
             source.require_columns([weight])
-        if not named:
-            _note_left_out(note, source, features, exclude=(label, *([weight] if weight else [])))
+        if not named and features_from == "float":
+            _note_left_out(note, source, features,
+                           exclude=(label, *([weight] if weight else []), *(exclude or ())))
         model.input_ = source.fingerprint()
         model.missing_ = missing
         if exists and options.resume:
@@ -455,6 +467,48 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
             lease.release()
 
 
+_PATTERN_CHARS = frozenset("*?[")
+
+
+def select_features(source, features, exclude, features_from: str, *, others=()) -> list:
+    """The numeric feature columns: ``features`` (names, or shell-style patterns matched in
+    the input's column order against its numeric columns) or the default set that
+    ``features_from`` names, less ``exclude`` (names or patterns) and ``others``."""
+    import fnmatch
+
+    from .options import FEATURE_SETS
+    from .params import choice
+
+    choice("features_from", features_from, FEATURE_SETS)
+    names = source.schema.names
+    numeric = [n for n in names if n not in others and (
+        is_numeric_type(source.schema.field(n).type) if features_from == "numeric"
+        or features is not None else pa.types.is_floating(source.schema.field(n).type))]
+
+    def expand(items, pool, what):
+        out = []
+        for item in items:
+            if _PATTERN_CHARS.isdisjoint(item):
+                out.append(item)
+                continue
+            hits = fnmatch.filter(pool, item)
+            if not hits:
+                raise PipelineError(f"{what} pattern {item!r} matches no numeric column",
+                                    path=source.paths[0], params=(what,))
+            out.extend(hits)
+        return list(dict.fromkeys(out))
+
+    chosen = numeric if features is None else expand(features, numeric, "features")
+    if exclude:
+        for item in exclude:
+            if _PATTERN_CHARS.isdisjoint(item) and item not in names:
+                raise PipelineError("no such column in the input (to exclude)",
+                                    path=source.paths[0], column=item, params=("exclude",))
+        left = set(expand(exclude, names, "exclude"))
+        chosen = [n for n in chosen if n not in left]
+    return chosen
+
+
 def _model_exists(path: str, options: ExecOptions) -> bool:
     """Whether the model file exists (on a local disk or a URL); a folder is an error."""
     storage, key = open_storage(path, options.storage_options)
@@ -487,6 +541,7 @@ def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
     a, b = old.to_dict(), new.get_params()
     return (a["features"] == list(features) and a["label"] == label
             and list(a["categories"]) == list(categorical)
+            and (not categorical or a.get("drop_first") == new._drop_first())
             and a["weight"] == weight
             and a["class_weight"] == class_weight_json(b["class_weight"])
             and a["C"] == (None if b["penalty"] is None else float(b["C"]))

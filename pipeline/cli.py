@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
             if a.positional:
                 p.add_argument(a.name, help=a.help)
             elif a.type is bool:
-                p.add_argument(a.option, dest=a.name, action="store_true", help=a.help)
+                p.add_argument(a.option, dest=a.name, help=a.help,
+                               action=argparse.BooleanOptionalAction if a.negatable
+                               else "store_true")
             elif a.repeat:
                 p.add_argument(a.option, dest=a.name, action="append", help=a.help)
             else:

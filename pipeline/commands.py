@@ -86,11 +86,13 @@ def _train(v: dict, *, client=None, out: IO) -> None:
                   f"rss {entry['rss_bytes'] / 2**20:.0f} MiB", file=sys.stderr)
 
     m = train_files(v["input"], v["model"], label=v["label"], features=v.get("features"),
+                    exclude=v.get("exclude"), features_from=v.get("features_from", "float"),
                     C=v["C"], penalty=None if v.get("no_penalty") else "l2", tol=v["tol"],
                     max_iter=v["max_iter"], positive=v.get("positive"),
                     missing=v["missing"], weight=v.get("weight"),
                     class_weight=v.get("class_weight"), categorical=v.get("categorical"),
-                    max_categories=v.get("max_categories", 1000), dtype=v.get("dtype"),
+                    max_categories=v.get("max_categories", 1000),
+                    drop_first=v.get("drop_first"), dtype=v.get("dtype"),
                     options=exec_options(v), client=client, log=log, note=_note(v))
     if v["missing"] == "drop":
         _dropped(v, m.rows_dropped_)

@@ -52,9 +52,10 @@ def load_block(block, features, label: str | None, source="", *, missing: str = 
     pyarrow's pool (no fresh huge-page mappings per chunk).
     """
     from .buffers import empty_column
+    from .sources import decode_dictionaries
 
-    table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(
-        block, preserve_index=False)
+    table = decode_dictionaries(block if isinstance(block, pa.Table) else pa.Table.from_pandas(
+        block, preserve_index=False))
     used = [*features, *categorical, *([label] if label is not None else []),
             *([weight] if weight is not None else [])]
     for name in used:

@@ -58,6 +58,10 @@ class ConvergenceWarning(UserWarning):
     """The solver stopped before reaching the optimum (see the model's ``converged``)."""
 
 
+class RankWarning(UserWarning):
+    """The design (features, one-hot levels and intercept) is rank-deficient."""
+
+
 # --- the model --------------------------------------------------------------------------------
 
 
@@ -128,6 +132,12 @@ class LogisticModel:
         Each class's weight, multiplying its rows' sample weights, keyed by the class (or the
         class as text, as JSON keys are); ``"balanced"`` is scikit-learn's
         ``n_samples / (2 * bincount(y))``.
+    drop_first : bool or None, default None
+        One-hot coding of categorical columns with a reference level: the first level of
+        each column's sorted vocabulary gets no column of its own (its coefficient stays 0),
+        as R's treatment coding and scikit-learn's ``OneHotEncoder(drop="first")``. None: True
+        without a penalty (where a full one-hot beside the intercept is not identifiable),
+        False with one (scikit-learn's default ``OneHotEncoder()``).
 
     A scikit-learn classifier (binary): after ``fit``, ``classes_``, ``n_features_in_``,
     ``feature_names_in_`` (DataFrame input), ``coef_`` (1, p), ``intercept_`` (1,),
@@ -146,17 +156,19 @@ class LogisticModel:
     """
 
     def __init__(self, C: float = 1.0, penalty: str | None = "l2", tol: float = 1e-10,
-                 max_iter: int = 50, class_weight: dict | str | None = None) -> None:
+                 max_iter: int = 50, class_weight: dict | str | None = None,
+                 drop_first: bool | None = None) -> None:
         self.C = C
         self.penalty = penalty
         self.tol = tol
         self.max_iter = max_iter
         self.class_weight = class_weight
+        self.drop_first = drop_first
 
     # scikit-learn conventions
     def get_params(self, deep: bool = True) -> dict:
         return {"C": self.C, "penalty": self.penalty, "tol": self.tol, "max_iter": self.max_iter,
-                "class_weight": self.class_weight}
+                "class_weight": self.class_weight, "drop_first": self.drop_first}
 
     def set_params(self, **params) -> LogisticModel:
         for k, v in params.items():
@@ -181,11 +193,17 @@ class LogisticModel:
                   constraint("train", name))
         check("The 'class_weight' parameter of LogisticModel", self.class_weight,
               CLASS_WEIGHT)
+        check("The 'drop_first' parameter of LogisticModel", self.drop_first,
+              Nullable(InstanceOf(bool, "true or false")))
+
+    def _drop_first(self) -> bool:
+        """``drop_first`` as it applies: None means True exactly when there is no penalty."""
+        return self.penalty is None if self.drop_first is None else bool(self.drop_first)
 
     # fitting
     def fit(self, X, y=None, *, sample_weight=None, label: str = "label", features=None,
             weight: str | None = None, categorical=(), max_categories: int = 1000,
-            client=None, executor=None, log=None) -> LogisticModel:
+            positive=None, client=None, executor=None, log=None) -> LogisticModel:
         """Fit on ``X, y`` (NumPy, pandas, lists), or on a dask DataFrame with ``label=``.
 
         In memory, this is scikit-learn's ``fit(X, y, sample_weight=None)``: ``y`` takes two
@@ -193,11 +211,13 @@ class LogisticModel:
         column names become ``feature_names_in_`` and the model file's ``features``.
         ``sample_weight`` weighs each row's loss (finite, non-negative).
 
-        A dask DataFrame is fitted out of core: ``label`` names the label column,
-        ``features`` the numeric ones (default: every floating-point column), ``weight`` a
-        column of sample weights and ``categorical`` columns to one-hot encode (see
-        :meth:`fit_chunks`). Its partitions are kept in memory between passes only when
-        they fit (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses);
+        A dask DataFrame is fitted out of core: ``label`` names the label column (bool,
+        integer, string or categorical, with two values: the positive class is the larger
+        one unless ``positive`` names it, as ``pipeline train --positive``), ``features`` the
+        numeric ones (default: every floating-point column), ``weight`` a column of sample
+        weights and ``categorical`` columns to one-hot encode (see :meth:`fit_chunks`).
+        Its partitions are kept in memory between passes only when they fit
+        (:meth:`Executor.fits_in_memory`, the rule ``pipeline train`` uses);
         otherwise every pass re-reads them. ``cached_`` records which.
         """
         self._validate_params()
@@ -212,15 +232,40 @@ class LogisticModel:
 
             features = [c for c in X.columns if c not in (label, weight, *categorical)
                         and pd.api.types.is_float_dtype(X.dtypes[c])]
-        loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
-                                    max_categories)
-                   for i, p in enumerate(X.to_delayed())]
+        if label not in X.columns:
+            raise PipelineError("no such label column", column=label)
+        parts = X.to_delayed()
+        label_parts = X[[label]].to_delayed()
         kw = {"features": features, "label": label, "weight": weight,
               "categorical": categorical, "max_categories": max_categories, "log": log}
+
+        def fit(ex, classes):
+            loaders = [_PartitionLoader(i, p, tuple(features), label, weight, categorical,
+                                        max_categories, classes)
+                       for i, p in enumerate(parts)]
+            return self.fit_chunks(loaders, ex, classes=classes, **kw)
+
+        def run(ex):
+            import pandas as pd
+
+            dtype = X.dtypes[label]
+            if pd.api.types.is_bool_dtype(dtype):
+                return fit(ex, (True, False) if positive is None or
+                           _same_class(positive, True) else (False, True))
+            if positive is None and pd.api.types.is_integer_dtype(dtype):
+                # a 0/1 label needs no pass of its own: the first pass finds any other value
+                try:
+                    return fit(ex, (1, 0))
+                except PipelineError as exc:
+                    if not getattr(exc, "detail", str(exc)).startswith(
+                            "label has a third value"):
+                        raise
+            return fit(ex, _partition_classes(label_parts, label, positive, ex))
+
         if executor is not None:
-            return self.fit_chunks(loaders, executor, **kw)
+            return run(executor)
         with open_executor(client=client) as ex:
-            return self.fit_chunks(loaders, ex, **kw)
+            return run(ex)
 
     def _fit_arrays(self, X, y, sample_weight, log) -> LogisticModel:
         """scikit-learn's ``fit`` on in-memory data, validated as scikit-learn does."""
@@ -419,11 +464,24 @@ class LogisticModel:
 
         # the first pass (at w = 0) learns the vocabularies, hence the number of coefficients
         first = pass_stats(None, None, first)
-        p = len(first.grad) - 1
+        p_full = len(first.grad) - 1
         C = None if self.penalty is None else float(self.C)
+        # the coordinates Newton's method moves: all, less the reference levels, or (a
+        # rank-deficient design without a penalty) a basis of the identifiable directions
+        T = self._identifiable_basis(first.hess, n_numeric, C is None)
+        moved_stats = pass_stats
+        if T is not None:
+            def moved_stats(coef, b, sample=False) -> PassStats:
+                """The statistics at the point ``T (coef, b)``, in the moved coordinates."""
+                w = T @ np.append(coef, b)
+                st = pass_stats(w[:p_full], w[p_full], sample=sample)
+                return st._replace(grad=T.T @ st.grad, hess=T.T @ st.hess @ T)
+
+            first = first._replace(grad=T.T @ first.grad, hess=T.T @ first.hess @ T)
+        p = len(first.grad) - 1
         start, self.sample_passes_ = None, 0
         if warm_start and C is not None and first.rows >= WARM_START_ROWS:
-            on_sample = functools.partial(pass_stats, sample=True)
+            on_sample = functools.partial(moved_stats, sample=True)
             at_zero = on_sample(np.zeros(p), 0.0)
             self.sample_passes_ = 1
             # at w = 0 each row adds s_i (1/2 - y_i) to the intercept's gradient, so the
@@ -435,7 +493,7 @@ class LogisticModel:
                 self.sample_passes_ = sample.passes
                 if sample.converged:
                     start = (sample.coef, sample.intercept)
-        res = newton_solve(pass_stats, p, C=C, tol=self.tol, max_iter=self.max_iter, log=log,
+        res = newton_solve(moved_stats, p, C=C, tol=self.tol, max_iter=self.max_iter, log=log,
                            t0=t0, first=first, start=start)
         if res.separable:
             warnings.warn("the classes are linearly separable: without a penalty there is no "
@@ -445,7 +503,11 @@ class LogisticModel:
             warnings.warn(f"did not converge in {self.max_iter} iterations "
                           f"(loss {res.loss:.6g}, gradient {res.grad_norm:.3g}); the model is "
                           "saved with converged=false", ConvergenceWarning, stacklevel=3)
-        self._set_fitted(res.coef, res.intercept)
+        coef, intercept = res.coef, res.intercept
+        if T is not None:  # back to one coefficient per column (a reference level's is 0)
+            w = T @ np.append(coef, intercept)
+            coef, intercept = w[:p_full], float(w[p_full])
+        self._set_fitted(coef, intercept)
         self.n_iter_ = np.array([res.iterations], dtype=np.int32)
         self.rows_ = res.rows
         self.passes_ = res.passes
@@ -455,12 +517,63 @@ class LogisticModel:
         self.history_ = res.history
         return self
 
+    def _identifiable_basis(self, hess: np.ndarray, n_numeric: int, unpenalized: bool):
+        """The (p + 1, q + 1) map from the coordinates the solver moves to the coefficients
+        and intercept (the intercept last in both), or None for all of them.
+
+        With ``drop_first``, each categorical column's first level is left out (its
+        coefficient stays 0). Without a penalty, a design that is still rank-deficient (or
+        nearly: a dependency within float64 rounding) has no unique optimum: it gets a
+        :class:`RankWarning`, and the solver moves only in the design's row space, which
+        yields the minimum-norm optimum, one point whatever the chunking or the order of the
+        sums. ``hess`` is the data's Hessian at w = 0 (rows weighted s/4): its null space is
+        that of the weighted design at every point. A penalised fit's optimum is unique.
+        """
+        size = hess.shape[0]
+        refs, offset = [], n_numeric
+        for vocab in self.categories_.values():
+            refs.append(offset)
+            offset += len(vocab)
+        dropped = set(refs) if self._drop_first() else set()
+        keep = np.array([i for i in range(size) if i not in dropped])
+        null = _null_space(hess[np.ix_(keep, keep)]) if unpenalized else np.zeros((0, 0))
+        if null.shape[1]:
+            import scipy.linalg
+
+            names = [*self.features_, *(f"{k}_{_level_text(v)}"
+                                        for k, vocab in self.categories_.items()
+                                        for v in vocab), "intercept"]
+            involved = [names[keep[i]] for i in np.flatnonzero(
+                np.abs(null).max(axis=1) > 1e-8)]
+            many = ", ..." if len(involved) > 8 else ""
+            warnings.warn(f"the design is rank-deficient, or nearly ({null.shape[1]} "
+                          f"linear dependenc{'y' if null.shape[1] == 1 else 'ies'} among "
+                          f"{', '.join(involved[:8])}{many}): without a penalty the data "
+                          "cannot tell those coefficients apart; the stored ones are the "
+                          "minimum-norm optimum"
+                          + ("" if self._drop_first() or not self.categories_ else
+                             " (--drop-first / drop_first=True gives each categorical "
+                             "column a reference level)"), RankWarning, stacklevel=4)
+            basis = scipy.linalg.null_space(null.T)
+            T = np.zeros((size, basis.shape[1]))
+            T[keep] = basis
+            return T
+        if not dropped:
+            return None
+        T = np.zeros((size, len(keep)))
+        T[keep, np.arange(len(keep))] = 1.0
+        return T
+
     def _set_fitted(self, coef, intercept: float) -> None:
         """The fitted coefficients and what scikit-learn reads from a fitted classifier."""
         self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
         self.intercept_ = np.array([float(intercept)])
         self.classes_ = np.array([self.negative_, self.positive_])
-        names = [*self.features_, *getattr(self, "categories_", {})]
+        # one name per coefficient: a categorical column's levels are COLUMN_VALUE, as
+        # scikit-learn's OneHotEncoder.get_feature_names_out names them
+        names = [*self.features_, *(f"{k}_{_level_text(v)}"
+                                    for k, vocab in getattr(self, "categories_", {}).items()
+                                    for v in vocab)]
         self.n_features_in_ = len(names)
         # a model file's features are column names, except a NumPy fit's x0, x1, ...
         if names != [f"x{j}" for j in range(len(names))]:
@@ -506,23 +619,28 @@ class LogisticModel:
         return self._class_pair(X, kernels.log_sigmoid)
 
     def _class_pair(self, X, kernel):
-        """``kernel`` of the negative and the positive margin, side by side."""
+        """``kernel`` of the negative and the positive margin, side by side (dask input: a
+        lazy dask array of shape (n, 2), its row count unknown until computed)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
             import pandas as pd
 
             return z.map_partitions(functools.partial(_frame_pair, kernel=kernel),
                                     meta=pd.DataFrame({"p0": pd.Series([], dtype="float64"),
-                                                       "p1": pd.Series([], dtype="float64")}))
+                                                       "p1": pd.Series([], dtype="float64")})
+                                    ).to_dask_array()
         xp = kernels.namespace(z)
         return xp.stack([kernel(-z), kernel(z)], axis=1)
 
     def predict(self, X):
         """The class of each row: ``classes_[1]`` where the margin is > 0, as scikit-learn
-        (dask input: 1 or 0, lazily, as int8)."""
+        (dask input: a lazy dask Series of the classes, named after the label)."""
         z = self.decision_function(X)
         if hasattr(z, "npartitions"):
-            return (z > 0).astype("int8")
+            import pandas as pd
+
+            meta = pd.Series(self.classes_[:0], name=getattr(self, "label_", None))
+            return z.map_partitions(_frame_classes, self.classes_, meta.name, meta=meta)
         if not isinstance(z, np.ndarray):
             return z > 0
         return self.classes_[(z > 0).astype(np.intp)]
@@ -569,6 +687,7 @@ class LogisticModel:
             "rows_dropped": getattr(self, "rows_dropped_", 0),
             "missing": getattr(self, "missing_", "error"),
             "categories": {k: list(v) for k, v in getattr(self, "categories_", {}).items()},
+            "drop_first": self._drop_first(),
             "class_weight": class_weight_json(self.class_weight),
             "weight": getattr(self, "weight_", None),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
@@ -637,7 +756,7 @@ class LogisticModel:
         C = d.get("C")
         m = cls(C=1.0 if C is None else float(C), penalty=None if C is None else "l2",
                 tol=float(d.get("tol", 1e-10)), max_iter=d.get("max_iter", 50),
-                class_weight=d.get("class_weight"))
+                class_weight=d.get("class_weight"), drop_first=d.get("drop_first"))
         m.weight_ = d.get("weight")
         m.features_ = list(feats)
         m.categories_ = {k: list(v) for k, v in categories.items()}
@@ -709,6 +828,7 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "missing": (Options("error", "drop"), False),
     "class_weight": (CLASS_WEIGHT, False),
     "categories": (_CATEGORIES, False),
+    "drop_first": (Nullable(InstanceOf(bool, "true or false")), False),
     "weight": (Nullable(InstanceOf(str, "a column name")), False),
 }
 
@@ -730,6 +850,7 @@ class _PartitionLoader:
     weight: str | None = None
     categorical: tuple = ()
     max_categories: int = 1000
+    classes: tuple = (1, 0)  # (positive, negative)
 
     @property
     def source_path(self) -> str:
@@ -752,7 +873,7 @@ class _PartitionLoader:
         frame = self.partition.compute(scheduler="sync")
         return load_block(frame, self.features, self.label, self.source_path,
                           weight=self.weight, categorical=self.categorical,
-                          max_categories=self.max_categories)
+                          max_categories=self.max_categories, classes=self.classes)
 
 
 def _frame_margin(frame, model: LogisticModel):
@@ -772,6 +893,69 @@ def _frame_margin(frame, model: LogisticModel):
     else:
         z = margin(frame[list(model.features_)].to_numpy(dtype=np.float64), coef, b)
     return pd.Series(z, index=frame.index, name="margin")
+
+
+def _partition_label_values(item):
+    """A partition's label: its type (dictionaries decoded) and first distinct values."""
+    from .sources import decode_dictionaries
+    from .values import first_values
+
+    index, part, label = item
+    table = decode_dictionaries(pa.Table.from_pandas(part.compute(scheduler="sync"),
+                                                     preserve_index=False))
+    return index, table.schema.field(label).type, first_values(table.column(label),
+                                                              f"partition {index}")
+
+
+def _partition_classes(parts, label: str, positive, executor) -> tuple:
+    """(positive, negative) of a dask DataFrame's label, as ``pipeline train`` finds them:
+    a pass over the label column (none for a bool label)."""
+    from .values import label_classes, label_value, not_a_label
+
+    found = sorted((r for _, r in executor.map_unordered(
+        _partition_label_values, [(i, p, label) for i, p in enumerate(parts)])),
+        key=lambda r: r[0])
+    typ = next((t for _, t, v in found if v), found[0][1] if found else pa.int64())
+    if not (pa.types.is_integer(typ) or pa.types.is_boolean(typ) or pa.types.is_floating(typ)
+            or pa.types.is_string(typ) or pa.types.is_large_string(typ)
+            or pa.types.is_null(typ)):
+        raise PipelineError(not_a_label(typ), column=label)
+    if positive is not None and not pa.types.is_null(typ):
+        positive = label_value(positive, typ)
+    values: dict = {}
+    for _, _, part in found:
+        for v, where in part.items():
+            values.setdefault(v, where)
+    return label_classes(values, label, positive, typ=typ)
+
+
+def _null_space(H: np.ndarray) -> np.ndarray:
+    """An orthonormal-ish basis (columns) of the null space of a positive semi-definite
+    matrix, found after Jacobi rescaling (raw, unscaled features); a coordinate with no
+    curvature at all is in it."""
+    d = np.sqrt(np.clip(np.diag(H), 0, None))
+    live = d > 1e-300
+    vectors = [np.eye(len(d))[:, i] for i in np.flatnonzero(~live)]
+    if live.any():
+        Hs = H[np.ix_(live, live)] / d[live][:, None] / d[live][None, :]
+        vals, vecs = np.linalg.eigh(Hs)
+        small = vals <= 1e-10 * max(float(vals[-1]), 1e-300)
+        for u in vecs[:, small].T:
+            v = np.zeros(len(d))
+            v[live] = u / d[live]
+            vectors.append(v / np.linalg.norm(v))
+    return np.column_stack(vectors) if vectors else np.zeros((len(d), 0))
+
+
+def _level_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _frame_classes(z, classes, name):
+    """A partition's predicted classes: ``classes[1]`` where the margin is > 0."""
+    import pandas as pd
+
+    return pd.Series(classes[(z.to_numpy() > 0).astype(np.intp)], index=z.index, name=name)
 
 
 def _frame_pair(z, *, kernel):

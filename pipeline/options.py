@@ -48,6 +48,7 @@ class Arg:
     repeat: bool = False            # may be given several times (a list; job files: a list
                                     # or, for KEY=VALUE options, a table)
     parse: Callable | None = None   # the CLI's texts to the value they stand for (a table)
+    negatable: bool = False         # a bool flag that also has --no-NAME (default None)
 
     @property
     def option(self) -> str:
@@ -124,6 +125,10 @@ READ_ARGS = [
 ]
 
 
+# ``--features-from``: which columns the default feature set takes
+FEATURE_SETS = ("float", "numeric")
+
+
 def missing_arg(choices: tuple[str, ...], default: str) -> Arg:
     return Arg("missing", choices=choices, default=default,
                help="a null or NaN in a used column: error (names file, column and row), "
@@ -151,7 +156,13 @@ ARGS: dict[str, list[Arg]] = {
         missing_arg(MISSING, "keep"), *READ_ARGS],
     "train": [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),
-        Arg("label", required=True), Arg("features", nargs="+"),
+        Arg("label", required=True),
+        Arg("features", nargs="+", help="feature columns: names or shell-style patterns "
+            "('f*', 'x[0-9]'); default: the columns --features-from chooses"),
+        Arg("exclude", nargs="+", help="columns (or patterns) to leave out of the features"),
+        Arg("features_from", choices=FEATURE_SETS, default="float",
+            help="the default feature set: float columns, or numeric (float, integer and "
+            "bool)"),
         Arg("C", float, default=1.0, flag="--C", check=POSITIVE), Arg("no_penalty", bool),
         Arg("tol", float, default=1e-10, check=POSITIVE),
         Arg("max_iter", int, default=50, check=COUNT),
@@ -164,6 +175,9 @@ ARGS: dict[str, list[Arg]] = {
             "encode"),
         Arg("max_categories", int, default=1000, check=COUNT,
             help="at most this many values per categorical column"),
+        Arg("drop_first", bool, negatable=True,
+            help="one-hot with a reference level: each categorical column's first value "
+            "(sorted) gets coefficient 0 (default: on with --no-penalty, else off)"),
         *READ_ARGS],
     "score": [
         Arg("input", "path", positional=True), Arg("model", "path", positional=True),

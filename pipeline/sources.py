@@ -220,6 +220,21 @@ def is_numeric_type(typ: pa.DataType) -> bool:
     return pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)
 
 
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema with each dictionary-encoded column (a pandas or Polars categorical) as
+    the type of its values: such a column is what its values are, in every command."""
+    if not any(pa.types.is_dictionary(f.type) for f in schema):
+        return schema
+    return pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                      for f in schema], metadata=schema.metadata)
+
+
+def decode_dictionaries(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary-encoded columns decoded (see :func:`decoded_schema`)."""
+    schema = decoded_schema(table.schema)
+    return table if schema is table.schema else table.cast(schema)
+
+
 def input_format(path: str) -> tuple[str | None, str | None]:
     """The format of one input file and its compression: ``("csv", "gzip")`` for x.csv.gz."""
     name = path.lower()
@@ -403,7 +418,7 @@ def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) ->
             footers = list(pool.map(lambda p: _read_footer(storage, p), paths))
     for path, meta in zip(paths, footers, strict=True):
         file_schema = meta.schema.to_arrow_schema()
-        file_schema = file_schema.remove_metadata()
+        file_schema = decoded_schema(file_schema.remove_metadata())
         if schema is None:
             schema = file_schema
         elif not file_schema.equals(schema):
@@ -637,10 +652,12 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa
                 f = pq.ParquetFile(source.storage.open_parquet(piece.path, size=size),
                                    metadata=meta, pre_buffer=True)
             if not piece.row_groups:
-                return f.schema_arrow.empty_table().select(columns or f.schema_arrow.names)
+                return decode_dictionaries(
+                    f.schema_arrow.empty_table().select(columns or f.schema_arrow.names))
             # Arrow's own threads decode the columns: measured 40% less CPU per chunk than
             # use_threads=False (and pyarrow.dataset would import pandas, 0.2 s).
-            return f.read_row_groups(list(piece.row_groups), columns=columns, use_threads=True)
+            return decode_dictionaries(
+                f.read_row_groups(list(piece.row_groups), columns=columns, use_threads=True))
         start, stop = piece.byte_range
         body = source.storage.read_range(piece.path, start, stop)
         # parsed with the header's names and no header line: no copy of the body to prepend

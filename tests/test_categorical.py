@@ -157,12 +157,15 @@ def test_vocabulary_is_the_union_over_chunks_and_the_hessian_stays_p_by_p(tmp_pa
         lib = pipeline.LogisticModel(C=0.5).fit(df, label="y", features=["x"],
                                                 categorical=["g", "flag"])
         assert lib.categories_ == d["categories"]
-        assert lib.feature_names_in_.tolist() == ["x", "g", "flag"]
+        # one name per coefficient: the levels expand as scikit-learn's OneHotEncoder names
+        assert lib.feature_names_in_.tolist() == [
+            "x", *(f"g_{v}" for v in "abcdex"), "flag_false", "flag_true"]
+        assert lib.n_features_in_ == lib.coef_.shape[1] == 9
         np.testing.assert_allclose(lib.coef_[0], d["coef"], rtol=1e-9, atol=1e-12)
-        proba = lib.predict_proba(df).compute().to_numpy()[:, 1]
+        proba = lib.predict_proba(df)[:, 1].compute()
         np.testing.assert_allclose(proba, pipe.predict_proba(frame[["x", "g", "flag"]])[:, 1],
                                    rtol=1e-6)
-        logp = lib.predict_log_proba(df).compute().to_numpy()
+        logp = lib.predict_log_proba(df).compute()
         np.testing.assert_allclose(np.exp(logp[:, 1]), proba, rtol=1e-12)
         # in memory, by column name (a pandas DataFrame), unknown values add nothing
         part = frame.iloc[:50].assign(g="zz")

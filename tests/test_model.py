@@ -87,7 +87,7 @@ def test_wide_float32_data_and_dask_input_give_the_numpy_model(tmp_path):
     ours = objective(X.astype(np.float64), y, m_np.coef_[0], m_np.intercept_[0], 0.5)
     theirs = objective(X.astype(np.float64), y, sk.coef_[0], sk.intercept_[0], 0.5)
     assert abs(ours - theirs) <= 1e-8 * abs(theirs)
-    proba = m_dd.predict_proba(df).compute().to_numpy()
+    proba = m_dd.predict_proba(df).compute()  # a dask array, (n, 2)
     np.testing.assert_allclose(proba[:, 1], m_np.predict_proba(X.astype(np.float64))[:, 1],
                                rtol=1e-9)
 
@@ -160,7 +160,7 @@ def test_separable_without_penalty_warns_with_finite_coefficients():
 
 @pytest.mark.parametrize("param,value", [("C", 0), ("C", -1.0), ("C", float("nan")),
                                          ("penalty", "l1"), ("tol", 0), ("max_iter", 0),
-                                         ("max_iter", 1.5)])
+                                         ("max_iter", 1.5), ("drop_first", "yes")])
 def test_invalid_parameters_get_one_clear_sentence(param, value):
     X, y = synthetic(n=50)
     with pytest.raises(pipeline.PipelineError,
@@ -171,7 +171,7 @@ def test_invalid_parameters_get_one_clear_sentence(param, value):
 def test_get_set_params_like_sklearn():
     m = LogisticModel(C=2.0)
     assert m.get_params() == {"C": 2.0, "penalty": "l2", "tol": 1e-10, "max_iter": 50,
-                              "class_weight": None}
+                              "class_weight": None, "drop_first": None}
     assert m.set_params(C=3.0).C == 3.0
     from sklearn.base import clone
 

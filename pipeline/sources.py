@@ -581,6 +581,10 @@ def _next_line_end(f, at: int, size: int, eol: bytes) -> int:
     return size
 
 
+def _no_quotes(*_) -> int:
+    return 0
+
+
 def _record_ends(f, start: int, size: int, targets: list[int], eol: bytes) -> list[int]:
     """For each offset of ``targets`` (ascending), the offset after the first line end at or
     after it that is outside quotes; ``size`` where there is none. One read of the file from
@@ -594,13 +598,16 @@ def _record_ends(f, start: int, size: int, targets: list[int], eol: bytes) -> li
         if not block:
             break
         k = 0  # parity known up to block[k]
+        # counting is ~10x slower than finding: a block without quotes (the common case)
+        # is not counted
+        quotes = block.count if b'"' in block else _no_quotes
         while todo and todo[0] - 1 < pos + len(block):
             j = max(todo[0] - 1 - pos, k)  # the line end may be the byte before the target
-            odd ^= block.count(b'"', k, j) & 1
+            odd ^= quotes(b'"', k, j) & 1
             k = j
             i = block.find(eol, k)
             while i >= 0:
-                odd ^= block.count(b'"', k, i) & 1
+                odd ^= quotes(b'"', k, i) & 1
                 k = i + 1
                 if not odd:
                     break
@@ -611,7 +618,7 @@ def _record_ends(f, start: int, size: int, targets: list[int], eol: bytes) -> li
             while todo and todo[0] <= end:
                 out.append(end)
                 todo.pop(0)
-        odd ^= block.count(b'"', k) & 1
+        odd ^= quotes(b'"', k) & 1
         pos += len(block)
     return out + [size] * len(todo)
 
@@ -862,7 +869,7 @@ def _check_quotes(body: bytes, piece: Piece) -> None:
     """A piece whose quotes are odd in number was cut inside a quoted field (a cut that the
     planner could not place by a quote scan, or quotes that are not RFC 4180): one error
     naming the byte, never a wrong row."""
-    if body.count(b'"') % 2:
+    if b'"' in body and body.count(b'"') % 2:
         raise PipelineError(f"a quoted field holds a line end at a chunk cut near byte "
                             f"{piece.byte_range[0]} (or a quote is not doubled inside quotes); "
                             "copy the file to a local disk, or give a --blocksize larger than "

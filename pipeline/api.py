@@ -49,18 +49,19 @@ Path = str | os.PathLike  # a local path or a URL
 
 
 def read(input_path: Path, *, columns: Sequence[str] | None = None,
-         blocksize: str | int | None = None, storage_options: dict | None = None
-         ) -> dd.DataFrame:
+         blocksize: str | int | None = None, storage_options: dict | None = None,
+         null_values: str | Sequence[str] | None = None) -> dd.DataFrame:
     """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
 
-    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``).
+    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``);
+    ``null_values`` are CSV texts read as null besides the empty cell.
     """
     import dask.dataframe as dd
 
     if storage_options is not None:
         check("storage_options", storage_options, STORAGE_OPTIONS)
     source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"),
-                  storage_options=storage_options)
+                  storage_options=storage_options, null_values=null_values)
     names = list(columns) if columns is not None else list(source.schema.names)
     source.require_columns(names, numeric=False)
     meta = source.schema.empty_table().select(names).to_pandas()

@@ -105,6 +105,8 @@ def test_null_values_names_the_markers_on_cli_job_and_library(tmp_path):
     pipeline.transform_files(path, tmp_path / "o3", columns=["x"], null_values=["NA", "N/A"],
                              options=pipeline.ExecOptions(quiet=True))
     assert read_output(tmp_path / "o3")["country"].to_pylist() == [None, None, "null"]
+    frame = pipeline.read(path, null_values="NA,N/A").compute()
+    assert frame["country"].isna().tolist() == [True, True, False]
 
 
 # --- 3. line ends and byte-order marks ---

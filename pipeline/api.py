@@ -21,7 +21,14 @@ from .model import LogisticModel, class_weight_json, parse_class_weight
 from .options import constraint
 from .params import COUNT, MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
 from .score import EvalOp, ScoreOp, add_eval, combine_eval
-from .sources import default_blocksize, input_format, is_numeric_type, parse_dtypes, plan
+from .sources import (
+    default_blocksize,
+    input_format,
+    is_numeric_type,
+    parse_dtypes,
+    parse_null_values,
+    plan,
+)
 from .storage import LocalStorage, open_storage
 from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
 from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
@@ -43,18 +50,19 @@ Path = str | os.PathLike  # a local path or a URL
 
 
 def read(input_path: Path, *, columns: Sequence[str] | None = None,
-         blocksize: str | int | None = None, storage_options: dict | None = None
-         ) -> dd.DataFrame:
+         blocksize: str | int | None = None, storage_options: dict | None = None,
+         null_values: str | Sequence[str] | None = None) -> dd.DataFrame:
     """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
 
-    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``).
+    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``);
+    ``null_values`` are CSV texts read as null besides the empty cell.
     """
     import dask.dataframe as dd
 
     if storage_options is not None:
         check("storage_options", storage_options, STORAGE_OPTIONS)
     source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"),
-                  storage_options=storage_options)
+                  storage_options=storage_options, null_values=null_values)
     names = list(columns) if columns is not None else list(source.schema.names)
     source.require_columns(names, numeric=False)
     meta = source.schema.empty_table().select(names).to_pandas()
@@ -95,9 +103,9 @@ def _write_tasks(command, tasks, source, out, params, options, client, device):
                            storage_options=options.storage_options)
 
 
-def _plan(input_path, options: ExecOptions, dtype, out=None):
+def _plan(input_path, options: ExecOptions, dtype, out=None, null_values=None):
     blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
-    return plan(input_path, blocksize=blocksize, dtype=dtype,
+    return plan(input_path, blocksize=blocksize, dtype=dtype, null_values=null_values,
                 storage_options=options.storage_options)
 
 
@@ -116,7 +124,9 @@ def _note_left_out(note, source, used, exclude=()) -> None:
 def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | None = None,
                     temperature: float = 1.0, feature_range: tuple[float, float] = (0.0, 1.0),
                     output: str = "value", missing: str = "keep",
-                    dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
+                    dtype: Sequence[str] | None = None,
+                    null_values: str | Sequence[str] | None = None,
+                    options: ExecOptions | None = None,
                     client: Client | None = None, note: Callable[[str], None] | None = None,
                     storage_options: dict | None = None) -> dict:
     """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
@@ -132,7 +142,7 @@ def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | Non
     validate_sigmoid_options(temperature, feature_range, output)
     validate_missing(missing)
     device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype, out)
+    source = _plan(input_path, options, dtype, out, null_values)
     refuse_overlap(out, source.paths, input_arg=input_path)
     cols = tuple(columns) if columns else default_columns(source.schema)
     if not cols:
@@ -144,7 +154,8 @@ def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | Non
     op = SigmoidOp(cols, float(temperature), feature_range, output, device, missing)
     params = {"columns": list(cols), "temperature": float(temperature),
               "range": list(feature_range), "output": output, "missing": missing,
-              "dtype": _dtype_param(dtype)}
+              "dtype": _dtype_param(dtype),
+              "null_values": list(parse_null_values(null_values))}
     tasks = file_tasks(source, op, numeric=cols, drops_rows=missing == "drop",
                        batch_bytes=options.blocksize_bytes())
     return _write_tasks("transform", tasks, source, out, params, options, client, device)
@@ -153,6 +164,7 @@ def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | Non
 def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
                 keep: Sequence[str] | None = None, threshold: float = 0.5,
                 missing: str = "error", dtype: Sequence[str] | None = None,
+                null_values: str | Sequence[str] | None = None,
                 options: ExecOptions | None = None, client: Client | None = None,
                 storage_options: dict | None = None) -> dict:
     """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
@@ -168,7 +180,7 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
     check("threshold", threshold, constraint("score", "threshold"))
     validate_missing(missing)
     device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype, out)
+    source = _plan(input_path, options, dtype, out, null_values)
     refuse_overlap(out, source.paths, input_arg=input_path)
     _require_model_features(source, model)
     keep = tuple(keep) if keep is not None else tuple(
@@ -181,7 +193,8 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
     columns = tuple(dict.fromkeys([*keep, *model.features_, *model.categories_]))
     params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
               "keep": list(keep), "threshold": float(threshold), "missing": missing,
-              "dtype": _dtype_param(dtype)}
+              "dtype": _dtype_param(dtype),
+              "null_values": list(parse_null_values(null_values))}
     tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_),
                        drops_rows=missing == "drop", batch_bytes=options.blocksize_bytes())
     return _write_tasks("score", tasks, source, out, params, options, client, device)
@@ -190,6 +203,7 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
 def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str = "label",
                    missing: str = "error", weight: str | None = None, threshold: float = 0.5,
                    out: Path | None = None, dtype: Sequence[str] | None = None,
+                   null_values: str | Sequence[str] | None = None,
                    options: ExecOptions | None = None, client: Client | None = None,
                    storage_options: dict | None = None) -> dict:
     """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
@@ -215,7 +229,7 @@ def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str 
         model = LogisticModel.load(model, storage_options=options.storage_options)
     validate_missing(missing, MISSING_NO_KEEP)
     device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype)
+    source = _plan(input_path, options, dtype, null_values=null_values)
     _require_label(source, label)
     _require_model_features(source, model)
     typ = source.schema.field(label).type
@@ -360,7 +374,9 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                 weight: str | None = None, class_weight: str | dict | None = None,
                 categorical: Sequence[str] = (), max_categories: int = 1000,
                 drop_first: bool | None = None,
-                dtype: Sequence[str] | None = None, options: ExecOptions | None = None,
+                dtype: Sequence[str] | None = None,
+                null_values: str | Sequence[str] | None = None,
+                options: ExecOptions | None = None,
                 client: Client | None = None, log: Callable[[dict], None] | None = None,
                 note: Callable[[str], None] | None = None,
                 storage_options: dict | None = None) -> LogisticModel:
@@ -414,7 +430,7 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                                 "resume=True to keep it when it was trained the same way",
                                 path=model_out, params=("overwrite", "resume"))
         device = resolve_device(options.device)
-        source = _plan(input_path, options, dtype)
+        source = _plan(input_path, options, dtype, null_values=null_values)
         if model_out is not None:
             _check_model_out(model_out, source, options)
         _require_label(source, label)

@@ -70,6 +70,7 @@ def _transform(v: dict, *, client=None, out: IO) -> None:
     res = transform_files(v["input"], v["out"], columns=v.get("columns"),
                           temperature=v["temperature"], feature_range=tuple(v["range"]),
                           output=v["output"], missing=v["missing"], dtype=v.get("dtype"),
+                          null_values=v.get("null_values"),
                           options=exec_options(v), client=client, note=_note(v))
     _dropped(v, res.get("rows_dropped"))
 
@@ -93,6 +94,7 @@ def _train(v: dict, *, client=None, out: IO) -> None:
                     class_weight=v.get("class_weight"), categorical=v.get("categorical"),
                     max_categories=v.get("max_categories", 1000),
                     drop_first=v.get("drop_first"), dtype=v.get("dtype"),
+                    null_values=v.get("null_values"),
                     options=exec_options(v), client=client, log=log, note=_note(v))
     if v["missing"] == "drop":
         _dropped(v, m.rows_dropped_)
@@ -107,6 +109,7 @@ def _score(v: dict, *, client=None, out: IO) -> None:
 
     res = score_files(v["input"], v["model"], v["out"], keep=v.get("keep"),
                       threshold=v["threshold"], missing=v["missing"], dtype=v.get("dtype"),
+                      null_values=v.get("null_values"),
                       options=exec_options(v), client=client)
     _dropped(v, res.get("rows_dropped"))
 
@@ -116,6 +119,7 @@ def _evaluate(v: dict, *, client=None, out: IO) -> None:
 
     res = evaluate_files(v["input"], v["model"], label=v["label"], missing=v["missing"],
                          weight=v.get("weight"), out=v.get("out"), dtype=v.get("dtype"),
+                         null_values=v.get("null_values"),
                          options=exec_options(v), client=client)
     _dropped(v, res.get("rows_dropped"))
     from .score import evaluation_summary

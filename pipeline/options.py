@@ -122,6 +122,8 @@ CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker", "memory_limit")
 READ_ARGS = [
     Arg("dtype", repeat=True, help="COL=TYPE: a CSV column's type by hand (int64, float64, "
         "float32, bool, string, ...); repeatable"),
+    Arg("null_values", help='CSV texts read as null besides the empty cell, e.g. "NA,N/A" '
+        "(default: only empty cells are null)"),
 ]
 
 

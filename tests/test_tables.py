@@ -495,15 +495,21 @@ def test_csv_types_come_from_samples_across_the_file(tmp_path, capsys):
     source = sources.plan(tmp_path / "a.csv")
     assert source.schema.field("k").type == pa.float64()
     assert source.schema.field("id").type == pa.int64()
+    # the passed-through column's odd value, outside the samples: one schema per output
+    # column, so one error that names the --dtype that reads it, and nothing written
     assert run_cli("transform", tmp_path / "a.csv", tmp_path / "out", "--blocksize", "64KiB",
-                   "--quiet") == 0
+                   "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "column 'code'" in err and "'x9'" in err and "--dtype code=string" in err
+    assert not (tmp_path / "out").exists()
+    assert run_cli("transform", tmp_path / "a.csv", tmp_path / "out", "--blocksize", "64KiB",
+                   "--dtype", "code=string", "--quiet") == 0
     manifest = json.loads((tmp_path / "out" / "_SUCCESS").read_text())
     parts = [pq.read_table(tmp_path / "out" / p["part"]) for p in manifest["parts"]]
     assert sum(p.num_rows for p in parts) == n
     assert parts[-1]["k"][-3].as_py() == pytest.approx(1 / (1 + math.exp(-2.5)))
-    # the unused column's odd value: read as text in its chunk's part, not a failure
-    text = [p for p in parts if p.schema.field("code").type == pa.string()]
-    assert len(text) == 1 and "x9" in text[0]["code"].to_pylist()
+    assert {p.schema.field("code").type for p in parts} == {pa.string()}
+    assert "x9" in pa.concat_tables(parts)["code"].to_pylist()
     assert capsys.readouterr().err == ""
 
 

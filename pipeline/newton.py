@@ -106,8 +106,12 @@ def newton_solve(pass_stats: Callable[[np.ndarray, float], PassStats], p: int, *
         step = newton_step(H, g)
         dec = float(-g @ step)
         if dec / 2 <= tol * max(1.0, abs(f)) or not np.isfinite(dec):
-            coef, b = coef + step[:p], b + step[p]   # the last step, predicted ≤ tol
             converged = bool(np.isfinite(dec))
+            if converged:  # the last step (predicted ≤ tol) is kept only once evaluated
+                c2, b2 = coef + step[:p], b + step[p]
+                n2, f2, g2, H2, wrong2 = evaluate(c2, b2)
+                if np.isfinite(f2) and f2 <= f + 1e-12 * max(1.0, abs(f)):  # rounding
+                    coef, b, n, f, g, H, wrong = c2, b2, n2, f2, g2, H2, wrong2
             break
         if C is None and wrong == 0:
             separable = True
@@ -129,18 +133,29 @@ def newton_solve(pass_stats: Callable[[np.ndarray, float], PassStats], p: int, *
 
 
 def newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Solve H d = -g after Jacobi rescaling (conditions raw, unscaled features)."""
+    """Solve H d = -g after Jacobi rescaling (conditions raw, unscaled features).
+
+    A coordinate whose Hessian diagonal is 0 (a feature that is 0 on every row) has no
+    curvature: it takes no step (its coefficient stays where it is, 0 from the start, as in
+    scikit-learn), instead of a step of its gradient's rounding divided by nothing.
+    """
     import scipy.linalg  # here, not at import: the CLI's start-up is paid on every run
 
-    dscale = np.sqrt(np.maximum(np.diag(H), np.finfo(float).tiny))
-    Hs = H / dscale[:, None] / dscale[None, :]
-    gs = g / dscale
+    diag = np.diag(H)
+    live = np.flatnonzero(diag > 0)
+    d = np.zeros(len(g))
+    if not len(live):
+        return d
+    dscale = np.sqrt(diag[live])
+    Hs = H[np.ix_(live, live)] / dscale[:, None] / dscale[None, :]
+    gs = g[live] / dscale
     try:
         cf = scipy.linalg.cho_factor(Hs, check_finite=False)
         ds = scipy.linalg.cho_solve(cf, -gs, check_finite=False)
     except np.linalg.LinAlgError:
-        ds = np.linalg.lstsq(Hs + 1e-12 * np.eye(len(g)), -gs, rcond=None)[0]
-    return ds / dscale
+        ds = np.linalg.lstsq(Hs + 1e-12 * np.eye(len(live)), -gs, rcond=None)[0]
+    d[live] = ds / dscale
+    return d
 
 
 def _rss() -> int:

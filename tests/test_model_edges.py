@@ -1,0 +1,94 @@
+"""Model edge cases: a feature with no curvature, one-class labels, the positive class on
+--resume."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import read_output, run_cli
+
+from pipeline.kernels import log_sigmoid
+from pipeline.model import LogisticModel, RankWarning
+from pipeline.newton import PassStats, newton_solve, newton_step
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+
+def _zero_column_data(n=400, seed=3):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n) * 2
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.8 * x - 0.2)))).astype(np.int64)
+    return pd.DataFrame({"f0": x, "zero": np.zeros(n), "label": y})
+
+
+def test_newton_step_leaves_a_coordinate_without_curvature_where_it_is():
+    H = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    g = np.array([0.3, -0.2, 1e-17])   # rounding left in the flat coordinate's gradient
+    step = newton_step(H, g)
+    assert step[2] == 0.0
+    np.testing.assert_allclose(step[:2], np.linalg.solve(H[:2, :2], -g[:2]), rtol=1e-12)
+
+
+def test_the_last_newton_step_is_evaluated_before_it_is_kept():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.standard_normal((300, 2)), np.ones(300)])
+    y = (rng.random(300) < 0.4).astype(float)
+    seen = []
+
+    def stats(coef, b):
+        seen.append((coef.copy(), b))
+        z = X[:, :2] @ coef + b
+        s = 1 / (1 + np.exp(-z))
+        loss = -np.sum(log_sigmoid(np.where(y > 0, z, -z)))
+        return PassStats(weight=300.0, loss=float(loss), grad=X.T @ (s - y),
+                         hess=(X * (s * (1 - s))[:, None]).T @ X, wrong=1, rows=300)
+
+    res = newton_solve(stats, 2, C=None, tol=1e-10, max_iter=50)
+    assert res.converged
+    last_coef, last_b = seen[-1]
+    assert np.array_equal(res.coef, last_coef) and res.intercept == last_b
+    assert res.passes == len(seen) == len(res.history)
+    assert res.loss == res.history[-1]["loss"]
+
+
+@pytest.mark.parametrize("penalty", [None, "l2"])
+def test_an_all_zero_feature_gets_coefficient_zero_like_scikit_learn(penalty):
+    d = _zero_column_data()
+    X, y = d[["f0", "zero"]], d["label"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankWarning)
+        m = LogisticModel(penalty=penalty).fit(X, y)
+    sk = LogisticRegression(C=np.inf if penalty is None else 1.0, tol=1e-12,
+                            max_iter=1000).fit(X, y)
+    assert m.coef_[0, 1] == 0.0
+    np.testing.assert_allclose(m.coef_[0], sk.coef_[0], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(m.intercept_, sk.intercept_, rtol=1e-5, atol=1e-8)
+    assert m.converged_
+    tiny = pd.DataFrame({"f0": [0.0], "zero": [1e-300]})
+    assert m.predict_proba(tiny)[0, 1] < 0.9
+
+
+def test_cli_all_zero_feature_without_penalty_is_zero_and_scores_a_tiny_value_sanely(
+        tmp_path, capsys):
+    d = _zero_column_data()
+    data = tmp_path / "d.csv"
+    d.to_csv(data, index=False)
+    model = tmp_path / "m.json"
+    assert run_cli("train", data, model, "--label", "label", "--no-penalty", "--quiet") == 0
+    m = json.loads(model.read_text())
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=1000).fit(
+        d[["f0", "zero"]], d["label"])
+    assert m["features"] == ["f0", "zero"] and m["coef"][1] == 0.0 and m["converged"]
+    np.testing.assert_allclose(m["coef"][0], sk.coef_[0, 0], rtol=1e-5)
+    assert m["loss"] == m["history"][-1]["loss"]
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame({"f0": [0.0, 0.0], "zero": [1e-300, -1e-300]}).to_csv(rows, index=False)
+    assert run_cli("score", rows, model, tmp_path / "out", "--quiet") == 0
+    proba = read_output(tmp_path / "out")["probability"].to_numpy()
+    assert np.all(proba < 0.9) and np.all(proba > 0.1)
+    capsys.readouterr()

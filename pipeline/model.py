@@ -52,6 +52,7 @@ from .stats import (
     margin,
     stats_and_sample,
 )
+from .values import one_class_label
 
 
 class ConvergenceWarning(UserWarning):
@@ -276,8 +277,7 @@ class LogisticModel:
                              f"target is multiclass ({len(classes)} classes: "
                              f"{classes[:5].tolist()}).")
         if len(classes) < 2:
-            raise ValueError("This solver needs samples of at least 2 classes in the data, "
-                             f"but the data contains only one class: {classes[0]!r}")
+            raise one_class_label(None, classes[0])
         yv = (y == classes[1]).astype(np.float64)
         step = 65536
         blocks = [Block(X[i:i + step], yv[i:i + step], 0, None if sw is None else sw[i:i + step])
@@ -454,6 +454,9 @@ class LogisticModel:
                 self.rows_dropped_ = sum(q.rows_dropped for q in parts)
                 n1 = sum(q.positives for q in parts)
                 self.class_counts_ = (sum(q.rows for q in parts) - n1, n1)
+                if min(self.class_counts_) == 0 and n1 + self.class_counts_[0]:
+                    raise one_class_label(self.label_, self.positive_ if n1 else
+                                          self.negative_)
                 if cw == "split":  # "balanced": the classes' total weights are known now
                     cw = self._class_weights(tuple(np.sum([q.weight for q in parts], axis=0)))
                 self.class_weight_values_ = cw

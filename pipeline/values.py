@@ -175,20 +175,19 @@ def label_classes(values: dict, label: str, positive=None, *, typ=None) -> tuple
                                 f"takes {distinct[0]!r} and {distinct[1]!r})", column=label,
                                 params=("positive",))
         return positive, next(v for v in distinct if v != positive)
-    if typ is not None and pa.types.is_boolean(typ):
-        positive = True if positive is None else positive
-        return positive, not positive
-    if distinct and positive is not None and positive != distinct[0]:
-        return positive, distinct[0]
-    if distinct and positive in (None, 1) and distinct[0] in (0, 1) and \
-            not isinstance(distinct[0], str):
-        return 1, 0  # a 0/1 label that shows only one of them
     if not distinct:
         raise PipelineError("label has no values (every row is missing, or there are no "
                             "rows)", column=label)
-    raise PipelineError(f"label takes only one value ({distinct[0]!r}); a binary label takes "
-                        "two (or name the positive one: positive=VALUE)",
-                        path=values[distinct[0]][0], column=label, params=("positive",))
+    raise one_class_label(label, distinct[0], path=values[distinct[0]][0])
+
+
+def one_class_label(label: str | None, value, *, path: str | None = None) -> PipelineError:
+    """A label with one class (of any type) has nothing to fit: the one sentence, from the
+    CLI and the library alike."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return PipelineError(f"label takes only one value ({value!r}); a binary label takes two "
+                         "(a fit on one class has no finite optimum)", path=path,
+                         column=label)
 
 
 def first_values(col, source, limit: int = 3) -> dict:

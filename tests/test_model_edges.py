@@ -92,3 +92,59 @@ def test_cli_all_zero_feature_without_penalty_is_zero_and_scores_a_tiny_value_sa
     proba = read_output(tmp_path / "out")["probability"].to_numpy()
     assert np.all(proba < 0.9) and np.all(proba > 0.1)
     capsys.readouterr()
+
+
+ONE_CLASS = {
+    "zeros": [0] * 6,
+    "ones": [1] * 6,
+    "true": [True] * 6,
+    "false": [False] * 6,
+    "integer": [7] * 6,
+    "text": ["yes"] * 6,
+}
+
+
+def _one_class_frame(values):
+    return pd.DataFrame({"f0": np.linspace(-1, 1, len(values)), "label": values})
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_CLASS))
+def test_cli_train_on_a_one_class_label_is_one_error(tmp_path, capsys, kind):
+    d = _one_class_frame(ONE_CLASS[kind])
+    data = tmp_path / "d.parquet"
+    d.to_parquet(data, index=False)
+    model = tmp_path / "m.json"
+    assert run_cli("train", data, model, "--label", "label", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert "label takes only one value" in err[0] and repr(ONE_CLASS[kind][0]) in err[0]
+    assert not model.exists()
+
+
+@pytest.mark.parametrize("kind", ["zeros", "ones", "text"])
+def test_cli_train_on_a_one_class_csv_label_is_one_error_even_naming_the_positive(
+        tmp_path, capsys, kind):
+    data = tmp_path / "d.csv"
+    _one_class_frame(ONE_CLASS[kind]).to_csv(data, index=False)
+    model = tmp_path / "m.json"
+    for extra in ([], ["--positive", str(ONE_CLASS[kind][0])]):
+        assert run_cli("train", data, model, "--label", "label", *extra, "--quiet") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "label takes only one value" in err[0], err
+        assert not model.exists()
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_CLASS))
+def test_library_fit_on_a_one_class_label_raises_the_same_message(kind):
+    import dask.dataframe as dd
+
+    d = _one_class_frame(ONE_CLASS[kind])
+    with pytest.raises(ValueError, match=r"label takes only one value \(" +
+                       repr(ONE_CLASS[kind][0]).replace("'", ".") + r"\)"):
+        LogisticModel().fit(d[["f0"]], d["label"])
+    with pytest.raises(ValueError, match=r"label takes only one value"):
+        LogisticModel().fit(d[["f0"]].to_numpy(), d["label"].to_numpy())
+    with pytest.raises(ValueError, match=r"label takes only one value \(" +
+                       repr(ONE_CLASS[kind][0]).replace("'", ".") + r"\)"):
+        LogisticModel().fit(dd.from_pandas(d, npartitions=2), label="label")
+

@@ -451,13 +451,15 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                            exclude=(label, *([weight] if weight else []), *(exclude or ())))
         model.input_ = source.fingerprint()
         model.missing_ = missing
+        model.dtype_ = _dtype_param(dtype)
+        model.null_values_ = list(parse_null_values(null_values))
         if exists and options.resume:
             # Training is one atomic write at the end, so an interrupted run left no model file;
             # an existing one is kept only if it is this very job's result.
             old = LogisticModel.load(model_out, storage_options=options.storage_options)
-            if not _same_training(old, model, features, label, weight, categorical) or (
-                    positive is not None and label_value(positive, source.schema.field(
-                        label).type) != old.positive_):
+            _check_resumed_reading(old, model, positive, source.schema.field(label).type,
+                                   model_out)
+            if not _same_training(old, model, features, label, weight, categorical):
                 raise PipelineError("cannot resume: the model file was trained with other "
                                     "parameters or input; rerun with overwrite=True",
                                     path=model_out, params=("overwrite",))
@@ -550,6 +552,32 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
             raise PipelineError("overwrite=True replaces only a model file of this tool, and "
                                 "this file is not one; not touched", path=path,
                                 params=("overwrite",)) from None
+
+
+def _check_resumed_reading(old: LogisticModel, new: LogisticModel, positive, typ,
+                           model_out: str) -> None:
+    """``--resume`` keeps a model only if its positive class (given, or the default the data
+    implies), ``dtype`` and ``null_values`` are this run's: each one names the parameter."""
+    if positive is not None:
+        positive = label_value(positive, typ)
+    elif pa.types.is_boolean(typ):
+        positive = True
+    else:  # the larger class (scikit-learn's classes_[1]); the input is checked to be the same
+        try:
+            positive = max(old.positive_, old.negative_)
+        except TypeError:
+            positive = old.positive_
+    differs = [(name, mine, theirs) for name, mine, theirs in (
+        ("positive", positive, old.positive_),
+        ("dtype", new.dtype_, getattr(old, "dtype_", {})),
+        ("null_values", new.null_values_, getattr(old, "null_values_", [])))
+        if not (mine == theirs and type(mine) is type(theirs))]
+    if differs:
+        name, mine, theirs = differs[0]
+        raise PipelineError(f"cannot resume: the model file was trained with {name} "
+                            f"{theirs!r}, this run has {mine!r}; rerun with the same {name}, "
+                            "or with overwrite=True", path=model_out,
+                            params=(name, name, "overwrite"))
 
 
 def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,

@@ -694,6 +694,10 @@ class LogisticModel:
             "class_weight": class_weight_json(self.class_weight),
             "weight": getattr(self, "weight_", None),
             **({"input": self.input_} if getattr(self, "input_", None) is not None else {}),
+            # how a CSV input was read (``--dtype``, ``--null-values``), when not the default
+            **({"dtype": self.dtype_} if getattr(self, "dtype_", None) else {}),
+            **({"null_values": self.null_values_} if getattr(self, "null_values_", None)
+               else {}),
         }
 
     def save(self, path: str | os.PathLike, *, storage_options: dict | None = None) -> None:
@@ -780,6 +784,8 @@ class LogisticModel:
                                 "differ", path=path)
         m.rows_dropped_ = d.get("rows_dropped", 0)
         m.missing_ = d.get("missing", "error")
+        m.dtype_ = dict(d.get("dtype") or {})
+        m.null_values_ = list(d.get("null_values") or [])
         m._set_fitted(coef, d["intercept"])
         m.n_iter_ = np.array([m.iterations_], dtype=np.int32)
         return m
@@ -804,6 +810,20 @@ class _Categories(Constraint):
 
 
 _CATEGORIES = _Categories()
+
+
+class _TextMap(Constraint):
+    """A mapping from text to text (``dtype``: column -> type)."""
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+    def __str__(self) -> str:
+        return "an object of column names to type names"
+
+
+_TEXT_MAP = _TextMap()
 
 # Every field of a model file: (rule, required). Scoring needs the first five; the rest
 # describe the fit and default when absent (rows, passes, iterations 0; converged true).
@@ -833,6 +853,8 @@ MODEL_FIELDS: dict[str, tuple[Constraint, bool]] = {
     "categories": (_CATEGORIES, False),
     "drop_first": (Nullable(InstanceOf(bool, "true or false")), False),
     "weight": (Nullable(InstanceOf(str, "a column name")), False),
+    "dtype": (_TEXT_MAP, False),
+    "null_values": (ListOf(InstanceOf(str, "a string"), "a list of strings"), False),
 }
 
 

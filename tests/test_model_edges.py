@@ -148,3 +148,62 @@ def test_library_fit_on_a_one_class_label_raises_the_same_message(kind):
                        repr(ONE_CLASS[kind][0]).replace("'", ".") + r"\)"):
         LogisticModel().fit(dd.from_pandas(d, npartitions=2), label="label")
 
+
+def _resume_data(tmp_path):
+    d = _zero_column_data()[["f0", "label"]]
+    data = tmp_path / "d.csv"
+    d.to_csv(data, index=False)
+    return data
+
+
+def test_train_resume_without_positive_refuses_a_model_of_the_other_positive_class(
+        tmp_path, capsys):
+    data, model = _resume_data(tmp_path), tmp_path / "m.json"
+    assert run_cli("train", data, model, "--label", "label", "--positive", "0", "--quiet") == 0
+    before = model.read_bytes()
+    for extra in ([], ["--positive", "1"]):
+        assert run_cli("train", data, model, "--label", "label", "--resume", *extra,
+                       "--quiet") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and "--positive" in err[0], err
+        assert model.read_bytes() == before
+    assert run_cli("train", data, model, "--label", "label", "--resume", "--positive", "0",
+                   "--quiet") == 0
+    assert model.read_bytes() == before
+
+
+def test_train_resume_with_the_implied_positive_class_keeps_the_model(tmp_path, capsys):
+    data, model = _resume_data(tmp_path), tmp_path / "m.json"
+    assert run_cli("train", data, model, "--label", "label", "--quiet") == 0
+    before = model.stat().st_mtime_ns, model.read_bytes()
+    for extra in ([], ["--positive", "1"]):
+        assert run_cli("train", data, model, "--label", "label", "--resume", *extra,
+                       "--quiet") == 0
+        assert (model.stat().st_mtime_ns, model.read_bytes()) == before
+    assert run_cli("train", data, model, "--label", "label", "--resume", "--positive", "0",
+                   "--quiet") == 2
+    assert "--positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changed, param", [
+    (["--dtype", "f0=float32"], "--dtype"),
+    (["--null-values", "NA"], "--null-values"),
+])
+def test_train_resume_refuses_another_dtype_or_null_values(tmp_path, capsys, changed, param):
+    data, model = _resume_data(tmp_path), tmp_path / "m.json"
+    assert run_cli("train", data, model, "--label", "label", "--quiet") == 0
+    before = model.read_bytes()
+    assert run_cli("train", data, model, "--label", "label", "--resume", *changed,
+                   "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and param in err[0], err
+    assert model.read_bytes() == before
+    # trained with it, resumed with it: kept; resumed without it: refused
+    assert run_cli("train", data, model, "--label", "label", "--overwrite", *changed,
+                   "--quiet") == 0
+    before = model.read_bytes()
+    assert run_cli("train", data, model, "--label", "label", "--resume", *changed,
+                   "--quiet") == 0
+    assert model.read_bytes() == before
+    assert run_cli("train", data, model, "--label", "label", "--resume", "--quiet") == 2
+    assert param in capsys.readouterr().err

@@ -112,7 +112,8 @@ def load_job(path: str | os.PathLike, *, storage_options: dict | None = None
             try:
                 found = _exists(p, shared_storage)
             except PipelineError as exc:  # a URL whose file system is not installed, say
-                raise PipelineError(f"{where} ({name}): {key}: {exc}", path=path) from None
+                raise PipelineError(f"{where} ({name}): {key}: {exc}", path=path,
+                                    params=exc.params) from None
             if not found:
                 raise PipelineError(f"{where} ({name}): {key} {p!r} does not exist and no "
                                     "earlier step writes it", path=path)

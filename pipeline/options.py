@@ -64,6 +64,10 @@ class Arg:
     def validate(self, value: Any, name: str | None = None, *, path: str | None = None) -> Any:
         """``value`` if it obeys ``check`` (None, an absent option, always does), else a
         :class:`PipelineError` naming ``name`` (default: the option, ``--workers``)."""
+        if self.is_path and isinstance(value, str):
+            from .storage import refuse_secret_url
+
+            refuse_secret_url(value)
         if self.check is None or value is None:
             return value
         name = name or self.option

@@ -65,14 +65,69 @@ def redact(options: dict | None) -> dict:
 
 
 def _without_userinfo(value):
-    """A URL value (``endpoint_url``) without the ``user:password@`` it may carry."""
-    if not isinstance(value, str) or "://" not in value:
-        return value
-    scheme, rest = value.split("://", 1)
-    host, slash, path = rest.partition("/")
-    if "@" not in host:
-        return value
-    return f"{scheme}://<redacted>@{host.rsplit('@', 1)[1]}{slash}{path}"
+    """A URL value (``endpoint_url``) without the secrets it may carry (see redact_url)."""
+    return redact_url(value) if isinstance(value, str) else value
+
+
+# The one rule for secrets in a URL (INPUT, OUT, MODEL, a job file, an option's URL value):
+# user-info with a password (``http://user:pw@host``, ``s3://key:secret@bucket``), or a query
+# parameter named as a credential (a pre-signed URL's ``X-Amz-Signature``, Azure's ``sig``).
+# A user name alone, or abfs's ``container@account``, is no secret. A path with a secret is
+# refused (:func:`refuse_secret_url`) before anything is written; where one must be shown,
+# it is shown as :func:`redact_url` writes it (``s3://***@bucket/...``).
+_QUERY_SECRET_WORDS = ("sig",)
+
+
+def _split_url(text: str):
+    """(scheme, userinfo or None, host and the rest, query or None) of a URL, else None."""
+    if not is_url(text):
+        return None
+    scheme, rest = text.split("://", 1)
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    path, q, query = f"{host}{slash}{path}".partition("?")
+    return scheme, (user if at else None), path, (query if q else None)
+
+
+def _secret_query_item(item: str) -> bool:
+    name = item.split("=", 1)[0]
+    return is_secret_option(name) or name.lower() in _QUERY_SECRET_WORDS
+
+
+def url_has_secret(text) -> bool:
+    """Whether a path is a URL that carries a secret (the rule above)."""
+    parts = _split_url(os.fspath(text)) if isinstance(text, str | os.PathLike) else None
+    if parts is None:
+        return False
+    _, user, _, query = parts
+    return bool((user is not None and ":" in user) or
+                (query and any(_secret_query_item(i) for i in query.split("&"))))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the secrets of the rule above shown as ``***`` (the path as messages
+    may show it); any other text unchanged."""
+    if not url_has_secret(text):
+        return text
+    scheme, user, path, query = _split_url(text)
+    shown = f"{scheme}://{'***@' if user is not None and ':' in user else ''}{path}"
+    if query is not None:
+        shown += "?" + "&".join(i.split("=", 1)[0] + "=***" if _secret_query_item(i) else i
+                                for i in query.split("&"))
+    return shown
+
+
+def refuse_secret_url(text, *, what: str | None = None) -> None:
+    """A :class:`PipelineError` (naming the path redacted) for a path that carries a secret:
+    it would be recorded in the output and shown in messages."""
+    if url_has_secret(text):
+        raise PipelineError(
+            "a password or credential in a URL is refused (it would be written into the "
+            "output and shown in messages): give it with storage_options (a job file: its "
+            "[storage] table; e.g. "
+            "key=...,secret=... for s3://, username=/password= for http) or the provider's "
+            "environment", path=redact_url(os.fspath(text)) + (f" ({what})" if what else ""),
+            params=("storage_options",))
 
 
 def is_secret_option(name) -> bool:
@@ -536,6 +591,7 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
     extra to install.
     """
     text = os.fspath(path)
+    refuse_secret_url(text)
     if is_local(text):
         return LOCAL, text.split("://", 1)[1] if is_url(text) else text
     scheme = text.split("://", 1)[0].lower()

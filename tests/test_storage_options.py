@@ -314,6 +314,6 @@ def test_a_password_inside_an_endpoint_url_is_redacted():
     from pipeline.storage import redact
 
     assert redact({"endpoint_url": "http://minio:pa55w0rd@127.0.0.1:9000/x", "anon": True}) == {
-        "endpoint_url": "http://<redacted>@127.0.0.1:9000/x", "anon": True}
+        "endpoint_url": "http://***@127.0.0.1:9000/x", "anon": True}
     assert redact({"endpoint_url": "http://127.0.0.1:9000"}) == {
         "endpoint_url": "http://127.0.0.1:9000"}

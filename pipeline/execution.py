@@ -120,6 +120,14 @@ class Executor:
     def cache(self, fn: Callable, items: list) -> tuple[list, list]:
         raise NotImplementedError
 
+    def worker_not_seeing(self, storage, path: str) -> str | None:
+        """A worker that does not see ``path`` on ``storage`` (its address), or None.
+
+        Threads of this process see what it sees; a cluster's workers may run on machines
+        without this one's disk (or memory).
+        """
+        return None
+
     def close(self) -> None:
         pass
 
@@ -258,6 +266,18 @@ class DaskExecutor(Executor):
             [self.client.submit(operator.itemgetter(1), f, pure=False) for f in pairs])
         dwait(kept)
         return kept, results
+
+
+    def worker_not_seeing(self, storage, path: str) -> str | None:
+        seen = self.client.run(_sees, storage, path)
+        return next((addr for addr, yes in sorted(seen.items()) if not yes), None)
+
+
+def _sees(storage, path: str) -> bool:
+    try:
+        return bool(storage.exists(path))
+    except Exception:  # noqa: BLE001 - a store this worker cannot reach does not see it
+        return False
 
 
 def _accepts_n_workers(client) -> bool:

@@ -343,6 +343,10 @@ class OutputFolder:
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(str(self.folder), fmt)
 
+    def marker(self) -> tuple[object, str]:
+        """(storage, path) of a file this run wrote, that every worker must see."""
+        return LOCAL, str(self.folder / JOB)
+
     def append_record(self, record: dict) -> None:
         LOCAL.append_text(self.folder / CHUNKS, json.dumps(record) + "\n")
 
@@ -520,6 +524,10 @@ class ManifestFolder:
 
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(self.root, fmt, self.storage, self.attempt)
+
+    def marker(self) -> tuple[object, str]:
+        """(storage, path) of a file this run wrote, that every worker must see."""
+        return self.storage, self._path(PENDING, self.attempt, JOB)
 
     def append_record(self, record: dict) -> None:
         self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),

@@ -165,6 +165,24 @@ def test_ctrl_c_stops_with_130_and_leaves_a_resumable_folder(tmp_path):
     assert read_output(out).num_rows == 600_000
 
 
+def test_ctrl_c_on_a_local_cluster_is_one_error_line_and_130(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group, the cluster's worker processes
+    too: they leave the stop to the command, so no traceback of theirs is shown."""
+    data = _many_chunks(tmp_path, groups=200)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "transform", str(data),
+                             str(out), "--blocksize", "1", "--quiet", "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert wait_until(lambda: len(_records(out)) >= 10, timeout=120)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    assert proc.wait(60) == 130
+    err = proc.stderr.read().strip().splitlines()
+    assert err == ["error: interrupted; rerun with --resume to continue"], err
+    assert not (out / "_SUCCESS").exists()
+    assert run_cli("transform", data, out, "--blocksize", "1", "--resume", "--quiet") == 0
+    assert read_output(out).num_rows == 400_000
+
+
 def test_killed_dask_worker_is_survived(tmp_path):
     data = _many_chunks(tmp_path, groups=200)
     out, clean = tmp_path / "out", tmp_path / "clean"

@@ -16,6 +16,7 @@ from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
 from .errors import PipelineError
 from .execution import ExecOptions, open_executor, with_storage_options
+from .identity import both_values, first_difference
 from .model import LogisticModel, class_weight_json, parse_class_weight
 from .options import constraint
 from .params import COUNT, MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
@@ -421,12 +422,13 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
         # Training is one atomic write at the end, so an interrupted run left no model file;
         # an existing one is kept only if it is this very job's result.
         old = LogisticModel.load(model_out, storage_options=options.storage_options)
-        if not _same_training(old, model, features, label, weight, categorical) or (
-                positive is not None and label_value(positive, source.schema.field(
-                    label).type) != old.positive_):
-            raise PipelineError("cannot resume: the model file was trained with other "
-                                "parameters or input; rerun with overwrite=True",
-                                path=model_out, params=("overwrite",))
+        if positive is not None:
+            positive = label_value(positive, source.schema.field(label).type)
+        refusal = _training_difference(old, model, features, label, weight, categorical,
+                                       positive)
+        if refusal is not None:
+            raise PipelineError(f"cannot resume: {refusal}; rerun with overwrite=True",
+                                path=model_out, params=refusal.params + ("overwrite",))
         return old
     extra = (weight,) if weight is not None else ()
     tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
@@ -472,17 +474,33 @@ def _check_model_out(model_out, source, options: ExecOptions) -> None:
                                 params=("overwrite",)) from None
 
 
-def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
-                   weight: str | None, categorical) -> bool:
+def _training_difference(old: LogisticModel, new: LogisticModel, features, label: str,
+                         weight: str | None, categorical, positive) -> PipelineError | None:
+    """What differs first between the model file ``old`` and this training: a parameter,
+    with both values, or an input file; None when it is this very job's result."""
     a, b = old.to_dict(), new.get_params()
-    return (a["features"] == list(features) and a["label"] == label
-            and list(a["categories"]) == list(categorical)
-            and a["weight"] == weight
-            and a["class_weight"] == class_weight_json(b["class_weight"])
-            and a["C"] == (None if b["penalty"] is None else float(b["C"]))
-            and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
-            and getattr(old, "input_", None) == new.input_
-            and a["missing"] == new.missing_)
+    there = {"label": a["label"], "features": a["features"],
+             "categorical": list(a["categories"]), "weight": a["weight"],
+             "class_weight": a["class_weight"], "C": a["C"], "tol": a["tol"],
+             "max_iter": a["max_iter"], "missing": a["missing"]}
+    now = {"label": label, "features": list(features), "categorical": list(categorical),
+           "weight": weight, "class_weight": class_weight_json(b["class_weight"]),
+           "C": None if b["penalty"] is None else float(b["C"]), "tol": b["tol"],
+           "max_iter": b["max_iter"], "missing": new.missing_}
+    if positive is not None:
+        there["positive"], now["positive"] = old.positive_, positive
+    name = first_difference(there, now)
+    if name is not None:
+        return PipelineError(f"{name} differs from the model file's" +
+                             both_values(there[name], now[name]), params=(name,))
+    files = ({str(f.get("path")): f for f in getattr(m, "input_", None) or []
+              if isinstance(f, dict)} for m in (old, new))
+    name = first_difference(*files)
+    if name is not None or getattr(old, "input_", None) != new.input_:
+        return PipelineError(f"the input file {name} is new, gone or changed since the model "
+                             "file was trained" if name else "the input differs from the "
+                             "model file's")
+    return None
 
 
 def _fits_in_memory(source, p: int, executor) -> bool:

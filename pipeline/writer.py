@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
+from .identity import both_values, first_difference
 from .monitor import RssSampler
 from .storage import LOCAL, is_local, is_url, open_storage
 
@@ -174,11 +175,32 @@ def _differing_key(old: dict, job: dict) -> str | None:
     return next((k for k in _IDENTITY if old.get(k) != job.get(k)), None)
 
 
-def _resume_refused(key: str, path: str) -> PipelineError:
-    """The refusal of a resume whose ``key`` of the job identity differs."""
-    return PipelineError(f"cannot resume: the {_IDENTITY[key]} differ from the interrupted "
-                         "run's; rerun with overwrite=True", path=path,
-                         params=("overwrite", *(["blocksize"] if key == "plan" else [])))
+def _resume_refused(old: dict, job: dict, path: str) -> PipelineError:
+    """The refusal of a resume whose job identity differs from ``old``'s, naming what
+    differs first: a parameter (with both values), an input file, the chunk plan, ..."""
+    key = _differing_key(old, job)
+    named: tuple[str, ...] = ("blocksize",) if key == "plan" else ()
+    what = f"the {_IDENTITY[key]} differ from the interrupted run's"
+    if key == "params":
+        a, b = old.get("params") or {}, job.get("params") or {}
+        name = first_difference(a, b)
+        if name == "model":  # a dict of coefficients: its values say nothing
+            what = "the model differs from the interrupted run's (another model file, or " \
+                   "the file changed)"
+        else:
+            named = (name,)
+            what = f"{name} differs from the interrupted run's" + both_values(a.get(name),
+                                                                              b.get(name))
+    elif key == "input":
+        a, b = ({str(f.get("path")): f for f in j.get("input") or [] if isinstance(f, dict)}
+                for j in (old, job))
+        name = first_difference(a, b)
+        if name is not None:
+            what = f"the input file {name} is new, gone or changed since the interrupted run"
+    elif key in ("command", "device"):
+        what += both_values(old.get(key), job.get(key))
+    return PipelineError(f"cannot resume: {what}; rerun with overwrite=True", path=path,
+                         params=(*named, "overwrite"))
 
 
 def _is_empty_dir(p: Path) -> bool:
@@ -285,9 +307,8 @@ class OutputFolder:
         if old is None:
             raise self._error(f"cannot resume: no readable {JOB}, so this is not an output "
                               "of this tool")
-        key = _differing_key(old, self.job)
-        if key is not None:
-            raise _resume_refused(key, self.display)
+        if _differing_key(old, self.job) is not None:
+            raise _resume_refused(old, self.job, self.display)
         if LOCAL.exists(p / SUCCESS):
             self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
             return
@@ -481,7 +502,7 @@ class ManifestFolder:
                     return
             if attempts:
                 old = next(iter(attempts.values()))
-                raise _resume_refused(_differing_key(old, self.job), self.display)
+                raise _resume_refused(old, self.job, self.display)
         exists = bool(self.listing)
         if exists and not (self.overwrite or self.resume):
             raise self._error("output already exists; pass overwrite=True to replace it or "

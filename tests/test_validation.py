@@ -205,6 +205,19 @@ def test_every_cluster_key_is_checked_before_the_first_step(tmp_path, capsys, cl
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.parametrize("command", sorted(REQUIRED))
+def test_help_offers_only_what_the_command_takes(command, capsys):
+    """Each choice a command's help names is one it accepts: train and evaluate have no
+    --missing keep."""
+    with pytest.raises(SystemExit):
+        run_cli(command, "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    if command in ("train", "evaluate"):
+        assert "--missing {error,drop}" in text and "keep (null" not in text
+    if command in ("transform", "score"):
+        assert "--missing {error,drop,keep}" in text and "keep (null results)" in text
+
+
 # --- 2. job files: every [cluster] key honoured ----------------------------------------------
 
 

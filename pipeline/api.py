@@ -14,7 +14,7 @@ import pyarrow as pa
 from .chunks import write_parts
 from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
-from .errors import PipelineError
+from .errors import PipelineError, nearest_columns
 from .execution import ExecOptions, open_executor, with_storage_options
 from .identity import both_values, first_difference
 from .model import LogisticModel, class_weight_json, parse_class_weight
@@ -245,7 +245,8 @@ def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str 
 
 def _require_label(source, label: str) -> None:
     if label not in source.schema.names:
-        raise PipelineError("no such label column", path=source.paths[0], column=label)
+        raise PipelineError("no such label column" + nearest_columns(label, source.schema.names),
+                            path=source.paths[0], column=label)
     typ = source.schema.field(label).type
     if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
         raise PipelineError(not_a_label(typ), path=source.paths[0], column=label)
@@ -254,7 +255,7 @@ def _require_label(source, label: str) -> None:
 def _require_model_features(source, model: LogisticModel) -> None:
     for name in [*model.features_, *model.categories_]:
         if name not in source.schema.names:
-            raise missing_feature(name, source.paths[0])
+            raise missing_feature(name, source.paths[0], source.schema.names)
     source.require_columns(model.features_)
     _require_categorical(source, tuple(model.categories_), ())
 
@@ -262,8 +263,9 @@ def _require_model_features(source, model: LogisticModel) -> None:
 def _require_categorical(source, categorical, others) -> None:
     for name in categorical:
         if name not in source.schema.names:
-            raise PipelineError("no such column in the input", path=source.paths[0],
-                                column=name)
+            raise PipelineError("no such column in the input" +
+                                nearest_columns(name, source.schema.names),
+                                path=source.paths[0], column=name)
         if name in others or list(categorical).count(name) > 1:
             raise PipelineError("a categorical column is named twice, or is also the label, "
                                 "the weight or a numeric feature", path=source.paths[0],

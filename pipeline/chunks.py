@@ -146,6 +146,7 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         bar.close()
     sources = {t.index: t.source_path for t in tasks}
     manifest = build_manifest(job, records, sources, fmt=fmt,
-                              seconds=time.perf_counter() - t0, resumed_parts=len(folder.kept))
+                              seconds=time.perf_counter() - t0, resumed_parts=len(folder.kept),
+                              kept=folder.kept)
     folder.finish(manifest, extras, records=records)
     return manifest

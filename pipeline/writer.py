@@ -666,7 +666,7 @@ def open_output(out: str | os.PathLike, job: dict, *, overwrite: bool = False,
 
 
 def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str], *,
-                   fmt: str, seconds: float, resumed_parts: int) -> dict:
+                   fmt: str, seconds: float, resumed_parts: int, kept=()) -> dict:
     """``_SUCCESS``: the job, each part with its rows and source, the totals."""
     parts = []
     for i in sorted(records):
@@ -683,6 +683,8 @@ def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str],
         "seconds": round(seconds, 6),
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
         "resumed_parts": resumed_parts,
+        # the rows of the parts kept: the report's rate counts only this run's rows
+        "resumed_rows": sum(records[i]["rows"] for i in kept),
     }
     dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
     if dropped:

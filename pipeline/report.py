@@ -331,8 +331,8 @@ gap:1em;margin:1em 0}} td,th{{padding:2px 8px;font-size:12px}} pre{{background:#
 padding:1em}} table.confusion td{{font-size:14px;text-align:right;border:1px solid #ccc;
 padding:6px 14px}}</style></head><body>
 <h1>pipeline report</h1><pre>{html.escape(summary)}</pre>
-<div class="charts">{''.join(f"<div>{p}</div>" for p in plots if p)}</div>
 {_model_html(model, manifest, storage, root, evaluation)}
+<div class="charts">{''.join(f"<div>{p}</div>" for p in plots if p)}</div>
 {_confusion_html(evaluation, classes)}
 <h2>chunks</h2><table><tr><th>chunk</th><th>source</th><th>rows</th><th>seconds</th>
 <th>cpu s</th><th>peak MiB</th><th>worker</th><th>device</th></tr>{table}</table>
@@ -395,10 +395,13 @@ def _scored_model(manifest) -> dict | None:
 
 
 def _class_names(model: dict | None) -> tuple[str, str]:
-    """The (positive, negative) classes as the label holds them ("Yes", 1, true)."""
+    """The (positive, negative) classes: as the label holds them where it holds text
+    ("Yes"), else with the label's name (``late=1``)."""
     if not model:
         return "positive class", "negative class"
-    return str(model.get("positive", 1)), str(model.get("negative", 0))
+    label = str(model.get("label", "label"))
+    return tuple(v if isinstance(v, str) else f"{label}={json.dumps(v)}"
+                 for v in (model.get("positive", 1), model.get("negative", 0)))
 
 
 def _terms(model: dict) -> list[tuple[str, float]]:
@@ -406,11 +409,12 @@ def _terms(model: dict) -> list[tuple[str, float]]:
     category level with a coefficient (a reference level, dropped, has none)."""
     coef = [c for c in model["coef"] if _number(c) is not None]
     names = [str(f) for f in model["features"]]
-    for col, vocab in (model.get("categories") or {}).items():
+    categories = model.get("categories") or {}
+    # one coefficient per level, or (a reference level dropped) one fewer per column
+    dropped = len(coef) < len(names) + sum(len(v) for v in categories.values())
+    for col, vocab in categories.items():
         levels = [f"{col}={v}" for v in vocab]
-        left = len(coef) - len(names) - sum(len(v) for v in
-                                            (model.get("categories") or {}).values())
-        names.extend(levels[1:] if left < 0 and levels else levels)
+        names.extend(levels[1:] if dropped else levels)
     terms = [("(intercept)", model.get("intercept"))]
     terms.extend(zip(names, coef, strict=False))
     return [(n, c) for n, c in terms if _number(c) is not None]
@@ -435,10 +439,11 @@ def _model_html(model: dict | None, manifest, storage, root: str, ev: dict | Non
         fit.append(f"converged: {'yes' if model['converged'] else 'no'}")
     if _number(model.get("loss")) is not None:
         fit.append(f"training loss: {model['loss']:.6g}")
-    coefs = "".join(f'<tr class="coef"><td>{html.escape(n)}</td><td>{c:.10g}</td></tr>'
+    coefs = "".join(f'<tr class="coef"><td>{html.escape(n)}</td><td>{c:.7g}</td></tr>'
                     for n, c in _terms(model))
     metrics, where = _label_metrics(ev, model, manifest, storage, root)
-    rows = "".join(f'<tr class="metric"><th>{html.escape(k)}</th><td>{v:.10g}</td></tr>'
+    rows = "".join(f'<tr class="metric"><th>{html.escape(k)}</th>'
+                   f'<td>{int(v) if k == "rows" else f"{v:.7g}"}</td></tr>'
                    for k, v in metrics.items())
     return (f"<h2>model</h2><p>{html.escape('; '.join(fit))}</p>"
             f"<p>{html.escape(where)}</p><table class=\"metrics\">{rows}</table>"

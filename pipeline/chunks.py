@@ -92,7 +92,8 @@ def _require_workers_see(folder, executor) -> None:
     worker = executor.worker_not_seeing(storage, path)
     if worker is None:
         return
-    folder.discard(bad_input=True)
+    if not folder.resume:  # a resumed run's folder holds an earlier run's work: kept
+        folder.discard(bad_input=True)
     raise PipelineError(f"the output folder cannot be seen on worker {worker}, which would "
                         "write its parts there; choose an OUT that every worker sees (a "
                         "shared disk, or a URL such as s3://...)", path=str(folder.display))

@@ -45,6 +45,15 @@ def test_a_local_out_the_workers_cannot_see_is_refused_before_any_work(tmp_path,
         line = _refused(capsys.readouterr().err, out)
         assert "cannot be seen" in line
         assert not out.exists()  # no _job.json left to block the rerun
+        # an interrupted output there: --resume is refused too, and the folder kept as it was
+        assert run_cli("transform", data, out, "--quiet") == 0
+        (out / "_SUCCESS").unlink()
+        (out / "part-00000.parquet").unlink()  # a part left to write: work for a worker
+        before = sorted(p.name for p in out.iterdir())
+        assert run_cli("transform", data, out, "--resume", "--scheduler", cluster.address,
+                       "--quiet") == 2
+        _refused(capsys.readouterr().err, out)
+        assert sorted(p.name for p in out.iterdir()) == before
         shared = tmp_path / "shared" / "out"  # a folder the worker sees
         assert run_cli("transform", data, shared, "--scheduler", cluster.address,
                        "--quiet") == 0

@@ -267,7 +267,6 @@ class DaskExecutor(Executor):
         dwait(kept)
         return kept, results
 
-
     def worker_not_seeing(self, storage, path: str) -> str | None:
         seen = self.client.run(_sees, storage, path)
         return next((addr for addr, yes in sorted(seen.items()) if not yes), None)

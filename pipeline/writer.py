@@ -30,7 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
-from .identity import both_values, first_difference
+from .identity import job_difference
 from .monitor import RssSampler
 from .storage import LOCAL, is_local, is_url, open_storage
 
@@ -177,28 +177,8 @@ def _differing_key(old: dict, job: dict) -> str | None:
 
 def _resume_refused(old: dict, job: dict, path: str) -> PipelineError:
     """The refusal of a resume whose job identity differs from ``old``'s, naming what
-    differs first: a parameter (with both values), an input file, the chunk plan, ..."""
-    key = _differing_key(old, job)
-    named: tuple[str, ...] = ("blocksize",) if key == "plan" else ()
-    what = f"the {_IDENTITY[key]} differ from the interrupted run's"
-    if key == "params":
-        a, b = old.get("params") or {}, job.get("params") or {}
-        name = first_difference(a, b)
-        if name == "model":  # a dict of coefficients: its values say nothing
-            what = "the model differs from the interrupted run's (another model file, or " \
-                   "the file changed)"
-        else:
-            named = (name,)
-            what = f"{name} differs from the interrupted run's" + both_values(a.get(name),
-                                                                              b.get(name))
-    elif key == "input":
-        a, b = ({str(f.get("path")): f for f in j.get("input") or [] if isinstance(f, dict)}
-                for j in (old, job))
-        name = first_difference(a, b)
-        if name is not None:
-            what = f"the input file {name} is new, gone or changed since the interrupted run"
-    elif key in ("command", "device"):
-        what += both_values(old.get(key), job.get(key))
+    differs first (a parameter with both values, an input file, the plan, ...)."""
+    what, named = job_difference(old, job, _IDENTITY)
     return PipelineError(f"cannot resume: {what}; rerun with overwrite=True", path=path,
                          params=(*named, "overwrite"))
 

@@ -14,8 +14,9 @@ import pyarrow as pa
 from .chunks import write_parts
 from .design import Block, block_nbytes, is_categorical_type, load_block
 from .device import resolve_device
-from .errors import PipelineError
+from .errors import PipelineError, nearest_columns
 from .execution import ExecOptions, open_executor, with_storage_options
+from .identity import both_values, first_difference
 from .lease import hold
 from .model import LogisticModel, class_weight_json, parse_class_weight
 from .options import constraint
@@ -259,7 +260,8 @@ def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str 
 
 def _require_label(source, label: str) -> None:
     if label not in source.schema.names:
-        raise PipelineError("no such label column", path=source.paths[0], column=label)
+        raise PipelineError("no such label column" + nearest_columns(label, source.schema.names),
+                            path=source.paths[0], column=label)
     typ = source.schema.field(label).type
     if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
         raise PipelineError(not_a_label(typ), path=source.paths[0], column=label)
@@ -268,7 +270,7 @@ def _require_label(source, label: str) -> None:
 def _require_model_features(source, model: LogisticModel) -> None:
     for name in [*model.features_, *model.categories_]:
         if name not in source.schema.names:
-            raise missing_feature(name, source.paths[0])
+            raise missing_feature(name, source.paths[0], source.schema.names)
     source.require_columns(model.features_)
     _require_categorical(source, tuple(model.categories_), ())
 
@@ -276,8 +278,9 @@ def _require_model_features(source, model: LogisticModel) -> None:
 def _require_categorical(source, categorical, others) -> None:
     for name in categorical:
         if name not in source.schema.names:
-            raise PipelineError("no such column in the input", path=source.paths[0],
-                                column=name)
+            raise PipelineError("no such column in the input" +
+                                nearest_columns(name, source.schema.names),
+                                path=source.paths[0], column=name)
         if name in others or list(categorical).count(name) > 1:
             raise PipelineError("a categorical column is named twice, or is also the label, "
                                 "the weight or a numeric feature", path=source.paths[0],
@@ -459,10 +462,10 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
             old = LogisticModel.load(model_out, storage_options=options.storage_options)
             _check_resumed_reading(old, model, positive, source.schema.field(label).type,
                                    model_out)
-            if not _same_training(old, model, features, label, weight, categorical):
-                raise PipelineError("cannot resume: the model file was trained with other "
-                                    "parameters or input; rerun with overwrite=True",
-                                    path=model_out, params=("overwrite",))
+            refusal = _training_difference(old, model, features, label, weight, categorical)
+            if refusal is not None:
+                raise PipelineError(f"cannot resume: {refusal}; rerun with overwrite=True",
+                                    path=model_out, params=refusal.params + ("overwrite",))
             return old
         extra = (weight,) if weight is not None else ()
         tasks = file_tasks(source, None, columns=(*features, *categorical, label, *extra),
@@ -580,18 +583,33 @@ def _check_resumed_reading(old: LogisticModel, new: LogisticModel, positive, typ
                             params=(name, name, "overwrite"))
 
 
-def _same_training(old: LogisticModel, new: LogisticModel, features, label: str,
-                   weight: str | None, categorical) -> bool:
+def _training_difference(old: LogisticModel, new: LogisticModel, features, label: str,
+                         weight: str | None, categorical) -> PipelineError | None:
+    """What differs first between the model file ``old`` and this training: a parameter,
+    with both values, or an input file; None when it is this very job's result."""
     a, b = old.to_dict(), new.get_params()
-    return (a["features"] == list(features) and a["label"] == label
-            and list(a["categories"]) == list(categorical)
-            and (not categorical or a.get("drop_first") == new._drop_first())
-            and a["weight"] == weight
-            and a["class_weight"] == class_weight_json(b["class_weight"])
-            and a["C"] == (None if b["penalty"] is None else float(b["C"]))
-            and a["tol"] == b["tol"] and a["max_iter"] == b["max_iter"]
-            and getattr(old, "input_", None) == new.input_
-            and a["missing"] == new.missing_)
+    there = {"label": a["label"], "features": a["features"],
+             "categorical": list(a["categories"]), "weight": a["weight"],
+             "class_weight": a["class_weight"], "C": a["C"], "tol": a["tol"],
+             "max_iter": a["max_iter"], "missing": a["missing"]}
+    now = {"label": label, "features": list(features), "categorical": list(categorical),
+           "weight": weight, "class_weight": class_weight_json(b["class_weight"]),
+           "C": None if b["penalty"] is None else float(b["C"]), "tol": b["tol"],
+           "max_iter": b["max_iter"], "missing": new.missing_}
+    if categorical:
+        there["drop_first"], now["drop_first"] = a.get("drop_first"), new._drop_first()
+    name = first_difference(there, now)
+    if name is not None:
+        return PipelineError(f"{name} differs from the model file's" +
+                             both_values(there[name], now[name]), params=(name,))
+    files = ({str(f.get("path")): f for f in getattr(m, "input_", None) or []
+              if isinstance(f, dict)} for m in (old, new))
+    name = first_difference(*files)
+    if name is not None or getattr(old, "input_", None) != new.input_:
+        return PipelineError(f"the input file {name} is new, gone or changed since the model "
+                             "file was trained" if name else "the input differs from the "
+                             "model file's")
+    return None
 
 
 def _fits_in_memory(source, p: int, executor) -> bool:

@@ -85,6 +85,20 @@ def plan_digest(tasks: list[ChunkTask]) -> dict:
     return {"chunks": len(tasks), "sha256": hashlib.sha256(keys.encode()).hexdigest()}
 
 
+def _require_workers_see(folder, executor) -> None:
+    """Before any work: the workers write the parts into OUT, so each must see it (a local
+    folder of the client is not on a cluster's other machines); else nothing is left."""
+    storage, path = folder.marker()
+    worker = executor.worker_not_seeing(storage, path)
+    if worker is None:
+        return
+    if not folder.resume:  # a resumed run's folder holds an earlier run's work: kept
+        folder.discard(bad_input=True)
+    raise PipelineError(f"the output folder cannot be seen on worker {worker}, which would "
+                        "write its parts there; choose an OUT that every worker sees (a "
+                        "shared disk, or a URL such as s3://...)", path=str(folder.display))
+
+
 def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job: dict,
                 overwrite: bool = False, resume: bool = False, device: str = "cpu",
                 progress: bool = False, total_rows: int | None = None,
@@ -110,6 +124,8 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
             folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
             return folder.complete_manifest
         todo = [t for t in tasks if t.index not in folder.kept]
+        if todo:
+            _require_workers_see(folder, executor)
         records = dict(folder.kept)
         bar = Progress(total_rows, len(tasks), enabled=progress)
         for rec in folder.kept.values():
@@ -134,7 +150,7 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         sources = {t.index: t.source_path for t in tasks}
         manifest = build_manifest(job, records, sources, fmt=fmt,
                                   seconds=time.perf_counter() - t0,
-                                  resumed_parts=len(folder.kept))
+                                  resumed_parts=len(folder.kept), kept=folder.kept)
         folder.finish(manifest, extras, records=records)
         return manifest
     finally:

@@ -83,6 +83,26 @@ def _rebuild(message, path, column, row, params=()):
     return PipelineError(message, path=path, column=column, row=row, params=params)
 
 
+def nearest_columns(name: str, names) -> str:
+    """What to add to "no such column": ``; did you mean 'label'?`` (the nearest names, by
+    :mod:`difflib`, case ignored), else ``; the columns are: ...``."""
+    import difflib
+
+    names = [str(n) for n in names]
+    lower = {}
+    for n in names:
+        lower.setdefault(n.lower(), n)
+    close = [lower[n] for n in difflib.get_close_matches(str(name).lower(), list(lower), n=3,
+                                                         cutoff=0.6)]
+    if close:
+        said = [repr(n) for n in close]
+        return "; did you mean " + (said[0] if len(said) == 1 else
+                                    ", ".join(said[:-1]) + " or " + said[-1]) + "?"
+    shown = ", ".join(repr(n) for n in names[:12])
+    return f"; the columns are: {shown}" + (f" (and {len(names) - 12} more)"
+                                           if len(names) > 12 else "")
+
+
 def located_error(message: str, source, *, column: str | None = None,
                   index: int | None = None, params: tuple[str, ...] = ()) -> PipelineError:
     """An error at row ``index`` of a block read from ``source``: an object that locates its

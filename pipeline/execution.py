@@ -120,6 +120,14 @@ class Executor:
     def cache(self, fn: Callable, items: list) -> tuple[list, list]:
         raise NotImplementedError
 
+    def worker_not_seeing(self, storage, path: str) -> str | None:
+        """A worker that does not see ``path`` on ``storage`` (its address), or None.
+
+        Threads of this process see what it sees; a cluster's workers may run on machines
+        without this one's disk (or memory).
+        """
+        return None
+
     def close(self) -> None:
         pass
 
@@ -259,6 +267,17 @@ class DaskExecutor(Executor):
         dwait(kept)
         return kept, results
 
+    def worker_not_seeing(self, storage, path: str) -> str | None:
+        seen = self.client.run(_sees, storage, path)
+        return next((addr for addr, yes in sorted(seen.items()) if not yes), None)
+
+
+def _sees(storage, path: str) -> bool:
+    try:
+        return bool(storage.exists(path))
+    except Exception:  # noqa: BLE001 - a store this worker cannot reach does not see it
+        return False
+
 
 def _accepts_n_workers(client) -> bool:
     import inspect
@@ -322,6 +341,29 @@ _DISTRIBUTED_LOGGING = "DASK_LOGGING__DISTRIBUTED"
 
 
 @contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started in this block ignore SIGINT (a process started with SIGINT
+    ignored keeps ignoring it, and Python then raises no KeyboardInterrupt there).
+
+    Ctrl-C at a terminal reaches the whole process group: the workers would each print a
+    KeyboardInterrupt traceback. This process alone stops the run (one ``error:`` line,
+    exit 130) and closes the cluster, workers included. A Ctrl-C in the second or so the
+    cluster takes to start is not seen.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler; a library call from another
+        return  # thread keeps dask's behaviour
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def _on_cluster(client, opts: ExecOptions, *owned):
     """Chunks on ``client``'s cluster (its dashboard shown, its performance report written);
     the client, and what else this command started (``owned``), closed at the end."""
@@ -365,13 +407,14 @@ def open_executor(opts: ExecOptions | None = None, client=None):
         with _quiet_distributed():
             from distributed import Client, LocalCluster
 
-            cluster = LocalCluster(
-                n_workers=opts.workers or 2,
-                threads_per_worker=opts.threads_per_worker or 1,
-                memory_limit=memory or "auto",
-                processes=True,
-                dashboard_address=":0",  # its HTTP routes on a free port: never a clash
-            )
+            with _workers_ignore_ctrl_c():
+                cluster = LocalCluster(
+                    n_workers=opts.workers or 2,
+                    threads_per_worker=opts.threads_per_worker or 1,
+                    memory_limit=memory or "auto",
+                    processes=True,
+                    dashboard_address=":0",  # its HTTP routes on a free port: never a clash
+                )
             with _on_cluster(Client(cluster), opts, cluster) as executor:
                 yield executor
         return

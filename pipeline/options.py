@@ -133,12 +133,14 @@ READ_ARGS = [
 
 # ``--features-from``: which columns the default feature set takes
 FEATURE_SETS = ("float", "numeric")
+_MISSING_HELP = {"error": "error (names file, column and row)",
+                 "drop": "drop (skip the row, count it)", "keep": "keep (null results)"}
 
 
 def missing_arg(choices: tuple[str, ...], default: str) -> Arg:
     return Arg("missing", choices=choices, default=default,
-               help="a null or NaN in a used column: error (names file, column and row), "
-                    "drop (skip the row, count it), keep (null results)")
+               help="a null or NaN in a used column: " +
+                    ", ".join(_MISSING_HELP[c] for c in choices))
 
 
 # The commands that read or write data, and so take the execution options.

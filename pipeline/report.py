@@ -20,7 +20,7 @@ import os
 import posixpath
 
 from .errors import PipelineError
-from .storage import open_storage
+from .storage import is_url, open_storage
 from .writer import CHUNKS, JOB, SUCCESS
 
 W, H, PAD = 640, 300, 56
@@ -47,15 +47,48 @@ def _scale(lo, hi, a, b):
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def _tick(v: float, fmt: str) -> str:
-    """A tick label that fits left of the axis: 1.2M, 839k, else ``fmt``."""
+def nice_ticks(lo: float, hi: float, *, target: int = 5, integer: bool = False
+               ) -> list[float]:
+    """Round tick values inside [lo, hi]: multiples of a step of 1, 2 or 5 times a power of
+    ten, about ``target`` of them (at least 3 where the range allows); ``integer``: whole
+    steps only (chunk and pass numbers)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi < lo:
+        lo, hi = hi, lo
+    span = hi - lo
+    if span <= 0:
+        return [lo]
+    steps = []
+    for e in range(math.floor(math.log10(span)) - 2, math.floor(math.log10(span)) + 2):
+        steps.extend(m * 10.0 ** e for m in (1, 2, 5))
+    if integer:
+        steps = [st for st in steps if st >= 1 and float(st).is_integer()] or [1.0]
+    best = None
+    for step in sorted(steps):
+        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+        n = last - first + 1
+        if n < 2:
+            continue
+        score = abs(n - target) + (10 if n < 3 and span / step >= 2 else 0)
+        if best is None or score < best[0]:
+            best = (score, step, first, last)
+    if best is None:
+        return [lo, hi] if not integer else sorted({round(lo), round(hi)})
+    _, step, first, last = best
+    digits = max(0, -math.floor(math.log10(step)) + 1)
+    return [round(k * step, digits) for k in range(first, last + 1)]
+
+
+def _tick(v: float, fmt: str = "{:g}") -> str:
+    """A tick label that fits left of the axis: 1.2M, 840k, else ``fmt``."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
         if abs(v) >= scale:
             return f"{v / (1e3 if suffix == 'k' else scale):.3g}{suffix}"
     return fmt.format(v)
 
 
-def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}", *,
+def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:g}", *,
           int_x: bool = False) -> list[str]:
     out = [f'<text x="{W / 2}" y="16" text-anchor="middle" font-weight="bold">'
            f'{html.escape(title)}</text>',
@@ -66,18 +99,14 @@ def _axes(title, xlabel, ylabel, xlo, xhi, ylo, yhi, fmt="{:.3g}", *,
            f'text-anchor="middle">{html.escape(ylabel)}</text>']
     sy = _scale(ylo, yhi, H - PAD - 2, 30)
     sx = _scale(xlo, xhi, PAD + 4, W - 14)
-    for k in range(5):  # ticks and grid lines at quarters of each range
-        v = ylo + (yhi - ylo) * k / 4
+    for v in nice_ticks(ylo, yhi):  # ticks and grid lines at round values (1-2-5 steps)
         y = sy(v)
         out.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">'
                    f'{_tick(v, fmt)}</text>')
-    xticks = [xlo + (xhi - xlo) * k / 4 for k in range(5)]
-    if int_x:  # chunk and pass numbers: whole ticks, each once
-        xticks = sorted({round(v) for v in xticks if xlo <= round(v) <= xhi})
-    for v in xticks:
+    for v in nice_ticks(xlo, xhi, integer=int_x):  # chunk and pass numbers: whole ticks
         out.append(f'<text x="{sx(v):.1f}" y="{H - PAD + 14}" text-anchor="middle" '
-                   f'font-size="10">{v if int_x else fmt.format(v)}</text>')
+                   f'font-size="10">{int(v) if int_x else _tick(v, fmt)}</text>')
     return out
 
 
@@ -91,7 +120,7 @@ def scatter_svg(title, xlabel, ylabel, xs, ys, *, log_y=False, line=False) -> st
     if xlo == xhi:  # one point: an axis around it
         xlo, xhi = xlo - 1, xhi + 1
     ylo, yhi = _padded(min(tf(p[1]) for p in pts), max(tf(p[1]) for p in pts))
-    fmt = "{:.6g}" if not log_y and (yhi - ylo) < 1e-3 * max(abs(yhi), 1e-300) else "{:.3g}"
+    fmt = "{:.10g}"  # the ticks are round: as many digits as their step needs
     sx, sy = _scale(xlo, xhi, PAD + 4, W - 14), _scale(ylo, yhi, H - PAD - 2, 30)
     body = _axes(title, xlabel, ylabel + (" (log10)" if log_y else ""), xlo, xhi, ylo, yhi,
                  fmt, int_x=all(float(p[0]).is_integer() for p in pts))
@@ -111,7 +140,7 @@ def lines_svg(title, xlabel, ylabel, series, *, xlim=(0.0, 1.0), ylim=(0.0, 1.0)
     if not any(len(xs) for _, xs, _ in series):
         return ""
     sx, sy = _scale(*xlim, PAD + 4, W - 14), _scale(*ylim, H - PAD - 2, 30)
-    body = _axes(title, xlabel, ylabel, *xlim, *ylim, "{:.2g}")
+    body = _axes(title, xlabel, ylabel, *xlim, *ylim)
     if diagonal:
         body.append(f'<line x1="{sx(xlim[0]):.1f}" y1="{sy(ylim[0]):.1f}" '
                     f'x2="{sx(xlim[1]):.1f}" y2="{sy(ylim[1]):.1f}" stroke="#999" '
@@ -246,12 +275,12 @@ def write_report(out: str | os.PathLike, *, storage_options: dict | None = None)
     rate = [n / t if n is not None and t else None for n, t in zip(rows_each, secs, strict=True)]
     peak = [_number(r.get("peak_rss_bytes")) for r in records]
     peak = [None if v is None else v / 2**20 for v in peak]
-    plots = [
+    plots = [  # one chunk's dot says no more than the summary's line
         scatter_svg("seconds per chunk", "chunk", "seconds", idx, secs),
         scatter_svg("rows/s per chunk", "chunk", "rows/s", idx, rate),
         scatter_svg("peak RSS per chunk", "chunk", "MiB", idx, peak),
         timeline_svg(records),
-    ]
+    ] if len(records) > 1 else []
     history = _model_history(manifest, storage_options)
     if history:
         passes = [h.get("pass") for h in history]
@@ -261,8 +290,10 @@ def write_report(out: str | os.PathLike, *, storage_options: dict | None = None)
                                  passes, [_number(h.get("grad_norm")) for h in history],
                                  log_y=True, line=True))
     evaluation = _load_evaluation(storage, root)
+    model = _scored_model(manifest)
+    classes = _class_names(model)
     if evaluation:
-        plots.extend(evaluation_svgs(evaluation))
+        plots.extend(evaluation_svgs(evaluation, classes))
     rows = sum(n for n in rows_each if n is not None)
     lines = [f"output: {shown}", f"chunks: {len(records)}", f"rows: {rows:,.0f}", completeness]
     if manifest:
@@ -273,13 +304,16 @@ def write_report(out: str | os.PathLike, *, storage_options: dict | None = None)
         if peak_total is not None:
             lines.append(f"peak RSS: {peak_total / 2**20:.0f} MiB")
         if seconds and _number(manifest.get("rows")) is not None:
-            lines.append(f"rows/s: {manifest['rows'] / seconds:,.0f}")
+            lines.extend(_rate(manifest, seconds))
     timed = [t for t in secs if t is not None]
     if timed:
         lines.append(f"chunk seconds: min {min(timed):.3f}  median "
                      f"{sorted(timed)[len(timed) // 2]:.3f}  max {max(timed):.3f}")
     if len(timed) < len(records):
         lines.append(f"chunks without timings: {len(records) - len(timed)} (kept by --resume)")
+    page_path = (os.path.join(shown, "_report.html") if not is_url(shown) else
+                 shown.rstrip("/") + "/_report.html")
+    lines.append(f"report: {page_path}")
     summary = "\n".join(lines)
     table = "".join(
         f"<tr><td>{r['chunk']}</td><td>{html.escape(str(r.get('source', '')))}</td>"
@@ -297,8 +331,9 @@ gap:1em;margin:1em 0}} td,th{{padding:2px 8px;font-size:12px}} pre{{background:#
 padding:1em}} table.confusion td{{font-size:14px;text-align:right;border:1px solid #ccc;
 padding:6px 14px}}</style></head><body>
 <h1>pipeline report</h1><pre>{html.escape(summary)}</pre>
+{_model_html(model, manifest, storage, root, evaluation)}
 <div class="charts">{''.join(f"<div>{p}</div>" for p in plots if p)}</div>
-{_confusion_html(evaluation)}
+{_confusion_html(evaluation, classes)}
 <h2>chunks</h2><table><tr><th>chunk</th><th>source</th><th>rows</th><th>seconds</th>
 <th>cpu s</th><th>peak MiB</th><th>worker</th><th>device</th></tr>{table}</table>
 </body></html>
@@ -336,7 +371,170 @@ def _load_evaluation(storage, out: str) -> dict | None:
     return evaluation if isinstance(evaluation, dict) else None
 
 
-def evaluation_svgs(ev: dict) -> list[str]:
+def _rate(manifest: dict, seconds: float) -> list[str]:
+    """The run's rows/s: after a resume, only the rows this run wrote, over its own time."""
+    kept_parts = _number(manifest.get("resumed_parts")) or 0
+    kept_rows = _number(manifest.get("resumed_rows"))
+    if not kept_parts:
+        return [f"rows/s: {manifest['rows'] / seconds:,.0f}"]
+    if kept_rows is None:  # an older manifest: which rows this run wrote is not known
+        return []
+    done = manifest["rows"] - kept_rows
+    return [f"rows/s: {done / seconds:,.0f} (this run: {done:,.0f} rows in {seconds:.3f} s; "
+            f"{kept_rows:,.0f} rows in {kept_parts:.0f} parts kept from the interrupted run)"]
+
+
+def _scored_model(manifest) -> dict | None:
+    """The model a scored output used (recorded in its ``_SUCCESS``), when it has one."""
+    params = (manifest or {}).get("params")
+    model = params.get("model") if isinstance(params, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("features"), list) or \
+            not isinstance(model.get("coef"), list):
+        return None
+    return model
+
+
+def _class_names(model: dict | None) -> tuple[str, str]:
+    """The (positive, negative) classes: as the label holds them where it holds text
+    ("Yes"), else with the label's name (``late=1``)."""
+    if not model:
+        return "positive class", "negative class"
+    label = str(model.get("label", "label"))
+    return tuple(v if isinstance(v, str) else f"{label}={json.dumps(v)}"
+                 for v in (model.get("positive", 1), model.get("negative", 0)))
+
+
+def _terms(model: dict) -> list[tuple[str, float]]:
+    """(name, coefficient): the intercept, the features, then ``column=level`` for each
+    category level with a coefficient (a reference level, dropped, has none)."""
+    coef = [c for c in model["coef"] if _number(c) is not None]
+    names = [str(f) for f in model["features"]]
+    categories = model.get("categories") or {}
+    # one coefficient per level, or (a reference level dropped) one fewer per column
+    dropped = len(coef) < len(names) + sum(len(v) for v in categories.values())
+    for col, vocab in categories.items():
+        levels = [f"{col}={v}" for v in vocab]
+        names.extend(levels[1:] if dropped else levels)
+    terms = [("(intercept)", model.get("intercept"))]
+    terms.extend(zip(names, coef, strict=False))
+    return [(n, c) for n, c in terms if _number(c) is not None]
+
+
+def _model_html(model: dict | None, manifest, storage, root: str, ev: dict | None) -> str:
+    """The model a scored output used: classes, fit, coefficients, and its metrics on the
+    label where the label is known (an evaluation kept here, or the label kept in the
+    scores)."""
+    if not model:
+        return ""
+    pos, neg = (repr(model.get(k, d)) for k, d in (("positive", 1), ("negative", 0)))
+    label = str(model.get("label", "label"))
+    C = _number(model.get("C"))
+    fit = [f"label {label!r}: positive class {pos}, negative class {neg}",
+           f"L2 penalty, C = {C:g}" if C is not None else "no penalty"]
+    for key, word in (("rows", "rows trained on"), ("passes", "passes"),
+                      ("iterations", "iterations")):
+        if _number(model.get(key)) is not None:
+            fit.append(f"{word}: {model[key]:,}")
+    if isinstance(model.get("converged"), bool):
+        fit.append(f"converged: {'yes' if model['converged'] else 'no'}")
+    if _number(model.get("loss")) is not None:
+        fit.append(f"training loss: {model['loss']:.6g}")
+    coefs = "".join(f'<tr class="coef"><td>{html.escape(n)}</td><td>{c:.7g}</td></tr>'
+                    for n, c in _terms(model))
+    metrics, where = _label_metrics(ev, model, manifest, storage, root)
+    rows = "".join(f'<tr class="metric"><th>{html.escape(k)}</th>'
+                   f'<td>{int(v) if k == "rows" else f"{v:.7g}"}</td></tr>'
+                   for k, v in metrics.items())
+    return (f"<h2>model</h2><p>{html.escape('; '.join(fit))}</p>"
+            f"<p>{html.escape(where)}</p><table class=\"metrics\">{rows}</table>"
+            f"<table><tr><th>term</th><th>coefficient</th></tr>{coefs}</table>")
+
+
+def _label_metrics(ev, model, manifest, storage, root) -> tuple[dict, str]:
+    """Log loss, accuracy and AUC, and where they come from; or why there are none."""
+    label = str(model.get("label", "label"))
+    if ev and _number(ev.get("log_loss")) is not None:
+        keys = (("rows", "rows"), ("log loss", "log_loss"), ("accuracy", "accuracy"),
+                ("AUC", "auc"))
+        return ({k: ev[j] for k, j in keys if _number(ev.get(j)) is not None},
+                f"on the evaluation kept here ({EVALUATION}), label {label!r}:")
+    params = (manifest or {}).get("params") or {}
+    if label not in (params.get("keep") or []):
+        return {}, (f"the scores do not keep the label {label!r}: log loss, accuracy and "
+                    f"AUC need it (score with --keep ... {label}, or keep an evaluation "
+                    f"here: pipeline evaluate INPUT MODEL --label {label} --out "
+                    f"OUT/{EVALUATION})")
+    try:
+        found = _scores_metrics(storage, root, manifest, model, label,
+                                float(params.get("threshold", 0.5)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {}, f"the label {label!r} in the scores could not be read ({exc})"
+    if found is None:
+        return {}, f"the label {label!r} in the scores holds no row of both classes"
+    return found, (f"on the label {label!r} kept in the scores (log loss from the stored "
+                   f"probabilities; accuracy at the scores' threshold):")
+
+
+def _scores_metrics(storage, root, manifest, model, label: str, threshold: float
+                    ) -> dict | None:
+    """The metrics of the scores' ``probability`` against their label, part by part (two
+    columns at a time); the AUC with ``pipeline evaluate``'s margin bins."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .kernels import log_sigmoid
+    from .score import AUC_BINS, AUC_RANGE
+
+    rows, loss, correct = 0, 0.0, 0
+    pos_hist = np.zeros(AUC_BINS)
+    neg_hist = np.zeros(AUC_BINS)
+    for part in manifest.get("parts") or []:
+        with storage.open(storage.join(root, part["part"]), "rb") as fh:
+            t = pq.read_table(fh, columns=[label, "probability"])
+        col = t.column(label)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        is_pos, is_neg = (_equals(col, model.get(k, d)) for k, d in
+                          (("positive", 1), ("negative", 0)))
+        p = t.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
+        ok = (is_pos | is_neg) & np.isfinite(p)
+        p, y = p[ok], is_pos[ok]
+        # the margin back from the probability (float64 holds σ to 1 - 2^-53)
+        q = np.clip(p, np.finfo(np.float64).tiny, 1 - 2.0 ** -53)
+        z = np.log(q) - np.log1p(-q)
+        loss -= float(np.sum(log_sigmoid(np.where(y, z, -z))))
+        correct += int(np.count_nonzero((p >= threshold) == y))
+        rows += len(y)
+        bins = np.minimum(((np.clip(z, -AUC_RANGE, AUC_RANGE) + AUC_RANGE) *
+                           (AUC_BINS / (2 * AUC_RANGE))).astype(np.int64), AUC_BINS - 1)
+        pos_hist += np.bincount(bins[y], minlength=AUC_BINS)
+        neg_hist += np.bincount(bins[~y], minlength=AUC_BINS)
+    P, N = pos_hist.sum(), neg_hist.sum()
+    if not (P and N):
+        return None
+    auc = (pos_hist @ (np.cumsum(neg_hist) - neg_hist) + 0.5 * (pos_hist @ neg_hist)) / (P * N)
+    return {"rows": rows, "log loss": loss / rows, "accuracy": correct / rows,
+            "AUC": float(auc)}
+
+
+def _equals(col, value):
+    """Where the label column equals ``value`` (a JSON value: "Yes", 1, true), as NumPy."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        scalar = pa.scalar(value).cast(col.type)
+    except (pa.ArrowException, TypeError, ValueError):
+        scalar = pa.scalar(str(value).lower() if isinstance(value, bool) else str(value))
+        col = col.cast(pa.string())
+    eq = pc.fill_null(pc.equal(col, scalar), False)
+    return np.asarray(eq.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def evaluation_svgs(ev: dict, classes: tuple[str, str] = ("positive class",
+                                                          "negative class")) -> list[str]:
     """The ROC curve, the calibration table and the score histograms of an evaluation."""
     plots = []
     roc = ev.get("roc") or {}
@@ -360,19 +558,21 @@ def evaluation_svgs(ev: dict) -> list[str]:
         top = max([*pos, *neg, 1e-12]) * 1.05
         plots.append(lines_svg("predicted probability per class (share of the class)",
                                "predicted probability", "share of rows",
-                               [("positive class", edges, pos), ("negative class", edges, neg)],
+                               [(classes[0], edges, pos), (classes[1], edges, neg)],
                                ylim=(0.0, top), bars=True))
     return plots
 
 
-def _confusion_html(ev: dict | None) -> str:
+def _confusion_html(ev: dict | None, classes: tuple[str, str] = ("positive", "negative")
+                    ) -> str:
     conf = (ev or {}).get("confusion")
     if not isinstance(conf, dict):
         return ""
     cells = {k: _cell(conf.get(k), "{:,.0f}") for k in ("tn", "fp", "fn", "tp")}
     threshold = _cell((ev or {}).get("threshold"), "{:g}")
+    pos, neg = (html.escape(c.removesuffix(" class")) for c in classes)
     return (f"<h2>confusion matrix at threshold {threshold}</h2><table class=\"confusion\">"
-            "<tr><th></th><th>predicted negative</th><th>predicted positive</th></tr>"
-            f"<tr><th>actual negative</th><td>{cells['tn']}</td><td>{cells['fp']}</td></tr>"
-            f"<tr><th>actual positive</th><td>{cells['fn']}</td><td>{cells['tp']}</td></tr>"
+            f"<tr><th></th><th>predicted {neg}</th><th>predicted {pos}</th></tr>"
+            f"<tr><th>actual {neg}</th><td>{cells['tn']}</td><td>{cells['fp']}</td></tr>"
+            f"<tr><th>actual {pos}</th><td>{cells['fn']}</td><td>{cells['tp']}</td></tr>"
             "</table>")

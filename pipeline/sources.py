@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import PipelineError
+from .errors import PipelineError, nearest_columns
 from .storage import LOCAL, LocalStorage, Storage, is_local, open_storage
 
 DEFAULT_BLOCKSIZE = 128 * 2**20
@@ -214,7 +214,9 @@ class Source:
         (what a feature, a transformed column or a weight may be)."""
         for name in columns:
             if name not in self.schema.names:
-                raise PipelineError("no such column in the input", path=self.paths[0], column=name)
+                raise PipelineError("no such column in the input" +
+                                    nearest_columns(name, self.schema.names),
+                                    path=self.paths[0], column=name)
             typ = self.schema.field(name).type
             if numeric and not is_numeric_type(typ):
                 raise PipelineError(f"column is not numeric ({typ})", path=self.paths[0],
@@ -500,7 +502,8 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
     names = pacsv.read_csv(io.BytesIO(header)).column_names
     for name in dtype:
         if name not in names:
-            raise PipelineError("dtype names no column of the input", path=paths[0],
+            raise PipelineError("dtype names no column of the input" +
+                                nearest_columns(name, names), path=paths[0],
                                 column=name, params=("dtype",))
     fields = []
     for name in names:

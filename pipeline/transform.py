@@ -17,7 +17,7 @@ import pyarrow as pa
 from . import kernels
 from .buffers import empty_column, to_arrow
 from .device import to_device, to_host
-from .errors import PipelineError
+from .errors import PipelineError, nearest_columns
 from .params import OUTPUTS, check, choice
 from .values import apply_missing, float_values, validate_missing
 
@@ -132,7 +132,8 @@ def sigmoid_columns(df: dd.DataFrame, *, columns: Sequence[str] | None = None,
         columns = [c for c, t in df.dtypes.items() if pd.api.types.is_float_dtype(t)]
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise PipelineError("no such column", column=missing[0])
+        raise PipelineError("no such column" + nearest_columns(missing[0], df.columns),
+                            column=missing[0])
     for c in columns:
         if not pd.api.types.is_numeric_dtype(df.dtypes[c]):
             raise PipelineError(f"column is not numeric ({df.dtypes[c]})", column=c)

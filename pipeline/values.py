@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from .buffers import column_numpy
-from .errors import PipelineError, located_error
+from .errors import PipelineError, located_error, nearest_columns
 from .params import MISSING, choice
 from .sources import is_numeric_type
 
@@ -214,9 +214,11 @@ def not_a_label(typ: pa.DataType) -> str:
     return f"label column is not bool, integer or string ({typ})"
 
 
-def missing_feature(name: str, path: str | None) -> PipelineError:
-    """The input lacks a feature of the model (when planned, or in a chunk)."""
-    return PipelineError("the model's feature is missing from the input", path=path,
+def missing_feature(name: str, path: str | None, names=None) -> PipelineError:
+    """The input lacks a feature of the model (when planned, or in a chunk); ``names``, the
+    input's columns, give the nearest."""
+    hint = nearest_columns(name, names) if names is not None else ""
+    return PipelineError("the model's feature is missing from the input" + hint, path=path,
                          column=name)
 
 

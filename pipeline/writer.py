@@ -32,6 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
+from .identity import job_difference
 from .lease import hold
 from .monitor import RssSampler
 from .storage import LOCAL, PreconditionFailed, is_local, is_url, open_storage
@@ -187,11 +188,12 @@ def _differing_key(old: dict, job: dict) -> str | None:
     return next((k for k in _IDENTITY if old.get(k) != job.get(k)), None)
 
 
-def _resume_refused(key: str, path: str) -> PipelineError:
-    """The refusal of a resume whose ``key`` of the job identity differs."""
-    return PipelineError(f"cannot resume: the {_IDENTITY[key]} differ from the interrupted "
-                         "run's; rerun with overwrite=True", path=path,
-                         params=("overwrite", *(["blocksize"] if key == "plan" else [])))
+def _resume_refused(old: dict, job: dict, path: str) -> PipelineError:
+    """The refusal of a resume whose job identity differs from ``old``'s, naming what
+    differs first (a parameter with both values, an input file, the plan, ...)."""
+    what, named = job_difference(old, job, _IDENTITY)
+    return PipelineError(f"cannot resume: {what}; rerun with overwrite=True", path=path,
+                         params=(*named, "overwrite"))
 
 
 def _is_empty_dir(p: Path) -> bool:
@@ -322,9 +324,8 @@ class OutputFolder:
         if old is None:
             raise self._error(f"cannot resume: no readable {JOB}, so this is not an output "
                               "of this tool")
-        key = _differing_key(old, self.job)
-        if key is not None:
-            raise _resume_refused(key, self.display)
+        if _differing_key(old, self.job) is not None:
+            raise _resume_refused(old, self.job, self.display)
         if LOCAL.exists(p / SUCCESS):
             self.complete_manifest = json.loads(LOCAL.read_text(p / SUCCESS))
             return
@@ -379,6 +380,10 @@ class OutputFolder:
 
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(str(self.folder), fmt)
+
+    def marker(self) -> tuple[object, str]:
+        """(storage, path) of a file this run wrote, that every worker must see."""
+        return LOCAL, str(self.folder / JOB)
 
     def append_record(self, record: dict) -> None:
         LOCAL.append_text(self.folder / CHUNKS, json.dumps(record) + "\n")
@@ -537,7 +542,7 @@ class ManifestFolder:
                     return
             if attempts:
                 old = next(iter(attempts.values()))
-                raise _resume_refused(_differing_key(old, self.job), self.display)
+                raise _resume_refused(old, self.job, self.display)
         exists = bool(self.listing)
         if exists and not (self.overwrite or self.resume):
             raise self._error("output already exists; pass overwrite=True to replace it or "
@@ -581,6 +586,10 @@ class ManifestFolder:
     def target(self, fmt: str) -> PartTarget:
         return PartTarget(self.root, fmt, self.storage, self.attempt,
                           stage=self._path(PENDING, self.attempt))
+
+    def marker(self) -> tuple[object, str]:
+        """(storage, path) of a file this run wrote, that every worker must see."""
+        return self.storage, self._path(PENDING, self.attempt, JOB)
 
     def append_record(self, record: dict) -> None:
         self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
@@ -732,7 +741,7 @@ def open_output(out: str | os.PathLike, job: dict, *, overwrite: bool = False,
 
 
 def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str], *,
-                   fmt: str, seconds: float, resumed_parts: int) -> dict:
+                   fmt: str, seconds: float, resumed_parts: int, kept=()) -> dict:
     """``_SUCCESS``: the job, each part with its rows and source, the totals."""
     parts = []
     for i in sorted(records):
@@ -749,6 +758,8 @@ def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str],
         "seconds": round(seconds, 6),
         "peak_rss_bytes": max(peaks + [RssSampler.get().rss()]),
         "resumed_parts": resumed_parts,
+        # the rows of the parts kept: the report's rate counts only this run's rows
+        "resumed_rows": sum(records[i]["rows"] for i in kept),
     }
     dropped = [r["rows_dropped"] for r in records.values() if "rows_dropped" in r]
     if dropped:

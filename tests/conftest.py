@@ -73,7 +73,10 @@ def _wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
 class DaskProcesses:
     """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1."""
 
-    def __init__(self, workers: int = 2, nthreads: int = 1, cwd=None) -> None:
+    def __init__(self, workers: int = 2, nthreads: int = 1, cwd=None, wrap=()) -> None:
+        """``wrap``: a command line whose last argument, a shell command, is completed with
+        each worker's command: e.g. a mount namespace of its own, where a folder of this
+        machine is hidden (a machine without this one's disk)."""
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -83,9 +86,10 @@ class DaskProcesses:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         self.workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
-                 "--host", "127.0.0.1", "--nthreads", str(nthreads), "--no-nanny",
-                 "--no-dashboard", "--memory-limit", "2GiB", "--name", f"w{i}"],
+                _wrapped(wrap, [sys.executable, "-m", "distributed.cli.dask_worker",
+                                self.address, "--host", "127.0.0.1", "--nthreads", str(nthreads),
+                                "--no-nanny", "--no-dashboard", "--memory-limit", "2GiB",
+                                "--name", f"w{i}"]),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                 cwd=None if cwd is None else _own_folder(cwd, f"w{i}"))
             for i in range(workers)
@@ -101,6 +105,14 @@ class DaskProcesses:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _wrapped(wrap, command: list[str]) -> list[str]:
+    if not wrap:
+        return command
+    import shlex
+
+    return [*wrap[:-1], f"{wrap[-1]} {shlex.join(command)}"]
 
 
 def _own_folder(base, name):

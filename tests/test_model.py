@@ -199,7 +199,7 @@ def test_train_resume_keeps_the_same_jobs_model_and_refuses_another(tmp_path, ca
     assert (model_path.stat().st_mtime_ns, model_path.read_bytes()) == before
     assert run_cli("train", data, model_path, "--label", "label", "--C", "0.5", "--resume",
                    "--quiet") == 2
-    assert "trained with other parameters" in capsys.readouterr().err
+    assert "--C differs from the model file's (1.0 there, 0.5 now)" in capsys.readouterr().err
     assert model_path.read_bytes() == before[1]
     assert run_cli("train", data, model_path, "--label", "label", "--quiet") == 2
 

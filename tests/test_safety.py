@@ -146,10 +146,40 @@ def test_resume_with_other_parameters_or_changed_input_is_an_error(tmp_path, dat
     (out / "_SUCCESS").unlink()
     assert run_cli("transform", data_dir, out, "--resume", "--temperature", "2",
                    "--quiet") == 2
-    assert "parameters differ" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "--temperature differs from the interrupted run's (1.0 there, 2.0 now)" in err
+    assert err.endswith("rerun with --overwrite")
+    assert run_cli("transform", data_dir, out, "--resume", "--columns", "f0", "--quiet") == 2
+    assert "--columns differs" in capsys.readouterr().err
     os.utime(data_dir / "part0.parquet", ns=(1, 1))
     assert run_cli("transform", data_dir, out, "--resume", "--quiet") == 2
-    assert "input files" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the input file" in err and str(data_dir / "part0.parquet") in err, err
+
+
+def test_resume_of_a_score_with_another_model_or_threshold_names_it(tmp_path, data_dir,
+                                                                    capsys):
+    model, out = tmp_path / "m.json", tmp_path / "s"
+    assert run_cli("train", data_dir, model, "--label", "label", "--quiet") == 0
+    assert run_cli("score", data_dir, model, out, "--quiet") == 0
+    (out / "_SUCCESS").unlink()
+    assert run_cli("score", data_dir, model, out, "--resume", "--threshold", "0.3",
+                   "--quiet") == 2
+    assert "--threshold differs from the interrupted run's (0.5 there, 0.3 now)" in \
+        capsys.readouterr().err
+    assert run_cli("train", data_dir, model, "--label", "label", "--C", "0.1", "--overwrite",
+                   "--quiet") == 0
+    assert run_cli("score", data_dir, model, out, "--resume", "--quiet") == 2
+    assert "the model differs from the interrupted run's" in capsys.readouterr().err
+
+
+def test_resume_of_a_train_with_other_parameters_names_the_first(tmp_path, data_dir, capsys):
+    model = tmp_path / "m.json"
+    assert run_cli("train", data_dir, model, "--label", "label", "--quiet") == 0
+    assert run_cli("train", data_dir, model, "--label", "label", "--tol", "1e-3", "--resume",
+                   "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "cannot resume: --tol differs from the model file's" in err, err
 
 
 def test_ctrl_c_stops_with_130_and_leaves_a_resumable_folder(tmp_path):
@@ -167,6 +197,24 @@ def test_ctrl_c_stops_with_130_and_leaves_a_resumable_folder(tmp_path):
     assert not (out / "_SUCCESS").exists()
     assert run_cli("transform", data, out, "--blocksize", "1", "--resume", "--quiet") == 0
     assert read_output(out).num_rows == 600_000
+
+
+def test_ctrl_c_on_a_local_cluster_is_one_error_line_and_130(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group, the cluster's worker processes
+    too: they leave the stop to the command, so no traceback of theirs is shown."""
+    data = _many_chunks(tmp_path, groups=200)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "transform", str(data),
+                             str(out), "--blocksize", "1", "--quiet", "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert wait_until(lambda: len(_records(out)) >= 10, timeout=120)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    assert proc.wait(60) == 130
+    err = proc.stderr.read().strip().splitlines()
+    assert err == ["error: interrupted; rerun with --resume to continue"], err
+    assert not (out / "_SUCCESS").exists()
+    assert run_cli("transform", data, out, "--blocksize", "1", "--resume", "--quiet") == 0
+    assert read_output(out).num_rows == 400_000
 
 
 def test_killed_dask_worker_is_survived(tmp_path):

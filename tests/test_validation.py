@@ -205,6 +205,48 @@ def test_every_cluster_key_is_checked_before_the_first_step(tmp_path, capsys, cl
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.parametrize("command", sorted(REQUIRED))
+def test_help_offers_only_what_the_command_takes(command, capsys):
+    """Each choice a command's help names is one it accepts: train and evaluate have no
+    --missing keep."""
+    with pytest.raises(SystemExit):
+        run_cli(command, "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    if command in ("train", "evaluate"):
+        assert "--missing {error,drop}" in text and "keep (null" not in text
+    if command in ("transform", "score"):
+        assert "--missing {error,drop,keep}" in text and "keep (null results)" in text
+
+
+@pytest.mark.parametrize("args,typo,nearest", [
+    (["transform", "{d}", "{t}/o", "--columns", "f1", "F0"], "F0", "'f0'"),
+    (["train", "{d}", "{t}/m.json", "--label", "lable"], "lable", "'label'"),
+    (["train", "{d}", "{t}/m.json", "--label", "label", "--features", "f_1"], "f_1", "'f1'"),
+    (["train", "{d}", "{t}/m.json", "--label", "label", "--categorical", "nmae"], "nmae",
+     "'name'"),
+    (["train", "{d}", "{t}/m.json", "--label", "label", "--weight", "g23"], "g23", "'g32'"),
+    (["evaluate", "{d}", "{t}/model.json", "--label", "labl"], "labl", "'label'"),
+    (["score", "{d}", "{t}/model.json", "{t}/s", "--keep", "idd"], "idd", "'id'"),
+])
+def test_a_column_typo_lists_the_nearest_column_names(args, typo, nearest, tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    assert run_cli("train", data, tmp_path / "model.json", "--label", "label",
+                   "--quiet") == 0
+    capsys.readouterr()
+    argv = [a.format(d=data, t=tmp_path) for a in args]
+    assert run_cli(*argv, "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"column {typo!r}" in err, err
+    assert f"did you mean {nearest}" in err, err
+
+
+def test_a_column_name_with_no_near_one_lists_the_columns_there_are(tmp_path, capsys):
+    data = write_parquet_files(tmp_path / "d")
+    assert run_cli("transform", data, tmp_path / "o", "--columns", "zzz", "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert "the columns are: 'id', 'f0', 'f1', 'f2', 'g32', 'name', 'label'" in err, err
+
+
 # --- 2. job files: every [cluster] key honoured ----------------------------------------------
 
 

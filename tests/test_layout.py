@@ -21,6 +21,24 @@ def test_the_import_graph_has_no_cycle_and_runs_from_the_cli_down():
     assert order.index("jobs") < order.index("commands")  # jobs run commands, not the reverse
 
 
+def test_the_import_rule_fails_on_an_import_against_the_layers_and_on_a_cycle(tmp_path):
+    def package(files):
+        root = tmp_path / f"p{len(list(tmp_path.iterdir()))}"
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        return subprocess.run([sys.executable, str(ROOT / "tools" / "imports.py"), str(root)],
+                              capture_output=True, text=True)
+
+    inits = {"__init__.py": "", "io/__init__.py": '"""io"""', "run/__init__.py": '"""run"""'}
+    ok = package({**inits, "io/storage.py": "", "run/chunks.py": "from ..io import storage\n"})
+    assert ok.returncode == 0 and "run.chunks" in ok.stdout and "io.storage" in ok.stdout
+    up = package({**inits, "io/storage.py": "from ..run.chunks import x\n", "run/chunks.py": ""})
+    assert up.returncode == 1 and "io.storage -> run.chunks (io may not import run)" in up.stdout
+    loop = package({**inits, "run/a.py": "from .b import x\n", "run/b.py": "from . import a\n"})
+    assert loop.returncode == 1 and "import cycle" in loop.stdout
+
+
 def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
     import dask.dataframe as dd
     import pandas as pd

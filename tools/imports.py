@@ -1,23 +1,90 @@
 """The package's import graph as text (every import, a function's own included), one line
-per module with what it imports; exits 1 on a cycle.
+per module with what it imports, and the layer rule: exits 1 on a cycle or on an import
+against LAYERS.
 
     python tools/imports.py [PACKAGE_DIR]
+
+Modules are named by their dotted path under the package (``io.storage``); a module's layer
+is its subpackage, or its own name at the top (``errors``, ``api``).
 """
+
+from __future__ import annotations
 
 import ast
 import sys
 from pathlib import Path
 
+# From the top down: a module may import its own layer and the layers below it, never above.
+LAYERS = ("cli", "api", "model", "run", "ops", "config", "io", "errors")
+
+
+def modules(package: Path) -> dict[str, Path]:
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            found[".".join(parts)] = path
+    return found
+
+
+def _resolve(importer: str, is_package: bool, node: ast.ImportFrom, names: set[str]) -> set[str]:
+    """The package modules that one ``from ... import ...`` names."""
+    if node.level == 0:
+        root, _, rest = (node.module or "").partition(".")
+        if root != "pipeline":
+            return set()
+        base = rest.split(".") if rest else []
+    else:
+        here = importer.split(".") if importer else []
+        package = here if is_package else here[:-1]
+        base = package[:len(package) - (node.level - 1)] + (
+            node.module.split(".") if node.module else [])
+    mod = ".".join(base)
+    out = {mod} if mod in names else set()
+    for alias in node.names:  # ``from . import kernels`` names a module
+        sub = ".".join([*base, alias.name])
+        if sub in names:
+            out.add(sub)
+    if not out:  # an attribute of a package's __init__, e.g. ``from . import errors``
+        out = {m for m in names if mod and mod.startswith(m + ".")}
+    return out
+
 
 def graph(package: Path) -> dict[str, set[str]]:
-    names = {p.stem for p in package.glob("*.py")} - {"__init__", "__main__"}
+    mods = modules(package)
+    names = set(mods)
     edges = {name: set() for name in names}
-    for name in names:
-        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                targets = [node.module] if node.module else [a.name for a in node.names]
-                edges[name] |= {t.split(".")[0] for t in targets} & names
-    return edges
+    for name, path in mods.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                edges[name] |= _resolve(name, is_package, node, names) - {name}
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] == "pipeline" and ".".join(parts[1:]) in names:
+                        edges[name].add(".".join(parts[1:]))
+    return {n: e for n, e in edges.items() if n}
+
+
+def layer(module: str) -> int | None:
+    head = module.split(".")[0]
+    return LAYERS.index(head) if head in LAYERS else None
+
+
+def against_layers(edges: dict[str, set[str]]) -> list[str]:
+    """Every import from a module to one in a layer above it."""
+    bad = []
+    for src, targets in sorted(edges.items()):
+        for dst in sorted(targets):
+            a, b = layer(src), layer(dst)
+            if a is not None and b is not None and b < a:
+                bad.append(f"{src} -> {dst} ({LAYERS[a]} may not import {LAYERS[b]})")
+    return bad
 
 
 def cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -55,11 +122,21 @@ def layers(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 if __name__ == "__main__":
-    edges = graph(Path(sys.argv[1] if len(sys.argv) > 1 else "pipeline"))
+    package = Path(sys.argv[1] if len(sys.argv) > 1 else "pipeline")
+    edges = graph(package)
+    # the subpackages' __init__ files hold only their docstrings: leave them out of the graph
+    edges = {n: e for n, e in edges.items()
+             if e or not (package / n.replace(".", "/") / "__init__.py").exists()}
+    edges = {n: e & set(edges) for n, e in edges.items()}
     found = cycle(edges)
     if found:
         print("import cycle: " + " -> ".join(found))
         sys.exit(1)
+    bad = against_layers(edges)
+    if bad:
+        print("imports against the layers " + " > ".join(LAYERS) + ":")
+        print("\n".join("  " + b for b in bad))
+        sys.exit(1)
     for level in layers(edges):
         for n in level:
-            print(f"{n:<15} -> {', '.join(sorted(edges[n])) or '(nothing of the package)'}")
+            print(f"{n:<22} -> {', '.join(sorted(edges[n])) or '(nothing of the package)'}")

@@ -342,7 +342,7 @@ def test_streamed_fit_warm_starts_from_a_sample_kept_in_its_first_pass(tmp_path,
     """Data that is not cached is re-read on every pass; its first pass keeps every 32nd row
     of each chunk, the warm start is solved on those, and the passes over the files drop to
     the cached fit's. CSV chunks (rows unknown before reading) start cold."""
-    import pipeline.api as api_module
+    import pipeline.api.train as api_module
     import pipeline.model as model_module
 
     rng = np.random.default_rng(11)

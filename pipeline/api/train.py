@@ -1,4 +1,5 @@
-"""The library's entry points; the CLI and job files call these and nothing else."""
+"""``train`` over files: the feature set, the label's classes, the chunks a fit reads, the
+model file's lease, overwrite and resume."""
 
 from __future__ import annotations
 
@@ -8,291 +9,41 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 
-from .chunks import write_parts
-from .design import Block, block_nbytes, is_categorical_type, load_block
-from .device import resolve_device
-from .errors import PipelineError, nearest_columns
-from .execution import ExecOptions, open_executor, with_storage_options
-from .identity import both_values, first_difference
-from .lease import hold
-from .model import LogisticModel, class_weight_json, parse_class_weight
-from .options import constraint
-from .params import COUNT, MISSING_NO_KEEP, STORAGE_OPTIONS, check, parse_size
-from .score import EvalOp, ScoreOp, add_eval, combine_eval
-from .sources import (
-    default_blocksize,
+from ..design import Block, block_nbytes, load_block
+from ..device import resolve_device
+from ..errors import PipelineError
+from ..execution import ExecOptions, open_executor, with_storage_options
+from ..identity import both_values, first_difference
+from ..lease import hold
+from ..model import LogisticModel, class_weight_json, parse_class_weight
+from ..params import COUNT, MISSING_NO_KEEP, check
+from ..sources import (
     input_format,
     is_numeric_type,
-    parse_dtypes,
     parse_null_values,
-    plan,
 )
-from .storage import LocalStorage, open_storage
-from .tasks import FileChunkTask, PartitionTask, file_tasks, run_reduce_task
-from .transform import SigmoidOp, default_columns, left_out_columns, validate_sigmoid_options
-from .values import (
+from ..storage import LocalStorage, open_storage
+from ..tasks import FileChunkTask, file_tasks, run_reduce_task
+from ..values import (
     first_values,
     label_classes,
     label_value,
-    missing_feature,
-    not_a_label,
     validate_missing,
 )
-from .writer import job_identity, refuse_overlap, write_json
+from ._inputs import (
+    Path,
+    dtype_param,
+    note_left_out,
+    plan_input,
+    require_categorical,
+    require_label,
+)
 
 if TYPE_CHECKING:
-    import dask.dataframe as dd
     from distributed import Client
 
-Path = str | os.PathLike  # a local path or a URL
-
-
-def read(input_path: Path, *, columns: Sequence[str] | None = None,
-         blocksize: str | int | None = None, storage_options: dict | None = None,
-         null_values: str | Sequence[str] | None = None) -> dd.DataFrame:
-    """A lazy dask DataFrame over INPUT (file, folder, glob or URL), one partition per chunk.
-
-    ``storage_options`` go to the file system of a URL (``{"endpoint_url": ...}``);
-    ``null_values`` are CSV texts read as null besides the empty cell.
-    """
-    import dask.dataframe as dd
-
-    if storage_options is not None:
-        check("storage_options", storage_options, STORAGE_OPTIONS)
-    source = plan(input_path, blocksize=parse_size(blocksize, name="blocksize"),
-                  storage_options=storage_options, null_values=null_values)
-    names = list(columns) if columns is not None else list(source.schema.names)
-    source.require_columns(names, numeric=False)
-    meta = source.schema.empty_table().select(names).to_pandas()
-    numeric = tuple(n for n in names if n in default_columns(source.schema))
-    fn = functools.partial(_read_frame, source.reader(), tuple(names), numeric)
-    return dd.from_map(fn, source.chunks, meta=meta, enforce_metadata=False)
-
-
-def _read_frame(reader, columns, numeric, chunk):
-    return reader.read(chunk, list(columns), numeric).to_pandas()
-
-
-def write(df: dd.DataFrame, out: Path, *, overwrite: bool = False, resume: bool = False,
-          client: Client | None = None, device: str = "cpu", progress: bool = False,
-          storage_options: dict | None = None) -> dict:
-    """Write a dask DataFrame to an output folder (one part per partition), atomically.
-
-    OUT may be a URL; ``storage_options`` go to its file system and are recorded redacted.
-    """
-    from dask.base import tokenize
-
-    if storage_options is not None:
-        check("storage_options", storage_options, STORAGE_OPTIONS)
-    tasks = [PartitionTask(i, d) for i, d in enumerate(df.to_delayed())]
-    job = job_identity("write", {}, tokenize(df))
-    with open_executor(client=client) as ex:
-        return write_parts(tasks, out, executor=ex, job=job, overwrite=overwrite,
-                           resume=resume, device=device, progress=progress,
-                           storage_options=storage_options)
-
-
-def _write_tasks(command, tasks, source, out, params, options, client, device):
-    job = job_identity(command, params, source.fingerprint())
-    with open_executor(options, client) as ex:
-        return write_parts(tasks, out, executor=ex, job=job, overwrite=options.overwrite,
-                           resume=options.resume, device=device, progress=not options.quiet,
-                           total_rows=source.total_rows,
-                           storage_options=options.storage_options)
-
-
-def _plan(input_path, options: ExecOptions, dtype, out=None, null_values=None):
-    blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
-    return plan(input_path, blocksize=blocksize, dtype=dtype, null_values=null_values,
-                storage_options=options.storage_options)
-
-
-def _dtype_param(dtype) -> dict:
-    """``--dtype`` as recorded in the job (what ``--resume`` compares)."""
-    return {k: str(v) for k, v in parse_dtypes(dtype).items()}
-
-
-def _note_left_out(note, source, used, exclude=()) -> None:
-    left = left_out_columns(source.schema, exclude=(*used, *exclude))
-    if note is not None and left:
-        note(f"numeric columns left out (integer or bool; name them to use them): "
-             f"{', '.join(left)}")
-
-
-def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | None = None,
-                    temperature: float = 1.0, feature_range: tuple[float, float] = (0.0, 1.0),
-                    output: str = "value", missing: str = "keep",
-                    dtype: Sequence[str] | None = None,
-                    null_values: str | Sequence[str] | None = None,
-                    options: ExecOptions | None = None,
-                    client: Client | None = None, note: Callable[[str], None] | None = None,
-                    storage_options: dict | None = None) -> dict:
-    """``pipeline transform``: the sigmoid of the chosen columns, every other column kept.
-
-    ``missing`` decides what a null or NaN in a transformed column does: ``"keep"`` (NaN
-    stays NaN, null stays null), ``"drop"`` (the row is left out and counted in the
-    manifest's ``rows_dropped``) or ``"error"``. ``note`` receives a line naming the integer
-    and bool columns that the default column set leaves out. INPUT and OUT may be URLs;
-    ``storage_options`` (or ``options.storage_options``) go to their file systems.
-    """
-    options = with_storage_options(options, storage_options)
-    feature_range = (float(feature_range[0]), float(feature_range[1]))
-    validate_sigmoid_options(temperature, feature_range, output)
-    validate_missing(missing)
-    device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype, out, null_values)
-    refuse_overlap(out, source.paths, input_arg=input_path)
-    cols = tuple(columns) if columns else default_columns(source.schema)
-    if not cols:
-        raise PipelineError("no floating-point columns to transform; name them with "
-                            "columns=NAMES", path=source.paths[0], params=("columns",))
-    source.require_columns(cols)
-    if not columns:
-        _note_left_out(note, source, cols)
-    op = SigmoidOp(cols, float(temperature), feature_range, output, device, missing)
-    params = {"columns": list(cols), "temperature": float(temperature),
-              "range": list(feature_range), "output": output, "missing": missing,
-              "dtype": _dtype_param(dtype),
-              "null_values": list(parse_null_values(null_values))}
-    tasks = file_tasks(source, op, numeric=cols, drops_rows=missing == "drop",
-                       batch_bytes=options.blocksize_bytes())
-    return _write_tasks("transform", tasks, source, out, params, options, client, device)
-
-
-def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
-                keep: Sequence[str] | None = None, threshold: float = 0.5,
-                missing: str = "error", dtype: Sequence[str] | None = None,
-                null_values: str | Sequence[str] | None = None,
-                options: ExecOptions | None = None, client: Client | None = None,
-                storage_options: dict | None = None) -> dict:
-    """``pipeline score``: kept columns, ``probability`` and ``prediction`` per row.
-
-    A row with a missing feature is an error (``missing="error"``), left out and counted
-    (``"drop"``), or written with null probability and prediction (``"keep"``). INPUT, the
-    model file and OUT may be URLs (``storage_options`` for their file systems).
-    """
-    options = with_storage_options(options, storage_options)
-    model_path = os.fspath(model) if not isinstance(model, LogisticModel) else None
-    if model_path:
-        model = LogisticModel.load(model_path, storage_options=options.storage_options)
-    check("threshold", threshold, constraint("score", "threshold"))
-    validate_missing(missing)
-    device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype, out, null_values)
-    refuse_overlap(out, source.paths, input_arg=input_path)
-    _require_model_features(source, model)
-    keep = tuple(keep) if keep is not None else tuple(
-        n for n in source.schema.names if n not in model.features_
-        and n not in model.categories_)
-    source.require_columns(keep, numeric=False)
-    op = ScoreOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
-                 float(np.ravel(model.intercept_)[0]), keep, float(threshold), device, missing,
-                 _model_categories(model))
-    columns = tuple(dict.fromkeys([*keep, *model.features_, *model.categories_]))
-    params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
-              "keep": list(keep), "threshold": float(threshold), "missing": missing,
-              "dtype": _dtype_param(dtype),
-              "null_values": list(parse_null_values(null_values))}
-    tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_),
-                       drops_rows=missing == "drop", batch_bytes=options.blocksize_bytes())
-    return _write_tasks("score", tasks, source, out, params, options, client, device)
-
-
-def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str = "label",
-                   missing: str = "error", weight: str | None = None, threshold: float = 0.5,
-                   out: Path | None = None, dtype: Sequence[str] | None = None,
-                   null_values: str | Sequence[str] | None = None,
-                   options: ExecOptions | None = None, client: Client | None = None,
-                   storage_options: dict | None = None) -> dict:
-    """``pipeline evaluate``: rows, log_loss (via log σ), accuracy and AUC, out of core.
-
-    The label's classes are the model's (``positive``, ``negative``); with
-    ``missing="drop"`` rows with a missing feature or label are left out and counted as
-    ``rows_dropped``. INPUT and the model file may be URLs (``storage_options`` for their
-    file systems). With ``weight`` (a column of sample weights) the metrics are weighted,
-    as scikit-learn's with ``sample_weight``, and ``weight_sum`` is reported.
-
-    Computed in the same pass, in tables of fixed size: the ROC curve (``roc``: ``fpr``,
-    ``tpr``, ``threshold``, at most 200 points), the calibration table (``calibration``:
-    per tenth of predicted probability, the rows, the mean prediction and the observed
-    rate), the histogram of predicted probabilities per class (``histogram``, 50 bins) and
-    the confusion matrix at ``threshold`` (``confusion``: tn, fp, fn, tp). ``out`` names a
-    JSON file that keeps all of it (``OUT/_evaluation.json`` beside a scored output
-    folder is drawn by ``pipeline report OUT``).
-    """
-    if not (0.0 <= float(threshold) <= 1.0):
-        raise PipelineError(f"threshold must be in [0, 1]; got {threshold!r}")
-    options = with_storage_options(options, storage_options)
-    if not isinstance(model, LogisticModel):
-        model = LogisticModel.load(model, storage_options=options.storage_options)
-    validate_missing(missing, MISSING_NO_KEEP)
-    device = resolve_device(options.device)
-    source = _plan(input_path, options, dtype, null_values=null_values)
-    _require_label(source, label)
-    _require_model_features(source, model)
-    typ = source.schema.field(label).type
-    positive = label_value(model.positive_, typ, what="the model's positive class")
-    negative = label_value(model.negative_, typ, what="the model's negative class")
-    op = EvalOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
-                float(np.ravel(model.intercept_)[0]), label, device, missing, positive,
-                negative, weight, _model_categories(model), float(threshold))
-    extra = (weight,) if weight is not None else ()
-    if weight is not None:
-        source.require_columns([weight])
-    cats = tuple(model.categories_)
-    tasks = file_tasks(source, op, columns=(*model.features_, *cats, label, *extra),
-                       numeric=(*model.features_, *extra),
-                       used=(*model.features_, *cats, label, *extra),
-                       batch_bytes=options.blocksize_bytes())
-    total = None
-    with open_executor(options, client) as ex:
-        for _, results in ex.map_unordered(run_reduce_task, tasks):
-            for r in results:
-                total = add_eval(total, r)
-    result = combine_eval([total] if total is not None else [])
-    if out is not None:
-        write_json(out, result, options.storage_options)
-    return result
-
-
-def _require_label(source, label: str) -> None:
-    if label not in source.schema.names:
-        raise PipelineError("no such label column" + nearest_columns(label, source.schema.names),
-                            path=source.paths[0], column=label)
-    typ = source.schema.field(label).type
-    if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
-        raise PipelineError(not_a_label(typ), path=source.paths[0], column=label)
-
-
-def _require_model_features(source, model: LogisticModel) -> None:
-    for name in [*model.features_, *model.categories_]:
-        if name not in source.schema.names:
-            raise missing_feature(name, source.paths[0], source.schema.names)
-    source.require_columns(model.features_)
-    _require_categorical(source, tuple(model.categories_), ())
-
-
-def _require_categorical(source, categorical, others) -> None:
-    for name in categorical:
-        if name not in source.schema.names:
-            raise PipelineError("no such column in the input" +
-                                nearest_columns(name, source.schema.names),
-                                path=source.paths[0], column=name)
-        if name in others or list(categorical).count(name) > 1:
-            raise PipelineError("a categorical column is named twice, or is also the label, "
-                                "the weight or a numeric feature", path=source.paths[0],
-                                column=name)
-        if not is_categorical_type(source.schema.field(name).type):
-            raise PipelineError("categorical column is not string, integer or bool "
-                                f"({source.schema.field(name).type})", path=source.paths[0],
-                                column=name)
-
-
-def _model_categories(model: LogisticModel) -> tuple:
-    return tuple((name, tuple(vocab)) for name, vocab in model.categories_.items())
 
 
 @dataclass(frozen=True)
@@ -433,10 +184,10 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
                                 "resume=True to keep it when it was trained the same way",
                                 path=model_out, params=("overwrite", "resume"))
         device = resolve_device(options.device)
-        source = _plan(input_path, options, dtype, null_values=null_values)
+        source = plan_input(input_path, options, dtype, null_values=null_values)
         if model_out is not None:
             _check_model_out(model_out, source, options)
-        _require_label(source, label)
+        require_label(source, label)
         named = features is not None
         categorical = tuple(categorical or ())
         check("max_categories", max_categories, COUNT)
@@ -446,15 +197,15 @@ def train_files(input_path: Path, model_out: Path | None, *, label: str = "label
             raise PipelineError("no floating-point feature columns; name them with features=NAMES",
                                 path=source.paths[0], params=("features",))
         source.require_columns(features)
-        _require_categorical(source, categorical, (label, weight, *features))
+        require_categorical(source, categorical, (label, weight, *features))
         if weight is not None:
             source.require_columns([weight])
         if not named and features_from == "float":
-            _note_left_out(note, source, features,
+            note_left_out(note, source, features,
                            exclude=(label, *([weight] if weight else []), *(exclude or ())))
         model.input_ = source.fingerprint()
         model.missing_ = missing
-        model.dtype_ = _dtype_param(dtype)
+        model.dtype_ = dtype_param(dtype)
         model.null_values_ = list(parse_null_values(null_values))
         if exists and options.resume:
             # Training is one atomic write at the end, so an interrupted run left no model file;
@@ -497,8 +248,8 @@ def select_features(source, features, exclude, features_from: str, *, others=())
     ``features_from`` names, less ``exclude`` (names or patterns) and ``others``."""
     import fnmatch
 
-    from .options import FEATURE_SETS
-    from .params import choice
+    from ..options import FEATURE_SETS
+    from ..params import choice
 
     choice("features_from", features_from, FEATURE_SETS)
     names = source.schema.names
@@ -622,7 +373,3 @@ def _fits_in_memory(source, p: int, executor) -> bool:
     else:
         need = block_nbytes(rows, p)
     return executor.fits_in_memory(need)
-
-
-__all__ = ["read", "write", "transform_files", "score_files", "evaluate_files", "train_files",
-           "ExecOptions"]

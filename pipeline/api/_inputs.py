@@ -1,0 +1,98 @@
+"""What the library's entry points share: planning an input, the checks of its columns, the
+job's recorded parameters and the write of its parts."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ..chunks import write_parts
+from ..design import is_categorical_type
+from ..errors import PipelineError, nearest_columns
+from ..execution import ExecOptions, open_executor
+from ..model import LogisticModel
+from ..sources import (
+    default_blocksize,
+    is_numeric_type,
+    parse_dtypes,
+    plan,
+)
+from ..transform import left_out_columns
+from ..values import (
+    missing_feature,
+    not_a_label,
+)
+from ..writer import job_identity
+
+if TYPE_CHECKING:
+    pass
+
+
+
+Path = str | os.PathLike  # a local path or a URL
+
+
+def write_tasks(command, tasks, source, out, params, options, client, device):
+    job = job_identity(command, params, source.fingerprint())
+    with open_executor(options, client) as ex:
+        return write_parts(tasks, out, executor=ex, job=job, overwrite=options.overwrite,
+                           resume=options.resume, device=device, progress=not options.quiet,
+                           total_rows=source.total_rows,
+                           storage_options=options.storage_options)
+
+
+def plan_input(input_path, options: ExecOptions, dtype, out=None, null_values=None):
+    blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
+    return plan(input_path, blocksize=blocksize, dtype=dtype, null_values=null_values,
+                storage_options=options.storage_options)
+
+
+def dtype_param(dtype) -> dict:
+    """``--dtype`` as recorded in the job (what ``--resume`` compares)."""
+    return {k: str(v) for k, v in parse_dtypes(dtype).items()}
+
+
+def note_left_out(note, source, used, exclude=()) -> None:
+    left = left_out_columns(source.schema, exclude=(*used, *exclude))
+    if note is not None and left:
+        note(f"numeric columns left out (integer or bool; name them to use them): "
+             f"{', '.join(left)}")
+
+
+def require_label(source, label: str) -> None:
+    if label not in source.schema.names:
+        raise PipelineError("no such label column" + nearest_columns(label, source.schema.names),
+                            path=source.paths[0], column=label)
+    typ = source.schema.field(label).type
+    if not (is_numeric_type(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        raise PipelineError(not_a_label(typ), path=source.paths[0], column=label)
+
+
+def require_model_features(source, model: LogisticModel) -> None:
+    for name in [*model.features_, *model.categories_]:
+        if name not in source.schema.names:
+            raise missing_feature(name, source.paths[0], source.schema.names)
+    source.require_columns(model.features_)
+    require_categorical(source, tuple(model.categories_), ())
+
+
+def require_categorical(source, categorical, others) -> None:
+    for name in categorical:
+        if name not in source.schema.names:
+            raise PipelineError("no such column in the input" +
+                                nearest_columns(name, source.schema.names),
+                                path=source.paths[0], column=name)
+        if name in others or list(categorical).count(name) > 1:
+            raise PipelineError("a categorical column is named twice, or is also the label, "
+                                "the weight or a numeric feature", path=source.paths[0],
+                                column=name)
+        if not is_categorical_type(source.schema.field(name).type):
+            raise PipelineError("categorical column is not string, integer or bool "
+                                f"({source.schema.field(name).type})", path=source.paths[0],
+                                column=name)
+
+
+def model_categories(model: LogisticModel) -> tuple:
+    return tuple((name, tuple(vocab)) for name, vocab in model.categories_.items())

@@ -75,28 +75,39 @@ def relative(importer: str, target: str) -> str:
 
 
 def rewrite_package_file(path: Path, importer: str, layout: dict) -> str:
+    """Every relative import of the module ``importer`` (its old dotted name), resolved to the
+    old target, mapped by ``layout`` and written relative to the module's new place."""
     text = path.read_text()
+    new_importer = layout.get(importer, importer)
+    if path.name == "__init__.py":  # relative to the package itself
+        new_importer = f"{new_importer}.__init__" if new_importer else "__init__"
+    package = importer.split(".")[:-1] if path.name != "__init__.py" else importer.split(".")
+    package = [p for p in package if p]
+
+    def target(dots: str, mod: str) -> str:
+        base = package[:len(package) - (len(dots) - 1)]
+        return ".".join([*base, *([mod] if mod else [])])
 
     def from_mod(m):
-        indent, mod, rest = m.group(1), m.group(2), m.group(3)
-        target = layout.get(mod, mod)
-        return f"{indent}from {relative(importer, target)} import{rest}"
+        indent, dots, mod, rest = m.groups()
+        old = target(dots, mod)
+        return f"{indent}from {relative(new_importer, layout.get(old, old))} import{rest}"
 
-    text = re.sub(r"^(\s*)from \.([a-z_]+) import(.*)$", from_mod, text, flags=re.M)
+    text = re.sub(r"^(\s*)from (\.+)([a-z_][a-z_.]*) import(.*)$", from_mod, text, flags=re.M)
 
     def from_dot(m):
-        indent, names = m.group(1), [n.strip() for n in m.group(2).split(",")]
+        indent, dots, names = m.group(1), m.group(2), [n.strip() for n in m.group(3).split(",")]
         lines = []
         for n in names:
-            rel = relative(importer, layout.get(n, n))
+            old = target(dots, n)
+            rel = relative(new_importer, layout.get(old, old))
             leaf = rel.rsplit(".", 1)[1]
             prefix = rel[:-len(leaf)]
             prefix = prefix if set(prefix) == {"."} else prefix[:-1]
             lines.append(f"{indent}from {prefix} import {leaf}")
         return "\n".join(lines)
 
-    text = re.sub(r"^(\s*)from \. import ([a-z_, ]+)$", from_dot, text, flags=re.M)
-    return text
+    return re.sub(r"^(\s*)from (\.+) import ([a-z_, ]+)$", from_dot, text, flags=re.M)
 
 
 def rewrite_outside(text: str, layout: dict) -> str:
@@ -117,8 +128,9 @@ def main(argv: list[str]) -> int:
     flat = {p.stem for p in pkg.glob("*.py")}
     layout = {k: v for k, v in layout.items() if k in flat}
     # rewrite package files first (by their new names), then move them
-    for p in sorted(pkg.glob("*.py")):
-        importer = layout.get(p.stem, p.stem)
+    for p in sorted(pkg.rglob("*.py")):
+        parts = p.relative_to(pkg).with_suffix("").parts
+        importer = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         p.write_text(rewrite_package_file(p, importer, layout))
     init = pkg / "__init__.py"
     t = init.read_text()

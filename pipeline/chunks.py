@@ -21,17 +21,11 @@ import pyarrow as pa
 
 from .errors import PipelineError
 from .execution import validate_exec_options
-from .monitor import ChunkTimer
+from .monitor import ChunkTimer, RssSampler
+from .parts import PartTarget, commit_part, crash_point, write_part
 from .progress import Progress
 from .storage import redact
-from .writer import (
-    PartTarget,
-    build_manifest,
-    commit_part,
-    crash_point,
-    open_output,
-    write_part,
-)
+from .writer import build_manifest, open_output
 
 
 @runtime_checkable
@@ -150,7 +144,8 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         sources = {t.index: t.source_path for t in tasks}
         manifest = build_manifest(job, records, sources, fmt=fmt,
                                   seconds=time.perf_counter() - t0,
-                                  resumed_parts=len(folder.kept), kept=folder.kept)
+                                  resumed_parts=len(folder.kept), kept=folder.kept,
+                                  rss_bytes=RssSampler.get().rss())
         folder.finish(manifest, extras, records=records)
         return manifest
     finally:

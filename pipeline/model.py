@@ -707,7 +707,7 @@ class LogisticModel:
         readers see whole or not at all. ``storage_options`` go to the URL's file system and
         are never written into the file.
         """
-        from .writer import write_json
+        from .parts import write_json
 
         write_json(path, self.to_dict(), storage_options)
 

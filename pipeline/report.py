@@ -20,8 +20,8 @@ import os
 import posixpath
 
 from .errors import PipelineError
+from .parts import CHUNKS, JOB, SUCCESS
 from .storage import is_url, open_storage
-from .writer import CHUNKS, JOB, SUCCESS
 
 W, H, PAD = 640, 300, 56
 EVALUATION = "_evaluation.json"

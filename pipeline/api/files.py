@@ -15,6 +15,7 @@ from ..execution import ExecOptions, open_executor, with_storage_options
 from ..model import LogisticModel
 from ..options import constraint
 from ..params import MISSING_NO_KEEP, check
+from ..parts import write_json
 from ..score import EvalOp, ScoreOp, add_eval, combine_eval
 from ..sources import (
     parse_null_values,
@@ -25,7 +26,7 @@ from ..values import (
     label_value,
     validate_missing,
 )
-from ..writer import refuse_overlap, write_json
+from ..writer import refuse_overlap
 from ._inputs import (
     Path,
     dtype_param,

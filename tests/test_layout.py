@@ -47,7 +47,7 @@ def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
 
     from pipeline.api import TrainChunk
     from pipeline.chunks import ChunkTask
-    from pipeline.model import _PartitionLoader
+    from pipeline.model_dask import _PartitionLoader
     from pipeline.sources import plan
     from pipeline.synthetic import GenerateTask
     from pipeline.tasks import FileChunkTask, PartitionTask, file_tasks

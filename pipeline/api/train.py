@@ -17,7 +17,8 @@ from ..errors import PipelineError
 from ..execution import ExecOptions, open_executor, with_storage_options
 from ..identity import both_values, first_difference
 from ..lease import hold
-from ..model import LogisticModel, class_weight_json, parse_class_weight
+from ..model import LogisticModel, parse_class_weight
+from ..model_file import class_weight_json
 from ..params import COUNT, MISSING_NO_KEEP, check
 from ..sources import (
     input_format,

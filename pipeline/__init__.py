@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "read": "api", "write": "api", "transform_files": "api", "score_files": "api",
-    "evaluate_files": "api", "train_files": "api", "ExecOptions": "execution",
+    "evaluate_files": "api", "train_files": "api", "ExecOptions": "exec_options",
     "sigmoid_columns": "transform", "LogisticModel": "model", "ConvergenceWarning": "model",
     "SigmoidTransformer": "sklearn_compat", "generate": "synthetic",
 }

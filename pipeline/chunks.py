@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from .errors import PipelineError
-from .execution import validate_exec_options
+from .exec_options import validate_exec_options
 from .monitor import ChunkTimer, RssSampler
 from .parts import PartTarget, commit_part, crash_point, write_part
 from .progress import Progress

@@ -13,7 +13,7 @@ import warnings
 from . import commands
 from .commands import execute
 from .errors import PipelineError, StorageError
-from .execution import validate_exec_options
+from .exec_options import validate_exec_options
 from .jobs import RUN
 
 # Every command the CLI knows: the library's, and ``run`` (the steps of a job file).

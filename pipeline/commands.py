@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .execution import ExecOptions
+from .exec_options import ExecOptions
 from .options import ARGS, DATA_COMMANDS, EXEC_ARGS, Arg
 
 

@@ -19,7 +19,8 @@ import tomllib
 
 from .commands import COMMANDS, Command, execute
 from .errors import PipelineError
-from .execution import ExecOptions, open_executor, validate_exec_options
+from .exec_options import ExecOptions, validate_exec_options
+from .execution import open_executor
 from .options import CLUSTER_KEYS, EXEC_ARGS
 from .params import STORAGE_OPTIONS, check
 from .storage import is_url, open_storage

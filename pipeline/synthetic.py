@@ -17,7 +17,8 @@ import pyarrow as pa
 from . import kernels
 from .chunks import write_parts
 from .errors import PipelineError
-from .execution import ExecOptions, open_executor, with_storage_options
+from .exec_options import ExecOptions, with_storage_options
+from .execution import open_executor
 from .params import FLOAT_DTYPES, FORMATS, check, choice
 from .writer import job_identity
 

@@ -11,7 +11,8 @@ from conftest import write_parquet_files
 from threadpoolctl import threadpool_info
 
 import pipeline
-from pipeline.execution import ExecOptions, open_executor
+from pipeline.exec_options import ExecOptions
+from pipeline.execution import open_executor
 
 
 def _settings() -> dict:

@@ -11,7 +11,7 @@ import s3fs
 from conftest import S3_ENV, run_cli, run_proc, s3fs_client, write_parquet_files
 
 import pipeline
-from pipeline.execution import ExecOptions
+from pipeline.exec_options import ExecOptions
 from pipeline.jobs import load_job
 from pipeline.options import key_values
 

@@ -20,7 +20,7 @@ from conftest import read_output, run_cli, write_parquet_files
 import pipeline
 from pipeline import jobs
 from pipeline.cli import COMMANDS
-from pipeline.execution import ExecOptions
+from pipeline.exec_options import ExecOptions
 from pipeline.model import LogisticModel
 from pipeline.params import (
     COUNT,

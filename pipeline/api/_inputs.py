@@ -11,7 +11,8 @@ import pyarrow as pa
 from ..chunks import write_parts
 from ..design import is_categorical_type
 from ..errors import PipelineError, nearest_columns
-from ..execution import ExecOptions, open_executor
+from ..exec_options import ExecOptions
+from ..execution import open_executor
 from ..model import LogisticModel
 from ..sources import (
     default_blocksize,

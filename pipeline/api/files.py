@@ -11,7 +11,8 @@ import numpy as np
 
 from ..device import resolve_device
 from ..errors import PipelineError
-from ..execution import ExecOptions, open_executor, with_storage_options
+from ..exec_options import ExecOptions, with_storage_options
+from ..execution import open_executor
 from ..model import LogisticModel
 from ..options import constraint
 from ..params import MISSING_NO_KEEP, check

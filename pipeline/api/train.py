@@ -14,7 +14,8 @@ import pyarrow as pa
 from ..design import Block, block_nbytes, load_block
 from ..device import resolve_device
 from ..errors import PipelineError
-from ..execution import ExecOptions, open_executor, with_storage_options
+from ..exec_options import ExecOptions, with_storage_options
+from ..execution import open_executor
 from ..identity import both_values, first_difference
 from ..lease import hold
 from ..model import LogisticModel, parse_class_weight

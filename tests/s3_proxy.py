@@ -1,7 +1,7 @@
 """An HTTP proxy on 127.0.0.1 in front of an S3 server (moto's): counts requests by kind, keeps
 the peak number of requests in flight, can wait ``delay`` seconds before each answer (a real
-store's first-byte latency), and can answer chosen requests with HTTP 500 (a flaky endpoint). Used by the object-storage tests
-and by ``benchmarks/s3.py`` to count each contender's requests."""
+store's first-byte latency), and can answer chosen requests with HTTP 500 (a flaky endpoint).
+Used by the object-storage tests and by ``benchmarks/s3.py`` to count each contender's requests."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ opts = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "aws_allow_http": "t
 fmt = sys.argv[3]
 scan = pl.scan_parquet if fmt == "parquet" else pl.scan_csv
 lf = scan(sys.argv[1] + "/*." + fmt, storage_options=opts)
-lf = lf.with_columns((1 / (1 + (-pl.col(pl.Float64)).exp())))
+lf = lf.with_columns(((-pl.col(pl.Float64)).exp() + 1) ** -1)
 lf.sink_parquet(sys.argv[2], compression="snappy", storage_options=opts)
 """
 

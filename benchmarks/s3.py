@@ -1,16 +1,15 @@
-"""Object-storage benchmark: transform from s3:// to s3:// on a local S3 server, pipeline vs
-Polars streaming, whole processes, interleaved; with each contender's HTTP requests.
+"""Object-storage benchmark at a real store's latency: transform s3:// -> s3:// on moto's S3
+server behind a proxy (tests/s3_proxy.py) that waits before each answer, pipeline vs Polars
+(scan -> sink_parquet) vs dask (read_parquet/read_csv -> to_parquet), whole processes.
 
-    python benchmarks/s3.py [--rows 2000000] [--files 4] [--repeat 3]
+    python benchmarks/s3.py [--cases small-parquet,small-csv,large-parquet]
+                            [--latency 0,10,50] [--contenders pipeline,polars,dask]
 
-Data: ``rows`` x 20 float64 features (plus ``id`` and ``label``) in ``files`` Parquet files,
-uploaded to a bucket on moto's S3 server (its own process on 127.0.0.1). Both contenders
-compute the sigmoid of the 20 features, keep the other columns and write snappy Parquet back
-to the bucket. The timed runs talk to the server directly; one more run of each goes through a
-counting proxy (tests/s3_proxy.py, a Python process-local proxy that would dominate the
-timings) to count its HTTP requests by kind. What differs: pipeline
-writes one part per chunk plus its manifest (``_SUCCESS``, ``_chunks.jsonl``, ``_job.json``)
-and commits by manifest; Polars writes one file straight to its final key, no marker.
+Cases: 1,000 Parquet files of 2,000 rows x 6 columns; 300 CSV files of 2,000 rows x 6
+columns; 12 Parquet files of 250,000 rows x 20 columns. Each contender computes the sigmoid
+of the float columns and writes snappy Parquet back to the bucket. For each run: its wall
+time, the ratio pipeline / it, the peak of its requests in flight and its requests by kind
+(counted by the proxy, which runs in this process).
 """
 
 from __future__ import annotations
@@ -18,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from harness import PY, ensure_data, run_measured
+from harness import PY, run_measured
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3_proxy import S3Proxy  # noqa: E402
@@ -79,14 +77,79 @@ def _input_requests(log, sizes: dict[str, int]) -> tuple[int, Counter]:
     return lists, footers
 
 
+CASES = {
+    # name: (format, files, rows per file, float columns)
+    "small-parquet": ("parquet", 1000, 2000, 5),
+    "small-csv": ("csv", 300, 2000, 5),
+    "large-parquet": ("parquet", 12, 250_000, 19),
+}
+
+POLARS_GRID = """
+import os, sys, polars as pl
+opts = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "aws_allow_http": "true",
+        "aws_region": "us-east-1", "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
+fmt = sys.argv[3]
+scan = pl.scan_parquet if fmt == "parquet" else pl.scan_csv
+lf = scan(sys.argv[1] + "/*." + fmt, storage_options=opts)
+lf = lf.with_columns(((-pl.col(pl.Float64)).exp() + 1) ** -1)
+lf.sink_parquet(sys.argv[2], compression="snappy", storage_options=opts)
+"""
+
+DASK_GRID = """
+import os, sys, numpy as np, dask, dask.dataframe as dd
+dask.config.set(scheduler="threads")
+so = {"client_kwargs": {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}}
+fmt = sys.argv[3]
+if fmt == "parquet":
+    df = dd.read_parquet(sys.argv[1], storage_options=so)
+else:
+    df = dd.read_csv(sys.argv[1] + "/*.csv", storage_options=so)
+cols = [c for c, t in df.dtypes.items() if t == "float64"]
+df = df.map_partitions(lambda p: p.assign(**{c: 1 / (1 + np.exp(-p[c])) for c in cols}))
+df.to_parquet(sys.argv[2], storage_options=so, compression="snappy", write_index=False)
+"""
+
+
+def _case_data(case: str) -> Path:
+    """The case's input files, written once under benchmarks/.cache/."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from harness import CACHE
+
+    fmt, files, rows, floats = CASES[case]
+    path = CACHE / f"s3grid-{case}"
+    done = path / ".done"
+    if done.exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(files):
+        cols = {f"f{j}": rng.normal(size=rows) for j in range(floats)}
+        cols["id"] = np.arange(rows, dtype=np.int64) + i * rows
+        table = pa.table(cols)
+        if fmt == "parquet":
+            pq.write_table(table, path / f"part-{i:05d}.parquet")
+        else:
+            pacsv.write_csv(table, path / f"part-{i:05d}.csv")
+    done.touch()
+    return path
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=2_000_000)
-    ap.add_argument("--files", type=int, default=4)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="comma-separated, of: " + ", ".join(CASES))
+    ap.add_argument("--latency", default="0,10,50", help="ms before each answer, e.g. 10,50")
+    ap.add_argument("--contenders", default="pipeline,polars,dask")
+    ap.add_argument("--io-concurrency", type=int, default=None,
+                    help="pipeline's --io-concurrency (default: its own)")
     args = ap.parse_args()
     os.environ.update(ENV)
-    data = ensure_data(args.rows, FEATURES, args.files)
+    cases = [c for c in args.cases.split(",") if c]
+    latencies = [float(x) for x in args.latency.split(",") if x]
     port = _free_port()
     moto = subprocess.Popen([PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -102,65 +165,48 @@ def main() -> None:
                 break
             except Exception:  # noqa: BLE001 - the server is still starting
                 time.sleep(0.1)
-        for p in sorted(data.glob("part-*.parquet")):
-            fs.put_file(str(p), f"{BUCKET}/in/{p.name}")
         proxy = S3Proxy(endpoint)
-        contenders = {
-            "pipeline transform s3 -> s3": (
-                [PY, "-m", "pipeline", "transform", f"s3://{BUCKET}/in",
-                 f"s3://{BUCKET}/out-pipeline", "--quiet"], f"{BUCKET}/out-pipeline"),
-            "polars scan_parquet -> sink_parquet (s3)": (
-                [PY, "-c", POLARS, f"s3://{BUCKET}/in",
-                 f"s3://{BUCKET}/out-polars/data.parquet"], f"{BUCKET}/out-polars"),
-        }
-        results = {name: {"walls": [], "peaks": [], "requests": Counter()}
-                   for name in contenders}
-
-        def run(name, url):
-            cmd, out = contenders[name]
-            fs.invalidate_cache()
-            if fs.exists(out):
-                fs.rm(out, recursive=True)
-            time.sleep(1.0)
-            return run_measured(cmd, env={"AWS_ENDPOINT_URL": url})
-
-        for r in range(args.repeat):
-            for name in contenders:
-                wall, peak = run(name, endpoint)
-                results[name]["walls"].append(wall)
-                results[name]["peaks"].append(peak)
-                print(f"  run {r + 1}/{args.repeat} {name}: {wall:.2f} s, peak "
-                      f"{peak / 2**20:.0f} MiB", file=sys.stderr)
-        sizes = {p.name: p.stat().st_size for p in data.glob("part-*.parquet")}
-        for name in contenders:
-            proxy.reset()
-            run(name, proxy.endpoint)
-            results[name]["requests"] = Counter(proxy.counts)
-            results[name]["input"] = _input_requests(proxy.log, sizes)
-        ours = "pipeline transform s3 -> s3"
-        base = statistics.median(results[ours]["walls"])
-        print(f"\ntransform s3 -> s3: {args.rows:,} rows x {FEATURES} float64 in {args.files} "
-              f"Parquet files on moto's S3 server (whole processes, median of {args.repeat})")
-        print(f"{'contender':44s} {'median s':>9s} {'runs (s)':>22s} {'peak MiB':>9s} "
-              f"{'pipeline / it':>14s}")
-        for name, res in results.items():
-            med = statistics.median(res["walls"])
-            runs = " ".join(f"{w:.2f}" for w in res["walls"])
-            print(f"{name:44s} {med:>9.2f} {runs:>22s} {max(res['peaks']) / 2**20:>9.0f} "
-                  f"{base / med:>13.2f}x")
-        print("\nHTTP requests of one more run each (through the counting proxy), by kind")
-        kinds = sorted({k for res in results.values() for k in res["requests"]})
-        print(f"{'contender':44s} " + " ".join(f"{k:>18s}" for k in kinds) + f" {'total':>7s}")
-        for name, res in results.items():
-            c = res["requests"]
-            print(f"{name:44s} " + " ".join(f"{c.get(k, 0):>18d}" for k in kinds)
-                  + f" {sum(c.values()):>7d}")
-        print("\nreads of the input (same run): LISTs of the input prefix, and reads of each "
-              "file's footer (a ranged GET of its last 64 KiB or less)")
-        for name, res in results.items():
-            lists, footers = res["input"]
-            print(f"{name:44s} LIST in/: {lists}   footer GETs per file: "
-                  f"{', '.join(f'{k}={v}' for k, v in sorted(footers.items()))}")
+        extra = ["--io-concurrency", str(args.io_concurrency)] if args.io_concurrency else []
+        rows_out = []
+        for case in cases:
+            fmt = CASES[case][0]
+            data = _case_data(case)
+            fs.put(str(data) + "/", f"{BUCKET}/{case}/", recursive=True)
+            src = f"s3://{BUCKET}/{case}"
+            contenders = {
+                "pipeline": [PY, "-m", "pipeline", "transform", src, "OUT", "--quiet", *extra],
+                "polars": [PY, "-c", POLARS_GRID, src, "OUT/data.parquet", fmt],
+                "dask": [PY, "-c", DASK_GRID, src, "OUT", fmt],
+            }
+            names = [n for n in args.contenders.split(",") if n in contenders]
+            for ms in latencies:
+                proxy.delay = ms / 1000
+                walls = {}
+                for name in names:
+                    out = f"{BUCKET}/out-{case}-{name}"
+                    fs.invalidate_cache()
+                    if fs.exists(out):
+                        fs.rm(out, recursive=True)
+                    cmd = [c.replace("OUT", f"s3://{out}") for c in contenders[name]]
+                    time.sleep(0.5)
+                    proxy.reset()
+                    wall, peak_rss = run_measured(cmd, env={"AWS_ENDPOINT_URL": proxy.endpoint})
+                    walls[name] = wall
+                    rows_out.append((case, ms, name, wall, Counter(proxy.counts), proxy.peak,
+                                     peak_rss))
+                    print(f"  {case} {ms:g} ms {name}: {wall:.2f} s", file=sys.stderr)
+        print("\ntransform s3 -> s3 through a proxy that waits before each answer "
+              "(whole processes, one run each); ratio = pipeline's time / the contender's")
+        kinds = sorted({k for r in rows_out for k in r[4]})
+        head = (f"{'case':14s} {'ms':>3s} {'contender':9s} {'wall s':>7s} {'ratio':>6s} "
+                f"{'in flight':>9s} {'RSS MiB':>8s} " + " ".join(f"{k:>10s}" for k in kinds))
+        print(head)
+        for case, ms, name, wall, counts, peak, rss in rows_out:
+            ours = next(r[3] for r in rows_out if r[:3] == (case, ms, "pipeline")) \
+                if any(r[:3] == (case, ms, "pipeline") for r in rows_out) else float("nan")
+            print(f"{case:14s} {ms:>3g} {name:9s} {wall:>7.2f} {ours / wall:>5.2f}x "
+                  f"{peak:>9d} {rss / 2**20:>8.0f} "
+                  + " ".join(f"{counts.get(k, 0):>10d}" for k in kinds))
     finally:
         if proxy is not None:
             proxy.close()

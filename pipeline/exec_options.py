@@ -24,6 +24,7 @@ class ExecOptions:
     threads_per_worker: int | None = None
     memory_limit: str | int | None = None
     blocksize: str | int | None = None
+    io_concurrency: int | None = None  # requests in flight per process on an object store
     device: str = "cpu"
     overwrite: bool = False
     resume: bool = False

@@ -113,6 +113,8 @@ EXEC_ARGS = [
     Arg("memory_limit", check=SIZE,
         help="memory limit per worker, e.g. 1GiB (starts a local cluster)"),
     Arg("blocksize", check=SIZE, help="upper bound of one chunk's input bytes, e.g. 128MiB"),
+    Arg("io_concurrency", int, check=COUNT,
+        help="requests in flight at once per process on an object store (default 32)"),
     Arg("device", choices=DEVICES, default="cpu", help="where chunks compute"),
     Arg("overwrite", bool, help="replace an existing output once the new one is complete"),
     Arg("resume", bool, help="continue an interrupted run with the same parameters"),

@@ -65,6 +65,7 @@ class Piece:
     first_row: int = 0       # Parquet: rows of the file's earlier row groups
     compression: str | None = None
     line_end: bytes = b"\n"  # CSV: the byte that ends a line (b"\r" in a CR-only file)
+    file_size: int = 0       # Parquet on an object store: the whole file's bytes
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,8 @@ def _manifest_parts(storage: Storage, folder: str) -> list[str] | None:
 
 
 def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
-         storage_options: dict | None = None, null_values=None) -> Source:
+         storage_options: dict | None = None, null_values=None,
+         io_concurrency: int | None = None) -> Source:
     """Discover INPUT, check that every file has the same schema, and cut it into chunks.
 
     ``dtype`` maps CSV column names to types (``pyarrow`` types or names such as ``"int64"``)
@@ -354,6 +356,8 @@ def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
     """
     blocksize = blocksize or default_blocksize(input_path)
     paths, fmt, storage = discover(input_path, storage_options)
+    if io_concurrency and not isinstance(storage, LocalStorage):
+        storage.io_concurrency = io_concurrency
     if fmt == "parquet":
         source = _plan_parquet(paths, blocksize, storage)
     else:
@@ -407,13 +411,17 @@ def parse_dtypes(dtype) -> dict[str, pa.DataType]:
 # them, so a remote file's footer is fetched once (a Dask worker fetches its own).
 _FOOTERS: dict[str, tuple[pq.FileMetaData, int]] = {}
 _FOOTER_GUESS = 1 << 16
+# an object-store Parquet file up to this size is read whole in one GET when its chunk runs,
+# and parsed from memory (a larger one: the column chunks its row groups need, coalesced)
+SMALL_FILE = 8 << 20
 
 
 def _read_footer(storage: Storage, path: str):
     try:
         if isinstance(storage, LocalStorage):
             return pq.read_metadata(path)
-        # one ranged GET of the file's tail holds the footer (a second one if it is larger)
+        # one ranged GET of the file's tail holds the footer (a second one if it is larger);
+        # the size comes from the listing (no HEAD)
         size = storage.size(path)
         tail = storage.read_range(path, max(0, size - _FOOTER_GUESS), size)
         if len(tail) < 12 or tail[-4:] != b"PAR1":
@@ -436,9 +444,10 @@ def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) ->
     else:  # one footer read per file, fetched concurrently
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(16, len(paths))) as pool:
+        with ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(paths)))) as pool:
             footers = list(pool.map(lambda p: _read_footer(storage, p), paths))
     for path, meta in zip(paths, footers, strict=True):
+        file_size = 0 if isinstance(storage, LocalStorage) else _FOOTERS[path][1]
         file_schema = meta.schema.to_arrow_schema()
         file_schema = decoded_schema(file_schema.remove_metadata())
         _require_unique(file_schema.names, path)
@@ -451,7 +460,7 @@ def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) ->
         for i in range(meta.num_row_groups):
             rg = meta.row_group(i)
             pieces.append(Piece(path, (i,), rows=rg.num_rows, size=rg.total_byte_size,
-                                first_row=before))
+                                first_row=before, file_size=file_size))
             before += rg.num_rows
         if meta.num_row_groups == 0:
             pieces.append(Piece(path, (), rows=0, size=0))
@@ -733,8 +742,9 @@ class ChunkReader:
             return pa.concat_tables(tables), RowOrigin(
                 tuple(s for _, o in parts for s in o.spans), storage=self.storage)
         tables, spans = [], []
+        whole = self._small_files(chunk)
         for p in chunk.pieces:
-            t = _read_piece(self, chunk.fmt, p, columns, numeric, used)
+            t = _read_piece(self, chunk.fmt, p, columns, numeric, used, whole.get(p.path))
             tables.append(t)
             if chunk.fmt == "parquet":
                 spans.append(Span(p.path, t.num_rows, first_row=p.first_row))
@@ -743,6 +753,25 @@ class ChunkReader:
                                   line_end=p.line_end))
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         return table, RowOrigin(tuple(spans), storage=self.storage)
+
+    def _small_files(self, chunk: Chunk) -> dict[str, bytes]:
+        """The chunk's small Parquet files on an object store, each in one GET, fetched
+        concurrently (at most ``io_concurrency`` in flight; the bytes held are the chunk's
+        files, which its block size bounds)."""
+        if chunk.fmt != "parquet" or isinstance(self.storage, LocalStorage):
+            return {}
+        small = list(dict.fromkeys(p.path for p in chunk.pieces
+                                   if 0 < p.file_size <= SMALL_FILE))
+        if not small:
+            return {}
+        sizes = {p.path: p.file_size for p in chunk.pieces}
+        try:
+            bodies = self.storage.fetch_many([(p, 0, sizes[p]) for p in small])
+        except OSError as exc:
+            what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
+            raise PipelineError(f"cannot read ({what}){_on_worker()}", path=chunk.path
+                                ) from None
+        return dict(zip(small, bodies, strict=True))
 
     def stream(self, chunk: Chunk, columns: list[str] | None = None,
                numeric: tuple[str, ...] = (), used: tuple[str, ...] = (),
@@ -825,11 +854,15 @@ def _column_types(types: dict, numeric) -> dict:
     return types
 
 
-def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=()) -> pa.Table:
+def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
+                body: bytes | None = None) -> pa.Table:
     try:
         if fmt == "parquet":
             if isinstance(source.storage, LocalStorage):
                 f = pq.ParquetFile(piece.path, memory_map=True)
+            elif body is not None:  # a small file, fetched whole: parsed from memory
+                meta, _ = _FOOTERS.get(piece.path, (None, None))
+                f = pq.ParquetFile(pa.BufferReader(body), metadata=meta)
             else:  # the footer from planning where this process planned; reads coalesced
                 meta, size = _FOOTERS.get(piece.path, (None, None))
                 f = pq.ParquetFile(source.storage.open_parquet(piece.path, size=size),

@@ -159,6 +159,11 @@ def parse_storage_options(items) -> dict:
     return options
 
 
+# requests in flight at once on an object store, per process (--io-concurrency): measured on
+# 1,000 small Parquet files behind 10-50 ms of latency (benchmarks/s3.py)
+DEFAULT_IO_CONCURRENCY = 32
+
+
 class LocalStorage:
     """A local disk: ``os`` calls, atomic rename, fsync."""
 
@@ -361,6 +366,31 @@ class FsspecStorage:
         self.fs = fs
         self.protocol = protocol
         self.atomic_rename = False
+        # requests in flight at once (footers at planning, the files of a chunk)
+        self.io_concurrency = DEFAULT_IO_CONCURRENCY
+        # what the last listing said of each object (size, ETag): no HEAD per input file
+        self._listed: dict[str, dict] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_listed"] = {}  # a task needs none of it: its pieces carry their sizes
+        return state
+
+    def _remember(self, detail: dict) -> list[str]:
+        for name, info in detail.items():
+            if info.get("type", "file") == "file":
+                self._listed[name] = info
+        return sorted(detail)
+
+    def fetch_many(self, requests: list[tuple[str, int, int]]) -> list[bytes]:
+        """The byte ranges ``(path, start, stop)``, up to ``io_concurrency`` requests in
+        flight at once; in order."""
+        if len(requests) <= 1:
+            return [self.read_range(*r) for r in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, min(self.io_concurrency, len(requests)))) as pool:
+            return list(pool.map(lambda r: self.read_range(*r), requests))
 
     def url(self, path: str) -> str:
         return self.fs.unstrip_protocol(path) if self.protocol != "file" else path
@@ -379,15 +409,16 @@ class FsspecStorage:
 
     def find(self, folder: str) -> list[str]:
         try:
-            return sorted(self.fs.find(folder))
+            return self._remember(self.fs.find(folder, detail=True))
         except FileNotFoundError:  # no such bucket or container: nothing under it
             return []
 
     def glob(self, pattern: str) -> list[str]:
-        return sorted(self.fs.glob(pattern))
+        return self._remember(self.fs.glob(pattern, detail=True))
 
     def _info(self, path: str) -> dict:
-        return self.fs.info(path)
+        info = self._listed.get(self.fs._strip_protocol(path))
+        return info if info is not None else self.fs.info(path)
 
     def fingerprint(self, path: str) -> dict:
         info = self._info(path)
@@ -600,7 +631,12 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
     except ImportError:  # pragma: no cover - fsspec comes with dask
         raise PipelineError("URLs need fsspec (pip install fsspec)", path=text) from None
     try:
-        fs, inner = url_to_fs(text, **(storage_options or {}))
+        kwargs = dict(storage_options or {})
+        if scheme in ("s3", "s3a"):  # botocore's pool (10) would cap the requests in flight
+            config = dict(kwargs.get("config_kwargs") or {})
+            config.setdefault("max_pool_connections", 128)
+            kwargs["config_kwargs"] = config
+        fs, inner = url_to_fs(text, **kwargs)
     except ImportError:
         extra = EXTRAS.get(scheme)
         hint = f"pip install 'pipeline[{extra}]'" if extra else "install its fsspec package"

@@ -1,11 +1,13 @@
-"""An HTTP proxy on 127.0.0.1 in front of an S3 server (moto's): counts requests by kind, and
-can answer chosen requests with HTTP 500 (a flaky endpoint). Used by the object-storage tests
-and by ``benchmarks/s3.py`` to count each contender's requests."""
+"""An HTTP proxy on 127.0.0.1 in front of an S3 server (moto's): counts requests by kind, keeps
+the peak number of requests in flight, can wait ``delay`` seconds before each answer (a real
+store's first-byte latency), and can answer chosen requests with HTTP 500 (a flaky endpoint).
+Used by the object-storage tests and by ``benchmarks/s3.py`` to count each contender's requests."""
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -40,9 +42,13 @@ class S3Proxy:
     """``fail(predicate, times)`` makes the next ``times`` requests for which
     ``predicate(kind, path)`` holds answer 500 InternalError."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, delay: float = 0.0) -> None:
         target = urlsplit(upstream)
+        self.delay = delay
         self.counts: Counter = Counter()
+        self.in_flight = 0
+        # the peak of requests in flight since the last reset_peak()/reset()
+        self.peak = 0
         # (kind, path, Range header or "") of every request, in order
         self.log: list[tuple[str, str, str]] = []
         self.failures: list = []
@@ -56,6 +62,18 @@ class S3Proxy:
                 pass
 
             def _forward(self) -> None:
+                with proxy._lock:
+                    proxy.in_flight += 1
+                    proxy.peak = max(proxy.peak, proxy.in_flight)
+                try:
+                    if proxy.delay:
+                        time.sleep(proxy.delay)
+                    self._answer()
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
+
+            def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 kind = request_kind(self.command, self.path, self.headers)
@@ -97,7 +115,10 @@ class S3Proxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many clients' connections at once
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -107,8 +128,13 @@ class S3Proxy:
         with self._lock:
             self.failures.append([predicate, times])
 
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak = self.in_flight
+
     def reset(self) -> None:
         with self._lock:
+            self.peak = self.in_flight
             self.counts.clear()
             self.log.clear()
             self.failures.clear()
@@ -116,3 +142,30 @@ class S3Proxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def main() -> None:
+    """``python tests/s3_proxy.py UPSTREAM --delay-ms 10``: serve until stdin closes or a line
+    ``stats`` asks for the counts (printed as one JSON line: counts by kind and the peak in
+    flight, then both reset). Prints the proxy's endpoint first."""
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("upstream")
+    ap.add_argument("--delay-ms", type=float, default=0.0)
+    args = ap.parse_args()
+    proxy = S3Proxy(args.upstream, delay=args.delay_ms / 1000)
+    print(proxy.endpoint, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            with proxy._lock:
+                out = {"counts": dict(proxy.counts), "peak": proxy.peak}
+            proxy.reset()
+            print(json.dumps(out), flush=True)
+    proxy.close()
+
+
+if __name__ == "__main__":
+    main()

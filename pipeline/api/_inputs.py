@@ -47,7 +47,8 @@ def write_tasks(command, tasks, source, out, params, options, client, device):
 def plan_input(input_path, options: ExecOptions, dtype, out=None, null_values=None):
     blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
     return plan(input_path, blocksize=blocksize, dtype=dtype, null_values=null_values,
-                storage_options=options.storage_options)
+                storage_options=options.storage_options,
+                io_concurrency=options.io_concurrency)
 
 
 def dtype_param(dtype) -> dict:

@@ -1,0 +1,92 @@
+"""Requests to an object store, counted by a proxy in front of moto that waits before each
+answer (a real store's latency): no HEAD per input file, at most two GETs per small Parquet
+file, many requests in flight while planning and reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import read_output, run_cli, s3fs_client
+
+FILES = 24
+
+
+@pytest.fixture
+def small_files(moto_server, bucket, tmp_path):
+    """FILES small Parquet files (2,000 rows x 3 columns each), on disk and in the bucket."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(FILES):
+        pq.write_table(pa.table({"a": rng.normal(size=2000), "b": rng.normal(size=2000),
+                                 "k": np.arange(2000) + i * 2000}), folder / f"f{i:03d}.parquet")
+    fs = s3fs_client(moto_server)
+    fs.put(str(folder) + "/", f"{bucket}/in/", recursive=True)
+    return folder, f"{bucket}/in"
+
+
+@pytest.fixture
+def proxy(moto_server, monkeypatch):
+    import s3fs
+    from s3_proxy import S3Proxy
+
+    proxy = S3Proxy(moto_server.endpoint, delay=0.02)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield proxy
+    proxy.close()
+
+
+def _input_requests(proxy, kind: str) -> list[str]:
+    return [path for k, path, _ in proxy.log if k == kind and "/in/" in path]
+
+
+def test_planning_lists_once_and_fetches_each_footer_once_concurrently(small_files, proxy):
+    from pipeline.sources import plan
+
+    _, url = small_files
+    source = plan(url)
+    assert len(source.paths) == FILES
+    assert _input_requests(proxy, "HEAD") == []  # sizes and ETags come from the listing
+    assert proxy.counts["GET"] == 0
+    assert len(_input_requests(proxy, "GET range")) == FILES  # one suffix GET per footer
+    assert proxy.peak > 1
+
+
+def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_files, proxy):
+    from pipeline.sources import plan
+    from pipeline.tasks import file_tasks
+
+    folder, url = small_files
+    source = plan(url)
+    assert len(source.chunks) == 1  # the small files packed into one chunk
+    proxy.reset()
+    table = file_tasks(source)[0].read()
+    gets = _input_requests(proxy, "GET") + _input_requests(proxy, "GET range")
+    assert len(gets) == FILES and len(set(gets)) == FILES  # one GET per file
+    assert _input_requests(proxy, "HEAD") == []
+    assert proxy.peak > 1
+    local = pa.concat_tables(pq.read_table(p) for p in sorted(folder.iterdir()))
+    assert table.equals(local)
+
+
+def test_transform_makes_at_most_two_gets_per_small_file_and_no_head(small_files, proxy,
+                                                                     tmp_path):
+    folder, url = small_files
+    assert run_cli("transform", folder, tmp_path / "local", "--quiet") == 0
+    proxy.reset()
+    assert run_cli("transform", url, tmp_path / "remote", "--quiet",
+                   "--io-concurrency", "8") == 0
+    assert _input_requests(proxy, "HEAD") == []
+    gets = _input_requests(proxy, "GET") + _input_requests(proxy, "GET range")
+    assert len(gets) <= 2 * FILES
+    assert 1 < proxy.peak <= 8
+    assert read_output(tmp_path / "remote").equals(read_output(tmp_path / "local"))
+
+
+def test_io_concurrency_is_checked(small_files, capsys):
+    _, url = small_files
+    assert run_cli("transform", url, "out", "--io-concurrency", "0") == 2
+    assert "--io-concurrency must be an integer >= 1" in capsys.readouterr().err

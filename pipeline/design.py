@@ -52,7 +52,7 @@ def load_block(block, features, label: str | None, source="", *, missing: str = 
     pyarrow's pool (no fresh huge-page mappings per chunk).
     """
     from .buffers import empty_column
-    from .sources import decode_dictionaries
+    from .formats import decode_dictionaries
 
     table = decode_dictionaries(block if isinstance(block, pa.Table) else pa.Table.from_pandas(
         block, preserve_index=False))

@@ -123,7 +123,7 @@ def _frame_margin(frame, model):
 
 def _partition_label_values(item):
     """A partition's label: its type (dictionaries decoded) and first distinct values."""
-    from .sources import decode_dictionaries
+    from .formats import decode_dictionaries
     from .values import first_values
 
     index, part, label = item

@@ -9,7 +9,9 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from .sources import DEFAULT_BLOCKSIZE, Chunk, ChunkReader, RowOrigin
+from .chunking import Chunk, RowOrigin
+from .formats import DEFAULT_BLOCKSIZE
+from .reading import ChunkReader
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from .buffers import column_numpy
 from .errors import PipelineError, located_error, nearest_columns
+from .formats import is_numeric_type
 from .params import MISSING, choice
-from .sources import is_numeric_type
 
 # Integers beyond this magnitude have no exact float64.
 EXACT_INT = 2**53

@@ -19,7 +19,7 @@ import pytest
 from conftest import read_output, run_cli
 
 import pipeline
-from pipeline import sources
+from pipeline import chunking, sources
 from pipeline.model import LogisticModel
 
 
@@ -112,10 +112,10 @@ def test_csv_error_row_is_counted_in_blocks_with_bounded_memory(tmp_path, monkey
     line = b"1.0,2.0\n"
     rows = 3_000_000  # 24 MB
     path.write_bytes(b"a,b\n" + line * rows)
-    monkeypatch.setattr(sources, "_COUNT_BLOCK", 1 << 20)
+    monkeypatch.setattr(chunking, "_COUNT_BLOCK", 1 << 20)
     tracemalloc.start()
     try:
-        before = sources._rows_before(str(path), 4 + len(line) * (rows - 5))
+        before = chunking._rows_before(str(path), 4 + len(line) * (rows - 5))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -124,7 +124,7 @@ def test_csv_error_row_is_counted_in_blocks_with_bounded_memory(tmp_path, monkey
 
 
 def test_bad_cell_near_the_end_of_a_large_csv_names_its_row(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sources, "_COUNT_BLOCK", 4096)
+    monkeypatch.setattr(chunking, "_COUNT_BLOCK", 4096)
     path = tmp_path / "a.csv"
     pacsv.write_csv(_table(5000, seed=3), path)
     _blank_cell(path, 4990, 1, "oops")

@@ -13,13 +13,9 @@ from ..design import is_categorical_type
 from ..errors import PipelineError, nearest_columns
 from ..exec_options import ExecOptions
 from ..execution import open_executor
+from ..formats import default_blocksize, is_numeric_type, parse_dtypes
 from ..model import LogisticModel
-from ..sources import (
-    default_blocksize,
-    is_numeric_type,
-    parse_dtypes,
-    plan,
-)
+from ..sources import plan
 from ..transform import left_out_columns
 from ..values import (
     missing_feature,

@@ -13,14 +13,12 @@ from ..device import resolve_device
 from ..errors import PipelineError
 from ..exec_options import ExecOptions, with_storage_options
 from ..execution import open_executor
+from ..formats import parse_null_values
 from ..model import LogisticModel
 from ..options import constraint
 from ..params import MISSING_NO_KEEP, check
 from ..parts import write_json
 from ..score import EvalOp, ScoreOp, add_eval, combine_eval
-from ..sources import (
-    parse_null_values,
-)
 from ..tasks import file_tasks, run_reduce_task
 from ..transform import SigmoidOp, default_columns, validate_sigmoid_options
 from ..values import (

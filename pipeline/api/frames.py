@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING
 from ..chunks import write_parts
 from ..execution import open_executor
 from ..params import STORAGE_OPTIONS, check, parse_size
-from ..sources import (
-    plan,
-)
+from ..sources import plan
 from ..tasks import PartitionTask
 from ..transform import default_columns
 from ..writer import job_identity

@@ -16,16 +16,12 @@ from ..device import resolve_device
 from ..errors import PipelineError
 from ..exec_options import ExecOptions, with_storage_options
 from ..execution import open_executor
+from ..formats import input_format, is_numeric_type, parse_null_values
 from ..identity import both_values, first_difference
 from ..lease import hold
 from ..model import LogisticModel, parse_class_weight
 from ..model_file import class_weight_json
 from ..params import COUNT, MISSING_NO_KEEP, check
-from ..sources import (
-    input_format,
-    is_numeric_type,
-    parse_null_values,
-)
 from ..storage import LocalStorage, open_storage
 from ..tasks import FileChunkTask, file_tasks, run_reduce_task
 from ..values import (

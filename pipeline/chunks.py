@@ -24,7 +24,7 @@ from .exec_options import validate_exec_options
 from .monitor import ChunkTimer, RssSampler
 from .parts import PartTarget, commit_part, crash_point, write_part
 from .progress import Progress
-from .storage import redact
+from .urls import redact
 from .writer import build_manifest, open_output
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import uuid
 
-from .errors import PipelineError
+from .errors import PipelineError, PreconditionFailed
 from .lease import hold
 from .parts import CHUNKS, JOB, STAGED, SUCCESS, PartTarget, crash_point
 from .resume import differing_key, expected_part_rows, resume_refused
-from .storage import PreconditionFailed
 
 PENDING = "_pending"
 

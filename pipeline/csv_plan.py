@@ -25,8 +25,9 @@ from .formats import (
     input_format,
     open_input,
 )
+from .local_storage import LocalStorage
 from .reading import Source, _csv_error
-from .storage import LOCAL, LocalStorage, Storage
+from .storage import LOCAL, Storage
 
 
 def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],

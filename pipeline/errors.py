@@ -113,3 +113,11 @@ def located_error(message: str, source, *, column: str | None = None,
     else:
         path, row = (str(source) if source else None), index
     return PipelineError(message, path=path, column=column, row=row, params=params)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; the text it wrote there is the argument."""
+
+
+class PreconditionFailed(OSError):
+    """A conditional write or delete found another version of the object than it named."""

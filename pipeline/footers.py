@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 
 from .errors import PipelineError
 from .formats import _short
-from .storage import LocalStorage, Storage
+from .local_storage import LocalStorage
+from .storage import Storage
 
 # Footers read while planning, by path: a chunk read in this process opens its file with
 # them, so a remote file's footer is fetched once (a Dask worker fetches its own).

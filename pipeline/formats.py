@@ -12,7 +12,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .errors import PipelineError
-from .storage import LOCAL, LocalStorage, Storage, is_local
+from .local_storage import LocalStorage
+from .storage import LOCAL, Storage
+from .urls import is_local
 
 DEFAULT_BLOCKSIZE = 128 * 2**20
 

@@ -23,7 +23,8 @@ from .exec_options import ExecOptions, validate_exec_options
 from .execution import open_executor
 from .options import CLUSTER_KEYS, EXEC_ARGS
 from .params import STORAGE_OPTIONS, check
-from .storage import is_url, open_storage
+from .storage import open_storage
+from .urls import is_url
 
 STEP_COMMANDS = ("generate", "transform", "train", "score", "evaluate", "report")
 

@@ -28,8 +28,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from .errors import PipelineError, StorageError
-from .storage import LOCAL, LockHeld, PreconditionFailed
+from .errors import LockHeld, PipelineError, PreconditionFailed, StorageError
+from .storage import LOCAL
 
 TIMEOUT_ENV = "PIPELINE_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0

@@ -65,7 +65,7 @@ class Arg:
         """``value`` if it obeys ``check`` (None, an absent option, always does), else a
         :class:`PipelineError` naming ``name`` (default: the option, ``--workers``)."""
         if self.is_path and isinstance(value, str):
-            from .storage import refuse_secret_url
+            from .urls import refuse_secret_url
 
             refuse_secret_url(value)
         if self.check is None or value is None:
@@ -86,7 +86,7 @@ def key_values(items: list[str]) -> dict:
     ``3``) is parsed as JSON, any other is text, and a secret's value (an option that
     :func:`~pipeline.storage.redact` hides) is always text: ``secret=12345`` stays a string.
     A bad item is not echoed: it may hold a secret."""
-    from .storage import parse_storage_options, redact
+    from .urls import parse_storage_options, redact
 
     for i, item in enumerate(items, start=1):
         key, sep, _ = item.partition("=")

@@ -214,7 +214,7 @@ class StorageOptions(Constraint):
         return "a table of option names to strings, numbers or booleans"
 
     def show(self, value: Any) -> str:
-        from .storage import redact
+        from .urls import redact
 
         if not isinstance(value, dict):
             return f"a {type(value).__name__}"

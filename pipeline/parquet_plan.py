@@ -7,8 +7,9 @@ from .chunking import Piece, pack
 from .errors import PipelineError
 from .footers import _FOOTERS, _read_footer
 from .formats import _require_unique, _schema_diff, decoded_schema
+from .local_storage import LocalStorage
 from .reading import Source
-from .storage import LOCAL, LocalStorage, Storage
+from .storage import LOCAL, Storage
 
 
 def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) -> Source:

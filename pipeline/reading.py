@@ -27,7 +27,8 @@ from .formats import (
     is_numeric_type,
     open_input,
 )
-from .storage import LOCAL, LocalStorage, Storage
+from .local_storage import LocalStorage
+from .storage import LOCAL, Storage
 
 
 @dataclass

@@ -21,7 +21,8 @@ import posixpath
 from .charts import as_number, evaluation_svgs, scatter_svg, timeline_svg
 from .errors import PipelineError
 from .parts import CHUNKS, JOB, SUCCESS
-from .storage import is_url, open_storage
+from .storage import open_storage
+from .urls import is_url
 
 W, H, PAD = 640, 300, 56
 EVALUATION = "_evaluation.json"

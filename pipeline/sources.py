@@ -17,9 +17,10 @@ import os
 from .csv_plan import _plan_csv
 from .errors import PipelineError
 from .formats import default_blocksize, input_format, parse_dtypes, parse_null_values
+from .local_storage import LocalStorage
 from .parquet_plan import _plan_parquet
 from .reading import Source
-from .storage import LocalStorage, Storage, open_storage
+from .storage import Storage, open_storage
 
 
 def discover(input_path: str | os.PathLike, storage_options: dict | None = None

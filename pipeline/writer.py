@@ -24,7 +24,8 @@ from .commit_local import OutputFolder
 from .commit_store import ManifestFolder
 from .errors import PipelineError
 from .parts import part_name
-from .storage import LOCAL, is_local, is_url, open_storage
+from .storage import LOCAL, open_storage
+from .urls import is_local, is_url
 
 
 def open_output(out: str | os.PathLike, job: dict, *, overwrite: bool = False,

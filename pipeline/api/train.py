@@ -19,10 +19,11 @@ from ..execution import open_executor
 from ..formats import input_format, is_numeric_type, parse_null_values
 from ..identity import both_values, first_difference
 from ..lease import hold
+from ..local_storage import LocalStorage
 from ..model import LogisticModel, parse_class_weight
 from ..model_file import class_weight_json
 from ..params import COUNT, MISSING_NO_KEEP, check
-from ..storage import LocalStorage, open_storage
+from ..storage import open_storage
 from ..tasks import FileChunkTask, file_tasks, run_reduce_task
 from ..values import (
     first_values,

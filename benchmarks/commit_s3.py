@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from s3_proxy import S3Proxy  # noqa: E402
 
-from pipeline.parts import write_part  # noqa: E402
-from pipeline.writer import build_manifest, open_output  # noqa: E402
+from pipeline.io.parts import write_part  # noqa: E402
+from pipeline.io.writer import build_manifest, open_output  # noqa: E402
 
 ENV = {
     "AWS_ACCESS_KEY_ID": "bench-key",

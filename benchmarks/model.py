@@ -64,7 +64,7 @@ def objective(data, coef, b, C=1.0) -> float:
     """scikit-learn's objective C * sum(loss) + ||w||^2 / 2, streamed over the files."""
     import pyarrow.parquet as pq
 
-    from pipeline.kernels import log_sigmoid
+    from pipeline.ops.kernels import log_sigmoid
 
     total = 0.0
     for f in sorted(data.glob("part-*.parquet")):

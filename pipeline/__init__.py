@@ -7,15 +7,16 @@ so ``import pipeline`` stays cheap.
 from __future__ import annotations
 
 from .errors import PipelineError
-from .kernels import log_sigmoid, sigmoid, sigmoid_derivative
+from .ops.kernels import log_sigmoid, sigmoid, sigmoid_derivative
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "read": "api", "write": "api", "transform_files": "api", "score_files": "api",
-    "evaluate_files": "api", "train_files": "api", "ExecOptions": "exec_options",
-    "sigmoid_columns": "transform", "LogisticModel": "model", "ConvergenceWarning": "model",
-    "SigmoidTransformer": "sklearn_compat", "generate": "synthetic",
+    "evaluate_files": "api", "train_files": "api", "ExecOptions": "config.exec_options",
+    "sigmoid_columns": "ops.transform", "LogisticModel": "model.estimator",
+    "ConvergenceWarning": "model.estimator", "SigmoidTransformer": "model.sklearn_compat",
+    "generate": "run.synthetic",
 }
 
 __all__ = ["sigmoid", "log_sigmoid", "sigmoid_derivative", "PipelineError", *_LAZY]

@@ -106,7 +106,7 @@ def nearest_columns(name: str, names) -> str:
 def located_error(message: str, source, *, column: str | None = None,
                   index: int | None = None, params: tuple[str, ...] = ()) -> PipelineError:
     """An error at row ``index`` of a block read from ``source``: an object that locates its
-    rows (``locate(index) -> (path, row)``, as :class:`pipeline.sources.RowOrigin`), or just a
+    rows (``locate(index) -> (path, row)``, as :class:`pipeline.io.sources.RowOrigin`), or just a
     name (then the row is the block's own index)."""
     if hasattr(source, "locate"):
         path, row = source.locate(index) if index is not None else (str(source), None)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import read_output, run_cli
 
-from pipeline.kernels import log_sigmoid, sigmoid
+from pipeline.ops.kernels import log_sigmoid, sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.compose import ColumnTransformer  # noqa: E402

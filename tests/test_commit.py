@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_table, read_output, run_cli
 
-from pipeline.local_storage import exchange_paths
+from pipeline.io.local_storage import exchange_paths
 
 
 def _tree(folder):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pipeline
-from pipeline import sources
+from pipeline.io import sources
 
 
 def _err(capsys) -> str:

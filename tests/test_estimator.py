@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import read_output, run_cli
 
-from pipeline.kernels import log_sigmoid
-from pipeline.model import LogisticModel
+from pipeline.model.estimator import LogisticModel
+from pipeline.ops.kernels import log_sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from pipeline.kernels import sigmoid
+from pipeline.ops.kernels import sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.calibration import calibration_curve  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import read_output, run_cli, write_parquet_files
 
-from pipeline.device import gpu_problem
+from pipeline.ops.device import gpu_problem
 
 PROBLEM = gpu_problem()
 needs_gpu = pytest.mark.skipif(PROBLEM is not None, reason=f"no GPU here: {PROBLEM}")
@@ -76,7 +76,7 @@ def test_device_auto_without_cuda_runs_on_cpu_and_says_so(tmp_path):
 
 def test_scoring_path_runs_on_array_api_strict_arrays():
     xp = pytest.importorskip("array_api_strict")
-    from pipeline.model import LogisticModel
+    from pipeline.model.estimator import LogisticModel
 
     X = np.random.default_rng(0).standard_normal((200, 3))
     y = (X[:, 0] > 0).astype(int)
@@ -88,7 +88,7 @@ def test_scoring_path_runs_on_array_api_strict_arrays():
 
 def test_training_statistics_run_on_array_api_strict_arrays():
     xp = pytest.importorskip("array_api_strict")
-    from pipeline.stats import partition_stats
+    from pipeline.model.stats import partition_stats
 
     rng = np.random.default_rng(1)
     X = rng.standard_normal((500, 4))

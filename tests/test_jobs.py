@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import read_output, run_cli
 
-from pipeline.jobs import load_job
+from pipeline.cli.jobs import load_job
 
 
 def _write_job(tmp_path, text):

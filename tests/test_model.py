@@ -12,8 +12,8 @@ import pytest
 from conftest import read_output, run_cli
 
 import pipeline
-from pipeline.kernels import log_sigmoid, sigmoid
-from pipeline.model import ConvergenceWarning, LogisticModel
+from pipeline.model.estimator import ConvergenceWarning, LogisticModel
+from pipeline.ops.kernels import log_sigmoid, sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.datasets import load_breast_cancer  # noqa: E402
@@ -209,7 +209,7 @@ def test_warm_start_from_a_sample_reaches_the_same_optimum_in_fewer_passes(
         tmp_path, monkeypatch, kind):
     """On enough rows the solver first solves the objective on 1/32 of every block; the
     model is then the cold start's to 1e-9 and needs fewer passes over the data."""
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
 
     rng = np.random.default_rng(7)
     n = 120_000
@@ -258,7 +258,7 @@ def test_warm_start_from_a_sample_reaches_the_same_optimum_in_fewer_passes(
 
 
 def test_warm_start_in_the_estimator_matches_scikit_learn(monkeypatch):
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
 
     monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
     X, y = synthetic(n=200_000, p=4, seed=5)
@@ -283,7 +283,7 @@ def test_warm_start_on_rows_sorted_by_the_label_costs_no_passes(monkeypatch):
     """Rows sorted by the label: a sample of each block's first rows held one class, which
     has no finite optimum (the intercept is not penalised), and going on from where its
     solve stopped took 34 passes instead of 9. The sample of every 32nd row is fair."""
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
 
     rng = np.random.default_rng(1)
     X = rng.standard_normal((200_000, 4))
@@ -308,7 +308,7 @@ def test_warm_start_on_rows_sorted_by_the_label_costs_no_passes(monkeypatch):
 def test_warm_start_sample_of_zero_weight_rows_still_trains(monkeypatch):
     """Every 32nd row weighs 0 (the sample's rows): the sample has no weight to solve on,
     and training goes on from w = 0, not an error."""
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
 
     monkeypatch.setattr(model_module, "WARM_START_ROWS", 1000)
     X, y = synthetic(n=200_000, p=4, seed=3)
@@ -326,7 +326,7 @@ def test_warm_start_sample_of_zero_weight_rows_still_trains(monkeypatch):
 def test_warm_start_sample_of_one_class_starts_cold(monkeypatch):
     """The sample's rows (every 32nd) are all negatives: no finite optimum to start from,
     so the solver starts at w = 0 and reaches the cold start's model."""
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
 
     X, y = synthetic(n=200_000, p=4, seed=4)
     y[::32] = 0
@@ -343,7 +343,7 @@ def test_streamed_fit_warm_starts_from_a_sample_kept_in_its_first_pass(tmp_path,
     of each chunk, the warm start is solved on those, and the passes over the files drop to
     the cached fit's. CSV chunks (rows unknown before reading) start cold."""
     import pipeline.api.train as api_module
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
 
     rng = np.random.default_rng(11)
     n = 160_000
@@ -384,12 +384,12 @@ def test_fit_chunks_deciding_to_stream_reads_each_chunk_once_per_pass(tmp_path, 
     one read more than ``passes_`` counts); cache=False keeps one in that first pass."""
     import threading
 
-    import pipeline.model_fit as model_module
+    import pipeline.model.fit as model_module
     from pipeline.api import TrainChunk
-    from pipeline.design import block_nbytes
-    from pipeline.execution import LocalExecutor
-    from pipeline.sources import plan
-    from pipeline.tasks import file_tasks
+    from pipeline.io.sources import plan
+    from pipeline.ops.design import block_nbytes
+    from pipeline.run.execution import LocalExecutor
+    from pipeline.run.tasks import file_tasks
 
     rng = np.random.default_rng(5)
     n = 100_000

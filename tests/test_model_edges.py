@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import read_output, run_cli
 
-from pipeline.kernels import log_sigmoid
-from pipeline.model import LogisticModel, RankWarning
-from pipeline.newton import PassStats, newton_solve, newton_step
+from pipeline.model.estimator import LogisticModel, RankWarning
+from pipeline.model.newton import PassStats, newton_solve, newton_step
+from pipeline.ops.kernels import log_sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.linear_model import LogisticRegression  # noqa: E402

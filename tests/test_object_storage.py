@@ -287,9 +287,9 @@ def test_a_store_that_keeps_failing_is_one_error_line_and_the_old_output_whole(
 
 def test_a_tasks_logged_form_shows_no_secret(moto_server, bucket, tmp_path):
     """What a Dask worker logs of a failed task is its repr: no storage option value."""
-    from pipeline.parts import PartTarget
-    from pipeline.sources import plan
-    from pipeline.tasks import file_tasks
+    from pipeline.io.parts import PartTarget
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
 
     fs = s3fs_client(moto_server)
     assert run_cli("generate", tmp_path / "d", *GEN) == 0

@@ -326,8 +326,8 @@ def test_an_incomplete_output_is_refused_as_input(data, out, tmp_path, capsys):
 
 def test_train_while_another_run_writes_the_model_file_exits_2_and_touches_nothing(
         data, out, capsys):
-    from pipeline.lease import hold
-    from pipeline.storage import open_storage
+    from pipeline.io.lease import hold
+    from pipeline.io.storage import open_storage
 
     model = f"{out}-model.json"
     lease = hold(*open_storage(model), model, what="model file")
@@ -359,8 +359,8 @@ def test_resume_aborts_the_unfinished_multipart_uploads_of_a_killed_attempt(data
 
 def test_the_lease_of_a_model_file_named_relative_to_the_working_folder(
         data, tmp_path, monkeypatch, capsys):
-    from pipeline.lease import hold
-    from pipeline.storage import LOCAL
+    from pipeline.io.lease import hold
+    from pipeline.io.storage import LOCAL
 
     monkeypatch.chdir(tmp_path)
     lease = hold(LOCAL, "model.json", "model.json", what="model file")

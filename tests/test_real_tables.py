@@ -15,8 +15,8 @@ import pytest
 from conftest import read_output, run_cli
 
 import pipeline
-from pipeline.kernels import sigmoid
-from pipeline.model import RankWarning
+from pipeline.model.estimator import RankWarning
+from pipeline.ops.kernels import sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.linear_model import LogisticRegression  # noqa: E402

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli, wait_until
 
-from pipeline.charts import nice_ticks
+from pipeline.cli.charts import nice_ticks
 
 
 def _churn(folder, *, files=3, rows=4000, seed=0):

@@ -44,7 +44,7 @@ def _input_requests(proxy, kind: str) -> list[str]:
 
 
 def test_planning_lists_once_and_fetches_each_footer_once_concurrently(small_files, proxy):
-    from pipeline.sources import plan
+    from pipeline.io.sources import plan
 
     _, url = small_files
     source = plan(url)
@@ -56,8 +56,8 @@ def test_planning_lists_once_and_fetches_each_footer_once_concurrently(small_fil
 
 
 def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_files, proxy):
-    from pipeline.sources import plan
-    from pipeline.tasks import file_tasks
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
 
     folder, url = small_files
     source = plan(url)

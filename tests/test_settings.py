@@ -11,8 +11,8 @@ from conftest import write_parquet_files
 from threadpoolctl import threadpool_info
 
 import pipeline
-from pipeline.exec_options import ExecOptions
-from pipeline.execution import open_executor
+from pipeline.config.exec_options import ExecOptions
+from pipeline.run.execution import open_executor
 
 
 def _settings() -> dict:

@@ -11,9 +11,9 @@ import s3fs
 from conftest import S3_ENV, run_cli, run_proc, s3fs_client, write_parquet_files
 
 import pipeline
-from pipeline.exec_options import ExecOptions
-from pipeline.jobs import load_job
-from pipeline.options import key_values
+from pipeline.cli.jobs import load_job
+from pipeline.config.exec_options import ExecOptions
+from pipeline.config.options import key_values
 
 GEN = ["--rows", "3000", "--features", "3", "--files", "2", "--quiet"]
 KEY_ID, SECRET = "AKIAOPTIONKEY7XQ2ZZ", "option-secret-3b1f-never-written"
@@ -285,7 +285,7 @@ def test_a_failed_upload_names_the_object_not_the_local_temporary_file(tmp_path)
     from fsspec.implementations.memory import MemoryFileSystem
 
     from pipeline.errors import StorageError
-    from pipeline.object_storage import FsspecStorage
+    from pipeline.io.object_storage import FsspecStorage
 
     fs = MemoryFileSystem()
 
@@ -303,7 +303,7 @@ def test_a_failed_upload_names_the_object_not_the_local_temporary_file(tmp_path)
 
 def test_the_storage_layers_own_key_value_check_does_not_echo_the_item():
     from pipeline.errors import PipelineError
-    from pipeline.urls import parse_storage_options
+    from pipeline.io.urls import parse_storage_options
 
     with pytest.raises(PipelineError) as info:
         parse_storage_options(["s3cr3t-token-value"])
@@ -311,7 +311,7 @@ def test_the_storage_layers_own_key_value_check_does_not_echo_the_item():
 
 
 def test_a_password_inside_an_endpoint_url_is_redacted():
-    from pipeline.urls import redact
+    from pipeline.io.urls import redact
 
     assert redact({"endpoint_url": "http://minio:pa55w0rd@127.0.0.1:9000/x", "anon": True}) == {
         "endpoint_url": "http://***@127.0.0.1:9000/x", "anon": True}

@@ -19,8 +19,8 @@ import pytest
 from conftest import read_output, run_cli
 
 import pipeline
-from pipeline import chunking, sources
-from pipeline.model import LogisticModel
+from pipeline.io import chunking, sources
+from pipeline.model.estimator import LogisticModel
 
 
 def _table(n: int, seed: int = 0) -> pa.Table:

@@ -13,7 +13,7 @@ import scipy.special as sp
 from conftest import make_table, read_output, run_cli, run_proc, write_parquet_files
 
 import pipeline
-from pipeline.sources import plan
+from pipeline.io.sources import plan
 
 
 def test_transform_parquet_files_with_row_groups_keeps_order_and_passthrough(tmp_path):

@@ -10,8 +10,8 @@ from conftest import run_cli, s3fs_client
 
 import pipeline
 from pipeline.errors import PipelineError
-from pipeline.model import LogisticModel
-from pipeline.urls import redact_url, url_has_secret
+from pipeline.io.urls import redact_url, url_has_secret
+from pipeline.model.estimator import LogisticModel
 
 SECRET = "Sup3rS3cretPW"
 FEATS = ["--label", "label", "--features", "f0", "f1", "f2", "--quiet"]

@@ -11,8 +11,8 @@ import pytest
 from conftest import read_output, run_cli, s3fs_client
 
 import pipeline
-from pipeline.jobs import load_job
-from pipeline.model import LogisticModel
+from pipeline.cli.jobs import load_job
+from pipeline.model.estimator import LogisticModel
 
 GEN = ["--rows", "3000", "--features", "3", "--files", "2", "--quiet"]
 FEATS = ["--label", "label", "--features", "f0", "f1", "f2", "--quiet"]
@@ -273,7 +273,7 @@ def test_out_naming_the_input_by_another_scheme_of_its_store_is_refused(out):
     """s3a:// is s3://, abfss:// and az:// are abfs://, gcs:// is gs://: the overlap check
     compares the store, not the spelling, so --overwrite never replaces the input."""
     from pipeline.errors import PipelineError
-    from pipeline.writer import refuse_overlap
+    from pipeline.io.writer import refuse_overlap
 
     inp = "abfs://c/x" if out.startswith("abfss") else "s3://b/in"
     with pytest.raises(PipelineError, match="the input"):

@@ -18,11 +18,10 @@ import pytest
 from conftest import read_output, run_cli, write_parquet_files
 
 import pipeline
-from pipeline import jobs
-from pipeline.cli import COMMANDS
-from pipeline.exec_options import ExecOptions
-from pipeline.model import LogisticModel
-from pipeline.params import (
+from pipeline.cli import jobs
+from pipeline.cli.parser import COMMANDS
+from pipeline.config.exec_options import ExecOptions
+from pipeline.config.params import (
     COUNT,
     INCREASING_PAIR,
     POSITIVE,
@@ -30,6 +29,7 @@ from pipeline.params import (
     SIZE,
     STORAGE_OPTIONS,
 )
+from pipeline.model.estimator import LogisticModel
 
 # --- 1. options: one rule each, one sentence, before any work --------------------------------
 
@@ -469,8 +469,8 @@ def test_fit_streams_a_dask_frame_larger_than_the_workers_memory(tmp_path):
 
 
 def test_train_decides_by_the_same_rule_as_fit(tmp_path, monkeypatch):
-    from pipeline.design import block_nbytes
-    from pipeline.execution import Executor
+    from pipeline.ops.design import block_nbytes
+    from pipeline.run.execution import Executor
 
     asked = []
     monkeypatch.setattr(Executor, "fits_in_memory",

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
 
-from pipeline.kernels import log_sigmoid
-from pipeline.model import LogisticModel
+from pipeline.model.estimator import LogisticModel
+from pipeline.ops.kernels import log_sigmoid
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.datasets import load_breast_cancer  # noqa: E402
@@ -186,8 +186,8 @@ def test_evaluate_weight_gives_sklearn_weighted_metrics(cancer, tmp_path, capsys
 
 def test_weighted_statistics_are_the_same_on_array_api_arrays():
     xp = pytest.importorskip("array_api_strict")
-    from pipeline.design import Block
-    from pipeline.stats import partition_stats
+    from pipeline.model.stats import partition_stats
+    from pipeline.ops.design import Block
 
     rng = np.random.default_rng(2)
     X = rng.standard_normal((700, 3))

@@ -14,9 +14,13 @@ from pathlib import Path
 
 # old flat module -> new dotted module under pipeline/ (unlisted modules stay where they are)
 LAYOUT = {
-    "storage": "io.storage", "lease": "io.lease", "sources": "io.sources",
-    "identity": "io.identity", "writer": "io.writer",
-    "params": "config.params", "options": "config.options",
+    "storage": "io.storage", "urls": "io.urls", "local_storage": "io.local_storage",
+    "object_storage": "io.object_storage", "lease": "io.lease", "sources": "io.sources",
+    "formats": "io.formats", "chunking": "io.chunking", "footers": "io.footers",
+    "parquet_plan": "io.parquet_plan", "csv_plan": "io.csv_plan", "reading": "io.reading",
+    "identity": "io.identity", "writer": "io.writer", "parts": "io.parts", "resume": "io.resume",
+    "commit_local": "io.commit_local", "commit_store": "io.commit_store",
+    "params": "config.params", "options": "config.options", "exec_options": "config.exec_options",
     "buffers": "ops.buffers", "kernels": "ops.kernels", "device": "ops.device",
     "values": "ops.values", "design": "ops.design", "transform": "ops.transform",
     "score": "ops.score",
@@ -24,9 +28,10 @@ LAYOUT = {
     "tasks": "run.tasks", "progress": "run.progress", "monitor": "run.monitor",
     "synthetic": "run.synthetic",
     "stats": "model.stats", "newton": "model.newton", "model": "model.estimator",
+    "model_fit": "model.fit", "model_file": "model.modelfile", "model_dask": "model.dask_frames",
     "sklearn_compat": "model.sklearn_compat",
     "cli": "cli.parser", "commands": "cli.commands", "jobs": "cli.jobs", "report": "cli.report",
-    "bench": "cli.bench",
+    "charts": "cli.charts", "bench": "cli.bench",
 }
 # each subpackage's __init__: what lives there and what it may import (tools/imports.py checks)
 INITS = {

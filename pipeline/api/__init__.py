@@ -3,7 +3,7 @@
 May import every layer below it (model, run, ops, config, io); the CLI is the only layer above.
 """
 
-from ..exec_options import ExecOptions
+from ..config.exec_options import ExecOptions
 from .files import evaluate_files, score_files, transform_files
 from .frames import read, write
 from .train import TrainChunk, train_files

@@ -8,20 +8,20 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ..chunks import write_parts
-from ..design import is_categorical_type
+from ..config.exec_options import ExecOptions
 from ..errors import PipelineError, nearest_columns
-from ..exec_options import ExecOptions
-from ..execution import open_executor
-from ..formats import default_blocksize, is_numeric_type, parse_dtypes
-from ..model import LogisticModel
-from ..sources import plan
-from ..transform import left_out_columns
-from ..values import (
+from ..io.formats import default_blocksize, is_numeric_type, parse_dtypes
+from ..io.sources import plan
+from ..io.writer import job_identity
+from ..model.estimator import LogisticModel
+from ..ops.design import is_categorical_type
+from ..ops.transform import left_out_columns
+from ..ops.values import (
     missing_feature,
     not_a_label,
 )
-from ..writer import job_identity
+from ..run.chunks import write_parts
+from ..run.execution import open_executor
 
 if TYPE_CHECKING:
     pass

@@ -9,23 +9,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..device import resolve_device
+from ..config.exec_options import ExecOptions, with_storage_options
+from ..config.options import constraint
+from ..config.params import MISSING_NO_KEEP, check
 from ..errors import PipelineError
-from ..exec_options import ExecOptions, with_storage_options
-from ..execution import open_executor
-from ..formats import parse_null_values
-from ..model import LogisticModel
-from ..options import constraint
-from ..params import MISSING_NO_KEEP, check
-from ..parts import write_json
-from ..score import EvalOp, ScoreOp, add_eval, combine_eval
-from ..tasks import file_tasks, run_reduce_task
-from ..transform import SigmoidOp, default_columns, validate_sigmoid_options
-from ..values import (
+from ..io.formats import parse_null_values
+from ..io.parts import write_json
+from ..io.writer import refuse_overlap
+from ..model.estimator import LogisticModel
+from ..ops.device import resolve_device
+from ..ops.score import EvalOp, ScoreOp, add_eval, combine_eval
+from ..ops.transform import SigmoidOp, default_columns, validate_sigmoid_options
+from ..ops.values import (
     label_value,
     validate_missing,
 )
-from ..writer import refuse_overlap
+from ..run.execution import open_executor
+from ..run.tasks import file_tasks, run_reduce_task
 from ._inputs import (
     Path,
     dtype_param,

@@ -6,13 +6,13 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..chunks import write_parts
-from ..execution import open_executor
-from ..params import STORAGE_OPTIONS, check, parse_size
-from ..sources import plan
-from ..tasks import PartitionTask
-from ..transform import default_columns
-from ..writer import job_identity
+from ..config.params import STORAGE_OPTIONS, check, parse_size
+from ..io.sources import plan
+from ..io.writer import job_identity
+from ..ops.transform import default_columns
+from ..run.chunks import write_parts
+from ..run.execution import open_executor
+from ..run.tasks import PartitionTask
 from ._inputs import (
     Path,
 )

@@ -11,26 +11,26 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ..design import Block, block_nbytes, load_block
-from ..device import resolve_device
+from ..config.exec_options import ExecOptions, with_storage_options
+from ..config.params import COUNT, MISSING_NO_KEEP, check
 from ..errors import PipelineError
-from ..exec_options import ExecOptions, with_storage_options
-from ..execution import open_executor
-from ..formats import input_format, is_numeric_type, parse_null_values
-from ..identity import both_values, first_difference
-from ..lease import hold
-from ..local_storage import LocalStorage
-from ..model import LogisticModel, parse_class_weight
-from ..model_file import class_weight_json
-from ..params import COUNT, MISSING_NO_KEEP, check
-from ..storage import open_storage
-from ..tasks import FileChunkTask, file_tasks, run_reduce_task
-from ..values import (
+from ..io.formats import input_format, is_numeric_type, parse_null_values
+from ..io.identity import both_values, first_difference
+from ..io.lease import hold
+from ..io.local_storage import LocalStorage
+from ..io.storage import open_storage
+from ..model.estimator import LogisticModel, parse_class_weight
+from ..model.modelfile import class_weight_json
+from ..ops.design import Block, block_nbytes, load_block
+from ..ops.device import resolve_device
+from ..ops.values import (
     first_values,
     label_classes,
     label_value,
     validate_missing,
 )
+from ..run.execution import open_executor
+from ..run.tasks import FileChunkTask, file_tasks, run_reduce_task
 from ._inputs import (
     Path,
     dtype_param,
@@ -80,7 +80,7 @@ class TrainChunk:
         return self.task.read()
 
     def load(self) -> Block:
-        """The chunk's :class:`~pipeline.design.Block`: ``(X, y, rows_dropped)``."""
+        """The chunk's :class:`~pipeline.ops.design.Block`: ``(X, y, rows_dropped)``."""
         table, origin = self.task.read_located()
         block = load_block(table, self.features, self.label, origin, missing=self.missing,
                            classes=self.classes, weight=self.weight,
@@ -247,8 +247,8 @@ def select_features(source, features, exclude, features_from: str, *, others=())
     ``features_from`` names, less ``exclude`` (names or patterns) and ``others``."""
     import fnmatch
 
-    from ..options import FEATURE_SETS
-    from ..params import choice
+    from ..config.options import FEATURE_SETS
+    from ..config.params import choice
 
     choice("features_from", features_from, FEATURE_SETS)
     names = source.schema.names

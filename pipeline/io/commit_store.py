@@ -1,0 +1,283 @@
+"""The commit on an object store: parts staged under ``_pending/<attempt>/``, copied to their
+names at commit, ``_SUCCESS`` as the manifest in one conditional PUT
+(docs/object-storage.md, step by step)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from ..errors import PipelineError, PreconditionFailed
+from .lease import hold
+from .parts import CHUNKS, JOB, STAGED, SUCCESS, PartTarget, crash_point
+from .resume import differing_key, expected_part_rows, resume_refused
+
+PENDING = "_pending"
+
+
+class ManifestFolder:
+    """An output on a store without rename or append (S3, GCS, Azure): committed by one PUT
+    of its manifest, ``_SUCCESS``, which lists every part with its size, ETag and rows.
+
+    Steps (README, "The commit on object stores"):
+
+    0. The lease on OUT (:mod:`pipeline.io.lease`): one writer at a time.
+    1. A run (an *attempt*, with a random id) writes ``_pending/<id>/_job.json``. Nothing
+       at OUT's top level changes, so an existing output stays whole and readable.
+    2. Each part is uploaded whole, staged, as ``_pending/<id>/part-NNNNN-<id>.parquet.staged``
+       (invisible to plain listing readers); then its record is one object,
+       ``_pending/<id>/NNNNN.json`` (rows, size, ETag).
+    3. The lease renewed, the staged parts are copied to ``part-NNNNN-<id>.parquet``.
+    4. Commit: ``_SUCCESS``, one PUT, conditional on the ``_SUCCESS`` the run started from.
+    5. Publish and clean up: ``_chunks.jsonl`` (the records merged), ``_job.json`` and the
+       extra files (``_truth.json``, under ``_pending/<id>/`` until the commit) are PUT;
+       objects the new manifest does not list (an old output's parts, other attempts) and
+       ``_pending/<id>`` are deleted.
+
+    ``--resume`` finds the attempt with the same identity, keeps each staged part whose
+    record and object (HEAD: size and ETag) agree, and redoes the rest; after step 4 it only
+    cleans up.
+    """
+
+    def __init__(self, storage, root: str, job: dict, *, overwrite: bool = False,
+                 resume: bool = False, display: str | None = None) -> None:
+        self.storage = storage
+        self.root = root.rstrip("/")
+        self.job = job
+        self.overwrite = overwrite
+        self.resume = resume
+        self.display = display or storage.url(root)
+        self.kept: dict[int, dict] = {}
+        self.complete_manifest: dict | None = None
+        self.attempt = ""
+        self.fresh = False
+        self.listing: set[str] = set()   # OUT's objects when the run started
+        self.written: list[str] = []     # the records this run wrote
+        self.success_etag: str | None = None  # the _SUCCESS this run started from
+        self.lease = None
+
+    def release(self) -> None:
+        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
+        if self.lease is not None:
+            self.lease.release()
+
+    @property
+    def folder(self) -> str:
+        return self.root
+
+    def _path(self, *names: str) -> str:
+        return self.storage.join(self.root, *names)
+
+    def _error(self, message: str, *params: str) -> PipelineError:
+        return PipelineError(message, path=self.display, params=params)
+
+    def _read_json(self, path: str) -> dict | None:
+        try:
+            obj = json.loads(self.storage.read_text(path))
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    def _name(self, path: str) -> str:
+        return path[len(self.root):].lstrip("/")
+
+    def _attempts(self) -> dict[str, dict]:
+        """The interrupted attempts in the listing, by id, with their identities."""
+        found = {}
+        for name in self.listing:
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == PENDING and parts[2] == JOB:
+                job = self._read_json(self._path(name))
+                if job is not None:
+                    found[parts[1]] = job
+        return found
+
+    def _same_job(self, old: dict) -> bool:
+        return differing_key(old, self.job) is None
+
+    def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
+        self.lease = hold(self.storage, self.root, self.display)
+        # one listing of OUT answers what is there: requests cost more than bytes here
+        self.listing = {self._name(p) for p in self.storage.find(self.root)}
+        current = None
+        if SUCCESS in self.listing:
+            found = self.storage.read_versioned(self._path(SUCCESS))
+            if found is not None:
+                self.success_etag = found[1]
+                try:
+                    current = json.loads(found[0])
+                except ValueError:
+                    current = None
+                current = current if isinstance(current, dict) else None
+        attempts = self._attempts()
+        if attempts:  # an earlier attempt was cut short: its unfinished uploads are dead
+            self.storage.abort_uploads(self._path(PENDING))  # (this run holds the lease)
+        if self.resume:
+            if current is not None and self._same_job(current):
+                self.complete_manifest = current  # killed after its commit: finish up
+                # the attempt whose parts _SUCCESS lists (another attempt of the same job,
+                # interrupted earlier, may be pending too)
+                listed = [str(p.get("part")) for p in current.get("parts", [])
+                          if isinstance(p, dict)]
+                attempt = next((a for a, job in attempts.items() if self._same_job(job) and
+                                any(f"-{a}." in name for name in listed)), None)
+                if attempt is not None:
+                    self._publish(attempt)
+                self._cleanup(current)
+                return
+            for attempt, job in attempts.items():
+                if self._same_job(job):
+                    self.attempt = attempt
+                    self._open_resume(expected_rows, fmt)
+                    return
+            if attempts:
+                old = next(iter(attempts.values()))
+                raise resume_refused(old, self.job, self.display)
+        exists = bool(self.listing)
+        if exists and not (self.overwrite or self.resume):
+            raise self._error("output already exists; pass overwrite=True to replace it or "
+                              "resume=True to continue it", "overwrite", "resume")
+        ours = current is not None or attempts or (
+            JOB in self.listing and self._read_json(self._path(JOB)) is not None)
+        if exists and not ours:
+            raise self._error(f"overwrite=True replaces only an output of this tool, and "
+                              f"this folder has no readable {JOB}; not touched", "overwrite")
+        if exists and self.resume and current is not None:
+            raise self._error("cannot resume: the output is complete with other parameters; "
+                              "rerun with overwrite=True", "overwrite")
+        self.fresh = not exists
+        self.attempt = uuid.uuid4().hex[:12]
+        self.storage.makedirs(self._path(PENDING, self.attempt))
+        self.storage.write_text(self._path(PENDING, self.attempt, JOB),
+                                json.dumps({**self.job, "attempt": self.attempt}))
+
+    def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
+        target = self.target(fmt)
+        prefix = f"{PENDING}/{self.attempt}/"
+        for name in sorted(self.listing):
+            if not name.startswith(prefix) or not name.endswith(".json") or \
+                    name.endswith("/" + JOB):
+                continue
+            rec = self._read_json(self._path(name))
+            try:
+                index = int(rec["chunk"])
+            except (TypeError, KeyError, ValueError):
+                continue
+            if index not in expected_rows or rec.get("part") != target.name(index):
+                continue
+            if expected_part_rows(expected_rows[index], rec) is None:
+                continue
+            head = self.storage.head(target.staged(index))
+            if head is None or head.get("size") != rec.get("size") or (
+                    rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
+                continue
+            self.kept[index] = rec
+
+    def target(self, fmt: str) -> PartTarget:
+        return PartTarget(self.root, fmt, self.storage, self.attempt,
+                          stage=self._path(PENDING, self.attempt))
+
+    def marker(self) -> tuple[object, str]:
+        """(storage, path) of a file this run wrote, that every worker must see."""
+        return self.storage, self._path(PENDING, self.attempt, JOB)
+
+    def append_record(self, record: dict) -> None:
+        self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
+                                json.dumps(record))
+        self.written.append(f"{PENDING}/{self.attempt}/{record['chunk']:05d}.json")
+
+    def finish(self, manifest: dict, extras: dict | None = None, *,
+               records: dict[int, dict] | None = None) -> None:
+        # extras (``_truth.json``) describe the new output: kept with the attempt until the
+        # commit, then published, so that the old output stays whole until then
+        texts = {name: json.dumps(obj, indent=1, default=str)
+                 for name, obj in (extras or {}).items()}
+        for name, text in texts.items():
+            self.storage.write_text(self._path(PENDING, self.attempt, name), text)
+            self.written.append(f"{PENDING}/{self.attempt}/{name}")
+        self.lease.check()
+        crash_point("before-copy")
+        # the parts, staged under _pending/<id>/, copied to their final names at OUT's top
+        # level (server-side): plain listing readers see them from here on
+        names = [p["part"] for p in manifest.get("parts", [])]
+        stage = self._path(PENDING, self.attempt)
+        self.storage.copy_many([self.storage.join(stage, n + STAGED) for n in names],
+                               [self._path(n) for n in names])
+        crash_point("before-success")
+        self._commit(manifest, names)
+        crash_point("after-success")
+        self._publish(self.attempt, records, texts)
+        self._cleanup(manifest)
+
+    def _commit(self, manifest: dict, names: list[str]) -> None:
+        """``_SUCCESS``, written only over the state this run started from: If-Match the
+        ETag it read (If-None-Match when there was none); else nothing is committed and the
+        copied parts are deleted."""
+        text = json.dumps(manifest, indent=1, default=str)
+        try:
+            if self.success_etag is None:
+                self.storage.create_text(self._path(SUCCESS), text)
+            else:
+                self.storage.replace_if(self._path(SUCCESS), text, self.success_etag)
+        except (FileExistsError, PreconditionFailed):
+            self.storage.rm_many([self._path(n) for n in names])
+            raise self._error("another run committed this output since this run started; "
+                              "not committed (its parts are kept for resume=True)",
+                              "resume") from None
+
+    def _publish(self, attempt: str, records: dict[int, dict] | None = None,
+                 extras: dict[str, str] | None = None) -> None:
+        """After the commit: the attempt's records merged into ``_chunks.jsonl``, its extra
+        files and its ``_job.json`` at the top (before the commit they would have described
+        an output that was not yet the output). ``records`` and ``extras``: this run's, in
+        memory; else read back."""
+        job = dict(self.job)
+        if records is None:
+            records, extras = {}, {}
+            prefix = f"{PENDING}/{attempt}/"
+            for name in sorted(self.listing):
+                if not name.startswith(prefix):
+                    continue
+                base = name[len(prefix):]
+                if base.endswith(STAGED):
+                    continue
+                if base.startswith("_") and base != JOB:
+                    extras[base] = self.storage.read_text(self._path(name))
+                    continue
+                obj = self._read_json(self._path(name))
+                if obj is not None and base == JOB:
+                    job = obj
+                elif obj is not None and "chunk" in obj:
+                    records[int(obj["chunk"])] = obj
+        for name, text in (extras or {}).items():
+            self.storage.write_text(self._path(name), text)
+        self.storage.write_text(self._path(CHUNKS), "".join(
+            json.dumps(records[i]) + "\n" for i in sorted(records)))
+        job.pop("attempt", None)
+        self.storage.write_text(self._path(JOB), json.dumps(job, indent=1))
+
+    def _cleanup(self, manifest: dict) -> None:
+        """After the commit: delete what the manifest does not list (an old output's parts,
+        other attempts) and the pending records, in batches, with no new listing."""
+        listed = {p["part"] for p in manifest.get("parts", [])}
+        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written,
+                *(f"{PENDING}/{self.attempt}/{name}{STAGED}" for name in listed)
+                } if self.attempt else set()
+        stale = [self._path(name) for name in sorted(self.listing | mine)
+                 if name.startswith(PENDING + "/") or (name.startswith("part-") and
+                                                       name not in listed)]
+        self.storage.rm_many(stale)
+
+    def discard(self, *, bad_input: bool) -> None:
+        """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
+        deleted, parts and records; the old output is untouched. Other failures keep the
+        attempt for --resume, as on a local disk."""
+        if not self.attempt or not (bad_input or self.overwrite):
+            return
+        ours = [self._name(p) for p in self.storage.find(self.root)]
+        self.storage.rm_many([self._path(name) for name in ours
+                              if name.startswith(f"{PENDING}/{self.attempt}/") or
+                              (name.startswith("part-") and f"-{self.attempt}." in name)])
+
+    def swap_in(self) -> None:
+        """Nothing to swap: the manifest PUT was the commit."""

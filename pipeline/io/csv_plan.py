@@ -1,0 +1,224 @@
+"""Planning CSV input: the header, line ends and BOM of each file, the types from samples
+across it, and cut points that never fall inside a quoted field."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import lzma
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..errors import PipelineError, nearest_columns
+from .chunking import _COUNT_BLOCK, Piece, pack
+from .formats import (
+    _BOM,
+    _CSV_SAMPLE,
+    _convert_options,
+    _line_end,
+    _parse_options,
+    _require_unique,
+    _short,
+    _to_line_end,
+    _whole_lines,
+    input_format,
+    open_input,
+)
+from .local_storage import LocalStorage
+from .reading import Source, _csv_error
+from .storage import LOCAL, Storage
+
+
+def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
+              storage: Storage = LOCAL, null_values: tuple[str, ...] = ()) -> Source:
+    header = None
+    types: dict[str, pa.DataType | None] = {}
+    pieces: list[Piece] = []
+    for path in paths:
+        compression = input_format(path)[1]
+        try:
+            with open_input(path, compression, storage) as f:
+                head = f.read(4 * _CSV_SAMPLE if compression else _CSV_SAMPLE)
+                # a BOM is stripped from each file's header; the line end is the file's own
+                bom = len(_BOM) if head.startswith(_BOM) else 0
+                eol, head = _line_end(f, head)
+                end = head.find(eol, bom)
+                first = head[bom:end + 1] if end >= 0 else head[bom:]
+                start = bom + len(first)
+                if not first.strip():
+                    raise PipelineError("CSV file has no header line", path=path)
+                if header is None:
+                    header = _check_header(first.rstrip(b"\r\n") + b"\n", path)
+                elif first.rstrip(b"\r\n") != header.rstrip(b"\n"):
+                    raise PipelineError(f"CSV header differs from {paths[0]}: "
+                                        f"{first.decode(errors='replace').strip()!r}", path=path)
+                size = storage.size(path)
+                if compression is not None:
+                    rest = _to_line_end(f, head[start:], eol)
+                    samples = [_whole_lines(rest, eol, at_end=not f.read(1))]
+                    pieces.append(Piece(path, size=size, compression=compression,
+                                        line_end=eol))
+                else:
+                    cuts, samples = _csv_cuts(f, start, size, blocksize, eol,
+                                              scan=isinstance(storage, LocalStorage))
+                    pieces.extend(Piece(path, byte_range=(a, b), size=b - a, line_end=eol)
+                                  for a, b in itertools.pairwise([start, *cuts, size]) if b > a)
+        except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
+            raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
+        for sample in samples:
+            sample_schema = _csv_sample_schema(path, header + sample, null_values,
+                                               partial=len(samples) > 1 or bool(compression))
+            for f_ in sample_schema or ():
+                types[f_.name] = _merge_types(types.get(f_.name), f_.type)
+    names = pacsv.read_csv(io.BytesIO(header)).column_names
+    for name in dtype:
+        if name not in names:
+            raise PipelineError("dtype names no column of the input" +
+                                nearest_columns(name, names), path=paths[0],
+                                column=name, params=("dtype",))
+    fields = []
+    for name in names:
+        typ = types.get(name)
+        if name in dtype:
+            typ = dtype[name]
+        elif typ is None or pa.types.is_null(typ):
+            typ = pa.float64()
+        fields.append(pa.field(name, typ))
+    schema = pa.schema(fields)
+    return Source(paths, "csv", schema, pack(pieces, "csv", blocksize), csv_header=header,
+                  csv_types={f.name: f.type for f in schema}, null_values=null_values)
+
+
+def _check_header(header: bytes, path: str) -> bytes:
+    """The header line, if it is UTF-8 and names each column once."""
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"CSV header is not UTF-8 (byte {exc.start} of the header line "
+                            f"is {header[exc.start]:#04x}); save the file as UTF-8",
+                            path=path) from None
+    try:
+        names = pacsv.read_csv(io.BytesIO(header)).column_names
+    except pa.ArrowInvalid as exc:
+        raise PipelineError(f"bad CSV header ({_short(exc)})", path=path) from None
+    _require_unique(names, path)
+    return header
+
+
+def _csv_cuts(f, start: int, size: int, blocksize: int, eol: bytes, *, scan: bool
+              ) -> tuple[list[int], list[bytes]]:
+    """Cut points of about ``blocksize`` bytes at record ends, and type samples of whole
+    records at the start, the middle and the end of the file's data.
+
+    With ``scan`` (a local file) the record ends are found by counting quotes from the data's
+    start: a line end is outside quotes where the quotes before it are even in number (RFC
+    4180 doubles a quote inside a quoted field), so a quoted line end is never a cut. An
+    object is not read twice: its cuts follow the next line end, and a piece whose quotes are
+    odd in number is an error when read (:func:`_check_quotes`).
+    """
+    cuts = list(range(start + blocksize, size, blocksize))
+    if size - start <= 3 * _CSV_SAMPLE:
+        cuts = _record_ends(f, start, size, cuts, eol) if scan else [
+            _next_line_end(f, c, size, eol) for c in cuts]
+        f.seek(start)
+        return cuts, [f.read()]
+    at = [start, (start + size) // 2, size - _CSV_SAMPLE]
+    marks = sorted({*cuts, *at, *(a + _CSV_SAMPLE for a in at)})
+    if scan:
+        ends = dict(zip(marks, _record_ends(f, start, size, marks, eol), strict=True))
+    else:
+        ends = {m: _next_line_end(f, m, size, eol) for m in marks}
+    ends[start] = start
+    samples = []
+    for a in at:
+        lo, hi = ends[a], ends[a + _CSV_SAMPLE]
+        f.seek(lo)
+        samples.append(f.read(hi - lo))
+    return [ends[c] for c in cuts], samples
+
+
+def _next_line_end(f, at: int, size: int, eol: bytes) -> int:
+    """The offset after the first line end at or after ``at`` (quotes not counted)."""
+    f.seek(max(at - 1, 0))
+    pos = max(at - 1, 0)
+    while pos < size:
+        block = f.read(_CSV_SAMPLE)
+        if not block:
+            break
+        i = block.find(eol)
+        if i >= 0:
+            return pos + i + 1
+        pos += len(block)
+    return size
+
+
+def _no_quotes(*_) -> int:
+    return 0
+
+
+def _record_ends(f, start: int, size: int, targets: list[int], eol: bytes) -> list[int]:
+    """For each offset of ``targets`` (ascending), the offset after the first line end at or
+    after it that is outside quotes; ``size`` where there is none. One read of the file from
+    ``start``, in blocks."""
+    out: list[int] = []
+    todo = list(targets)
+    f.seek(start)
+    pos, odd = start, 0
+    while todo and pos < size:
+        block = f.read(_COUNT_BLOCK)
+        if not block:
+            break
+        k = 0  # parity known up to block[k]
+        # counting is ~10x slower than finding: a block without quotes (the common case)
+        # is not counted
+        quotes = block.count if b'"' in block else _no_quotes
+        while todo and todo[0] - 1 < pos + len(block):
+            j = max(todo[0] - 1 - pos, k)  # the line end may be the byte before the target
+            odd ^= quotes(b'"', k, j) & 1
+            k = j
+            i = block.find(eol, k)
+            while i >= 0:
+                odd ^= quotes(b'"', k, i) & 1
+                k = i + 1
+                if not odd:
+                    break
+                i = block.find(eol, k)
+            if i < 0:
+                break
+            end = pos + i + 1
+            while todo and todo[0] <= end:
+                out.append(end)
+                todo.pop(0)
+        odd ^= quotes(b'"', k) & 1
+        pos += len(block)
+    return out + [size] * len(todo)
+
+
+def _csv_sample_schema(path: str, sample: bytes, null_values=(), *, partial: bool = False
+                       ) -> pa.Schema | None:
+    """The types pyarrow infers from a sample; None for a part of the file that does not
+    parse on its own (it may begin or end inside quotes: the reader reports what is wrong)."""
+    try:
+        return pacsv.read_csv(io.BytesIO(sample), parse_options=_parse_options(sample),
+                              convert_options=_convert_options(null_values)).schema
+    except pa.ArrowInvalid as exc:
+        if partial:
+            return None
+        raise _csv_error(path, exc, None, None) from None
+
+
+def _merge_types(a: pa.DataType | None, b: pa.DataType) -> pa.DataType:
+    """The type of a column that two samples inferred differently: int and float make
+    float64; a text sample gives way to the other's type (its odd value is then reported, with
+    the ``--dtype`` that reads it, if the command uses the column); else string."""
+    if a is None or pa.types.is_null(a):
+        return b
+    if pa.types.is_null(b) or a == b:
+        return a
+    if pa.types.is_string(a) or pa.types.is_string(b):
+        return b if pa.types.is_string(a) else a
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if any(t(a) for t in numeric) and any(t(b) for t in numeric):
+        return pa.float64()
+    return pa.string()

@@ -1,0 +1,43 @@
+"""Planning Parquet input: every file's footer (many in flight on an object store), its row
+groups packed into chunks, one schema across the files."""
+
+from __future__ import annotations
+
+from ..errors import PipelineError
+from .chunking import Piece, pack
+from .footers import _FOOTERS, _read_footer
+from .formats import _require_unique, _schema_diff, decoded_schema
+from .local_storage import LocalStorage
+from .reading import Source
+from .storage import LOCAL, Storage
+
+
+def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) -> Source:
+    pieces: list[Piece] = []
+    schema = None
+    if isinstance(storage, LocalStorage):
+        footers = (_read_footer(storage, p) for p in paths)
+    else:  # one footer read per file, fetched concurrently
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(paths)))) as pool:
+            footers = list(pool.map(lambda p: _read_footer(storage, p), paths))
+    for path, meta in zip(paths, footers, strict=True):
+        file_size = 0 if isinstance(storage, LocalStorage) else _FOOTERS[path][1]
+        file_schema = meta.schema.to_arrow_schema()
+        file_schema = decoded_schema(file_schema.remove_metadata())
+        _require_unique(file_schema.names, path)
+        if schema is None:
+            schema = file_schema
+        elif not file_schema.equals(schema):
+            raise PipelineError(f"schema differs from {paths[0]}: "
+                                f"{_schema_diff(schema, file_schema)}", path=path)
+        before = 0
+        for i in range(meta.num_row_groups):
+            rg = meta.row_group(i)
+            pieces.append(Piece(path, (i,), rows=rg.num_rows, size=rg.total_byte_size,
+                                first_row=before, file_size=file_size))
+            before += rg.num_rows
+        if meta.num_row_groups == 0:
+            pieces.append(Piece(path, (), rows=0, size=0))
+    return Source(paths, "parquet", schema, pack(pieces, "parquet", blocksize))

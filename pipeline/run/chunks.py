@@ -1,0 +1,152 @@
+"""Chunk tasks: the protocol every task kind follows, and the code that runs one, measures
+it and hands its tables to the writer.
+
+A task is small and picklable: it names its chunk and how to produce its table, and runs the
+same in a thread of this process or on a Dask worker. The kinds: ``FileChunkTask`` and
+``PartitionTask`` (:mod:`pipeline.run.tasks`), ``TrainChunk`` (:mod:`pipeline.api`),
+``GenerateTask`` (:mod:`pipeline.run.synthetic`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from ..config.exec_options import validate_exec_options
+from ..errors import PipelineError
+from ..io.parts import PartTarget, commit_part, crash_point, write_part
+from ..io.urls import redact
+from ..io.writer import build_manifest, open_output
+from .monitor import ChunkTimer, RssSampler
+from .progress import Progress
+
+
+@runtime_checkable
+class ChunkTask(Protocol):
+    """What every chunk task has.
+
+    ``produce()`` returns a ``pyarrow.Table`` or an iterable of Tables (a part larger than
+    memory is streamed); an iterable may carry ``record_extras``, a dict added to the chunk's
+    record when it is exhausted (``rows_dropped``).
+    """
+
+    @property
+    def index(self) -> int:
+        """The chunk's place in the input order (its part's number)."""
+
+    @property
+    def source_path(self) -> str:
+        """Where its rows come from, in words (a file, a partition, generated rows)."""
+
+    @property
+    def rows(self) -> int | None:
+        """The rows of its part, when known before the run (what ``resume`` checks)."""
+
+    @property
+    def plan_key(self) -> Any:
+        """What it reads, as JSON: part of the job's identity (another blocksize, another
+        plan)."""
+
+    def produce(self) -> pa.Table | Iterable[pa.Table]:
+        """The chunk's table(s)."""
+
+
+def run_chunk_task(task: ChunkTask, *, target: PartTarget, device: str
+                   ) -> tuple[dict, str | None]:
+    """Produce one chunk's tables and write its part (on a worker), measured; returns its
+    record and the temporary path the writer loop commits (None when already uploaded)."""
+    with ChunkTimer() as timer:
+        data = task.produce()
+        rows, tmp, uploaded = write_part(data, target, task.index)
+    rec = timer.record(chunk=task.index, part=target.name(task.index),
+                       source=task.source_path, rows=rows, device=device).to_dict()
+    rec.update(uploaded)
+    rec.update(getattr(data, "record_extras", {}))  # e.g. rows_dropped
+    return rec, tmp
+
+
+def plan_digest(tasks: list[ChunkTask]) -> dict:
+    """The chunk plan in a few bytes: the number of chunks and a hash of what each reads
+    (files and row groups or byte ranges); another blocksize gives another plan."""
+    keys = json.dumps([[t.index, t.plan_key] for t in tasks], default=str)
+    return {"chunks": len(tasks), "sha256": hashlib.sha256(keys.encode()).hexdigest()}
+
+
+def _require_workers_see(folder, executor) -> None:
+    """Before any work: the workers write the parts into OUT, so each must see it (a local
+    folder of the client is not on a cluster's other machines); else nothing is left."""
+    storage, path = folder.marker()
+    worker = executor.worker_not_seeing(storage, path)
+    if worker is None:
+        return
+    if not folder.resume:  # a resumed run's folder holds an earlier run's work: kept
+        folder.discard(bad_input=True)
+    raise PipelineError(f"the output folder cannot be seen on worker {worker}, which would "
+                        "write its parts there; choose an OUT that every worker sees (a "
+                        "shared disk, or a URL such as s3://...)", path=str(folder.display))
+
+
+def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job: dict,
+                overwrite: bool = False, resume: bool = False, device: str = "cpu",
+                progress: bool = False, total_rows: int | None = None,
+                fmt: str = "parquet", extras: dict | None = None,
+                storage_options: dict | None = None) -> dict:
+    """Run every chunk task through ``executor``, writing one part each; return the manifest.
+
+    The job's identity (``job``, with the chunk plan and the device added here) is what
+    ``resume`` compares; ``extras`` are JSON files written just before ``_SUCCESS``. OUT on
+    a store without rename (an object store) is committed by its manifest
+    (:class:`~pipeline.io.writer.ManifestFolder`).
+    """
+    validate_exec_options({"overwrite": overwrite, "resume": resume})
+    t0 = time.perf_counter()
+    job = {**job, "plan": plan_digest(tasks), "device": device}
+    if storage_options:
+        job["storage_options"] = redact(storage_options)
+    folder = open_output(out, job, overwrite=overwrite, resume=resume,
+                         storage_options=storage_options)
+    try:  # the lease on OUT, taken by open(), is given up however the run ends
+        folder.open({t.index: t.rows for t in tasks}, fmt)
+        if folder.complete_manifest is not None:
+            folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap
+            return folder.complete_manifest
+        todo = [t for t in tasks if t.index not in folder.kept]
+        if todo:
+            _require_workers_see(folder, executor)
+        records = dict(folder.kept)
+        bar = Progress(total_rows, len(tasks), enabled=progress)
+        for rec in folder.kept.values():
+            bar.update(rec.get("rows", 0))
+        fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
+        try:
+            done = 0
+            for task, (rec, tmp) in executor.map_unordered(fn, todo,
+                                                           in_flight=executor.slots + 2):
+                if tmp is not None:
+                    commit_part(tmp, str(folder.folder), task.index, fmt)
+                records[task.index] = rec
+                folder.append_record(rec)
+                bar.update(rec["rows"])
+                done += 1
+                crash_point(f"part-{done}")
+        except Exception as exc:
+            folder.discard(bad_input=isinstance(exc, PipelineError))
+            raise
+        finally:
+            bar.close()
+        sources = {t.index: t.source_path for t in tasks}
+        manifest = build_manifest(job, records, sources, fmt=fmt,
+                                  seconds=time.perf_counter() - t0,
+                                  resumed_parts=len(folder.kept), kept=folder.kept,
+                                  rss_bytes=RssSampler.get().rss())
+        folder.finish(manifest, extras, records=records)
+        return manifest
+    finally:
+        folder.release()

@@ -1,0 +1,48 @@
+"""What a command does on a Dask cluster it starts or joins: show where its dashboard is, and
+record Dask's performance report of the run when asked (``--performance-report FILE.html``).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from ..errors import PipelineError
+
+
+def dashboard_address(client) -> str | None:
+    """The cluster's dashboard URL, or None when it has none (``bokeh`` not installed)."""
+    try:
+        info = client.scheduler_info()
+        if "dashboard" not in (info.get("services") or {}):
+            return None
+        return client.dashboard_link
+    except Exception:  # noqa: BLE001 - a missing dashboard never stops a command
+        return None
+
+
+@contextmanager
+def cluster_session(client, *, quiet: bool = False, performance_report: str | None = None):
+    """Print the dashboard's address on stderr (not when ``quiet``) and, with
+    ``performance_report``, write ``distributed.performance_report`` of what runs inside."""
+    if not quiet:
+        link = dashboard_address(client)
+        print(f"dask dashboard: {link}" if link else
+              "dask dashboard: none (install bokeh>=3.1 for it)", file=sys.stderr)
+    if not performance_report:
+        yield
+        return
+    from distributed import performance_report as report
+
+    try:
+        with report(filename=str(performance_report)):
+            yield
+    except ImportError as exc:  # bokeh, which the report draws with
+        raise PipelineError(f"--performance-report needs bokeh>=3.1 ({exc})") from None
+
+
+def require_cluster_for_report(performance_report: str | None) -> None:
+    """The report is Dask's: without a cluster (threads of this process) there is none."""
+    if performance_report:
+        raise PipelineError("--performance-report needs a Dask cluster: add --workers N or "
+                            "--scheduler ADDRESS", path=str(performance_report))

@@ -55,10 +55,14 @@ def test_planning_lists_once_and_fetches_each_footer_once_concurrently(small_fil
     assert proxy.peak > 1
 
 
-def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_files, proxy):
+def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_files, proxy,
+                                                                       monkeypatch):
+    """As a Dask worker does, which did not plan: no file's bytes kept from planning."""
+    from pipeline.io import footers
     from pipeline.io.sources import plan
     from pipeline.run.tasks import file_tasks
 
+    monkeypatch.setattr(footers, "WHOLE_AT_PLANNING", 0)
     folder, url = small_files
     source = plan(url)
     assert len(source.chunks) == 1  # the small files packed into one chunk
@@ -68,6 +72,19 @@ def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_file
     assert len(gets) == FILES and len(set(gets)) == FILES  # one GET per file
     assert _input_requests(proxy, "HEAD") == []
     assert proxy.peak > 1
+    local = pa.concat_tables(pq.read_table(p) for p in sorted(folder.iterdir()))
+    assert table.equals(local)
+
+
+def test_a_small_file_planned_and_read_in_one_process_is_one_get(small_files, proxy):
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    folder, url = small_files
+    source = plan(url)
+    table = file_tasks(source)[0].read()
+    gets = _input_requests(proxy, "GET") + _input_requests(proxy, "GET range")
+    assert len(gets) == FILES and len(set(gets)) == FILES
     local = pa.concat_tables(pq.read_table(p) for p in sorted(folder.iterdir()))
     assert table.equals(local)
 
@@ -90,3 +107,14 @@ def test_io_concurrency_is_checked(small_files, capsys):
     _, url = small_files
     assert run_cli("transform", url, "out", "--io-concurrency", "0") == 2
     assert "--io-concurrency must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_io_concurrency_from_the_library_bounds_the_requests_in_flight(small_files, proxy,
+                                                                        tmp_path):
+    from pipeline.api import transform_files
+    from pipeline.config.exec_options import ExecOptions
+
+    folder, url = small_files
+    transform_files(url, tmp_path / "out", options=ExecOptions(io_concurrency=3, quiet=True))
+    assert 1 < proxy.peak <= 3
+    assert _input_requests(proxy, "HEAD") == []

@@ -78,7 +78,8 @@ class LocalStorage:
         self.write_synced(tmp, text)
         self.replace(tmp, path)
 
-    # The local commit protocol's primitives (see :mod:`pipeline.io.writer`): temporary name, fsync, rename.
+    # The local commit protocol's primitives (see :mod:`pipeline.io.writer`): temporary name,
+    # fsync, rename.
 
     def write_synced(self, path: str, text: str) -> None:
         """Write ``path`` (under a name no reader takes for complete) and fsync it."""

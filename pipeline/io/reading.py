@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from ..errors import PipelineError, nearest_columns
 from .chunking import Chunk, Piece, RowOrigin, Span, _rows_before
-from .footers import _FOOTERS, SMALL_FILE
+from .footers import _FOOTERS, SMALL_FILE, take_body
 from .formats import (
     _STREAM_BLOCK,
     DEFAULT_BLOCKSIZE,
@@ -125,13 +125,15 @@ class ChunkReader:
         if not small:
             return {}
         sizes = {p.path: p.file_size for p in chunk.pieces}
+        kept = {p: b for p in small if (b := take_body(p)) is not None}
+        small = [p for p in small if p not in kept]
         try:
             bodies = self.storage.fetch_many([(p, 0, sizes[p]) for p in small])
         except OSError as exc:
             what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
             raise PipelineError(f"cannot read ({what}){_on_worker()}", path=chunk.path
                                 ) from None
-        return dict(zip(small, bodies, strict=True))
+        return {**kept, **dict(zip(small, bodies, strict=True))}
 
     def stream(self, chunk: Chunk, columns: list[str] | None = None,
                numeric: tuple[str, ...] = (), used: tuple[str, ...] = (),

@@ -3,9 +3,10 @@
 :func:`open_storage` turns a path or URL (``s3://``, ``gs://``, ``abfs://``, ``file://``,
 ``memory://``, or a local path) into a :class:`Storage` and the path within it, as fsspec's
 ``url_to_fs`` does. Callers never branch on the protocol: they ask what the store can do.
-:attr:`Storage.atomic_rename` decides the commit protocol of an output folder (see :mod:`pipeline.io.writer`):
-a local disk renames atomically (temporary name, fsync, rename); an object store has no rename
-and no append, so there an output is committed by one PUT of its manifest.
+:attr:`Storage.atomic_rename` decides the commit protocol of an output folder (see
+:mod:`pipeline.io.writer`): a local disk renames atomically (temporary name, fsync,
+rename); an object store has no rename and no append, so there an output is committed by one
+PUT of its manifest.
 
 Local paths use ``os`` directly (today's speed: memory-mapped Parquet, no fsspec layer), and
 :class:`LocalStorage` also holds the primitives of the local commit protocol (fsync of a file

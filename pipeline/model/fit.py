@@ -1,5 +1,5 @@
-"""Fitting a :class:`~pipeline.model.estimator.LogisticModel` on chunks: the passes over the data, the
-warm start from a sample, the Newton solve, an identifiable basis for a rank-deficient
+"""Fitting a :class:`~pipeline.model.estimator.LogisticModel` on chunks: the passes over the
+data, the warm start from a sample, the Newton solve, an identifiable basis for a rank-deficient
 design, and the fitted attributes."""
 
 from __future__ import annotations

@@ -81,17 +81,6 @@ class ManifestFolder:
     def _name(self, path: str) -> str:
         return path[len(self.root):].lstrip("/")
 
-    def _attempts(self) -> dict[str, dict]:
-        """The interrupted attempts in the listing, by id, with their identities."""
-        found = {}
-        for name in self.listing:
-            parts = name.split("/")
-            if len(parts) == 3 and parts[0] == PENDING and parts[2] == JOB:
-                job = self._read_json(self._path(name))
-                if job is not None:
-                    found[parts[1]] = job
-        return found
-
     def _same_job(self, old: dict) -> bool:
         return differing_key(old, self.job) is None
 
@@ -109,7 +98,7 @@ class ManifestFolder:
                 except ValueError:
                     current = None
                 current = current if isinstance(current, dict) else None
-        attempts = self._attempts()
+        attempts = _attempts(self)
         if attempts:  # an earlier attempt was cut short: its unfinished uploads are dead
             self.storage.abort_uploads(self._path(PENDING))  # (this run holds the lease)
         if self.resume:
@@ -123,7 +112,7 @@ class ManifestFolder:
                                 any(f"-{a}." in name for name in listed)), None)
                 if attempt is not None:
                     self._publish(attempt)
-                self._cleanup(current)
+                _cleanup(self, current)
                 return
             for attempt, job in attempts.items():
                 if self._same_job(job):
@@ -207,7 +196,7 @@ class ManifestFolder:
         self._commit(manifest, names)
         crash_point("after-success")
         self._publish(self.attempt, records, texts)
-        self._cleanup(manifest)
+        _cleanup(self, manifest)
 
     def _commit(self, manifest: dict, names: list[str]) -> None:
         """``_SUCCESS``, written only over the state this run started from: If-Match the
@@ -256,18 +245,6 @@ class ManifestFolder:
         job.pop("attempt", None)
         self.storage.write_text(self._path(JOB), json.dumps(job, indent=1))
 
-    def _cleanup(self, manifest: dict) -> None:
-        """After the commit: delete what the manifest does not list (an old output's parts,
-        other attempts) and the pending records, in batches, with no new listing."""
-        listed = {p["part"] for p in manifest.get("parts", [])}
-        mine = {f"{PENDING}/{self.attempt}/{JOB}", *self.written,
-                *(f"{PENDING}/{self.attempt}/{name}{STAGED}" for name in listed)
-                } if self.attempt else set()
-        stale = [self._path(name) for name in sorted(self.listing | mine)
-                 if name.startswith(PENDING + "/") or (name.startswith("part-") and
-                                                       name not in listed)]
-        self.storage.rm_many(stale)
-
     def discard(self, *, bad_input: bool) -> None:
         """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
         deleted, parts and records; the old output is untouched. Other failures keep the
@@ -281,3 +258,28 @@ class ManifestFolder:
 
     def swap_in(self) -> None:
         """Nothing to swap: the manifest PUT was the commit."""
+
+
+def _attempts(folder: ManifestFolder) -> dict[str, dict]:
+    """The interrupted attempts in the listing, by id, with their identities."""
+    found = {}
+    for name in folder.listing:
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == PENDING and parts[2] == JOB:
+            job = folder._read_json(folder._path(name))
+            if job is not None:
+                found[parts[1]] = job
+    return found
+
+
+def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
+    """After the commit: delete what the manifest does not list (an old output's parts,
+    other attempts) and the pending records, in batches, with no new listing."""
+    listed = {p["part"] for p in manifest.get("parts", [])}
+    mine = {f"{PENDING}/{folder.attempt}/{JOB}", *folder.written,
+            *(f"{PENDING}/{folder.attempt}/{name}{STAGED}" for name in listed)
+            } if folder.attempt else set()
+    stale = [folder._path(name) for name in sorted(folder.listing | mine)
+             if name.startswith(PENDING + "/") or (name.startswith("part-") and
+                                                   name not in listed)]
+    folder.storage.rm_many(stale)

@@ -9,10 +9,16 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from ..errors import PipelineError
 from .lease import hold
 from .parts import CHUNKS, JOB, SUCCESS, PartTarget, crash_point, part_name, write_json_atomic
-from .resume import differing_key, expected_part_rows, part_rows, read_job, resume_refused
+from .resume import (
+    Committer,
+    differing_key,
+    expected_part_rows,
+    part_rows,
+    read_job,
+    resume_refused,
+)
 from .storage import LOCAL
 
 
@@ -25,7 +31,7 @@ def _matching(folder: Path, pattern: str) -> list[Path]:
 
 
 @dataclass
-class OutputFolder:
+class OutputFolder(Committer):
     """Decides where a run writes, from what is already at ``path`` and the flags.
 
     ``path`` is resolved (``..`` and symlinks) before anything is decided; ``display`` is
@@ -46,11 +52,6 @@ class OutputFolder:
         self.fresh = False  # OUT was absent or empty: it holds nothing of the user's
         self.made = False   # this run made OUT (else it was the user's empty folder)
         self.lease = None
-
-    def release(self) -> None:
-        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
-        if self.lease is not None:
-            self.lease.release()
 
     @property
     def folder(self) -> Path:
@@ -77,9 +78,6 @@ class OutputFolder:
     @property
     def _old(self) -> Path:
         return self.path.parent / f".{self.path.name}.pipeline-old"
-
-    def _error(self, message: str, *params: str) -> PipelineError:
-        return PipelineError(message, path=self.display, params=params)
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         """Take the lease on OUT, check the flags against what exists, then make the folder
@@ -120,9 +118,6 @@ class OutputFolder:
         self.staging = self._new
         LOCAL.makedirs(self.staging)
         write_json_atomic(self.staging / JOB, self.job)
-
-    def _same_job(self, old: dict) -> bool:
-        return differing_key(old, self.job) is None
 
     def _finish_interrupted_swap(self) -> None:
         """Without RENAME_EXCHANGE the swap is two renames; a kill between them leaves no

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 
-from ..errors import PipelineError, PreconditionFailed
+from ..errors import PreconditionFailed
 from .lease import hold
 from .parts import CHUNKS, JOB, STAGED, SUCCESS, PartTarget, crash_point
-from .resume import differing_key, expected_part_rows, resume_refused
+from .resume import Committer, expected_part_rows, resume_refused
 
 PENDING = "_pending"
 
 
-class ManifestFolder:
+class ManifestFolder(Committer):
     """An output on a store without rename or append (S3, GCS, Azure): committed by one PUT
     of its manifest, ``_SUCCESS``, which lists every part with its size, ETag and rows.
 
@@ -56,20 +56,12 @@ class ManifestFolder:
         self.success_etag: str | None = None  # the _SUCCESS this run started from
         self.lease = None
 
-    def release(self) -> None:
-        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
-        if self.lease is not None:
-            self.lease.release()
-
     @property
     def folder(self) -> str:
         return self.root
 
     def _path(self, *names: str) -> str:
         return self.storage.join(self.root, *names)
-
-    def _error(self, message: str, *params: str) -> PipelineError:
-        return PipelineError(message, path=self.display, params=params)
 
     def _read_json(self, path: str) -> dict | None:
         try:
@@ -80,9 +72,6 @@ class ManifestFolder:
 
     def _name(self, path: str) -> str:
         return path[len(self.root):].lstrip("/")
-
-    def _same_job(self, old: dict) -> bool:
-        return differing_key(old, self.job) is None
 
     def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
         self.lease = hold(self.storage, self.root, self.display)

@@ -66,3 +66,24 @@ def part_rows(part: Path, fmt: str) -> int | None:
         return pacsv.read_csv(part).num_rows
     except (pa.ArrowException, OSError):
         return None
+
+
+class Committer:
+    """What both commit protocols share (:class:`~pipeline.io.commit_local.OutputFolder` on a
+    disk, :class:`~pipeline.io.commit_store.ManifestFolder` on an object store): the lease on
+    OUT, errors that name OUT, and whether a recorded job is this run's."""
+
+    lease = None
+    display = ""
+    job: dict
+
+    def release(self) -> None:
+        """Give up the lease on OUT (the end of the run, whatever its outcome)."""
+        if self.lease is not None:
+            self.lease.release()
+
+    def _error(self, message: str, *params: str) -> PipelineError:
+        return PipelineError(message, path=self.display, params=params)
+
+    def _same_job(self, old: dict) -> bool:
+        return differing_key(old, self.job) is None

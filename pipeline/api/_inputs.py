@@ -4,7 +4,6 @@ job's recorded parameters and the write of its parts."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -22,11 +21,6 @@ from ..ops.values import (
 )
 from ..run.chunks import write_parts
 from ..run.execution import open_executor
-
-if TYPE_CHECKING:
-    pass
-
-
 
 Path = str | os.PathLike  # a local path or a URL
 

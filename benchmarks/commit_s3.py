@@ -28,19 +28,11 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+from s3_proxy import BENCH_ENV as ENV  # noqa: E402
 from s3_proxy import S3Proxy  # noqa: E402
 
 from pipeline.io.parts import write_part  # noqa: E402
 from pipeline.io.writer import build_manifest, open_output  # noqa: E402
-
-ENV = {
-    "AWS_ACCESS_KEY_ID": "bench-key",
-    "AWS_SECRET_ACCESS_KEY": "bench-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_SHARED_CREDENTIALS_FILE": "",
-    "AWS_CONFIG_FILE": "",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
 def _output(url: str, parts: int, rows: int, seed: int, endpoint: str) -> tuple[object, dict]:

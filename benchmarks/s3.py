@@ -26,18 +26,11 @@ from pathlib import Path
 from harness import PY, run_measured
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from s3_proxy import BENCH_ENV as ENV  # noqa: E402
 from s3_proxy import S3Proxy  # noqa: E402
 
 FEATURES = 20
 BUCKET = "bench"
-ENV = {
-    "AWS_ACCESS_KEY_ID": "bench-key",
-    "AWS_SECRET_ACCESS_KEY": "bench-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_SHARED_CREDENTIALS_FILE": "",
-    "AWS_CONFIG_FILE": "",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 POLARS = """
 import os, sys, polars as pl

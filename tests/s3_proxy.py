@@ -16,6 +16,17 @@ _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te
         "upgrade", "host", "content-length"}
 
 
+# dummy credentials for the benchmarks' moto server (never a real account's)
+BENCH_ENV = {
+    "AWS_ACCESS_KEY_ID": "bench-key",
+    "AWS_SECRET_ACCESS_KEY": "bench-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_SHARED_CREDENTIALS_FILE": "",
+    "AWS_CONFIG_FILE": "",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
 def request_kind(method: str, path: str, headers) -> str:
     """LIST, HEAD, GET (ranged or whole), PUT, multipart steps, DELETE, POST."""
     parts = urlsplit(path)

@@ -42,6 +42,22 @@ def test_the_import_rule_fails_on_an_import_against_the_layers_and_on_a_cycle(tm
     assert loop.returncode == 1 and "import cycle" in loop.stdout
 
 
+def test_no_module_is_over_400_lines_and_no_class_over_250():
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        text = path.read_text()
+        lines = text.count("\n")
+        if lines > 400:
+            found.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 250:
+                found.append(f"{path.relative_to(ROOT)}: class {node.name} "
+                             f"{node.end_lineno - node.lineno + 1} lines")
+    assert not found, found
+
+
 def test_every_chunk_task_kind_implements_the_protocol(tmp_path):
     import dask.dataframe as dd
     import pandas as pd

@@ -56,17 +56,26 @@ def test_quoted_newline_across_a_chunk_cut_gives_the_same_rows_at_every_blocksiz
 
 
 def test_a_cut_in_quotes_that_cannot_be_known_is_one_error_naming_the_byte(
-        moto_server, bucket, tmp_path, capsys):
-    # an object is not read twice to scan its quotes: its cuts follow line ends, and a piece
-    # whose quotes are odd in number is an error naming the byte, never a wrong row
+        moto_server, bucket, tmp_path, capsys, monkeypatch):
+    # a large object is not read twice to scan its quotes: its cuts follow line ends, and a
+    # piece whose quotes are odd in number is an error naming the byte, never a wrong row
     from conftest import s3fs_client
 
+    from pipeline.io import bodies
+
     s3fs_client(moto_server).pipe_file(f"{bucket}/a.csv", _quoted_rows(41).encode())
-    assert run_cli("transform", f"{bucket}/a.csv", tmp_path / "out", "--columns", "x",
-                   "--blocksize", "272", "--quiet") == 2
+    with monkeypatch.context() as m:
+        m.setattr(bodies, "WHOLE_AT_PLANNING", 0)  # as if the object were large
+        assert run_cli("transform", f"{bucket}/a.csv", tmp_path / "out", "--columns", "x",
+                       "--blocksize", "272", "--quiet") == 2
     line = _one_error_line(_err(capsys))
     assert f"{bucket}/a.csv" in line and "near byte" in line and "--blocksize" in line
     assert not (tmp_path / "out").exists()
+    # a small object is fetched whole at planning: its quotes are counted, as on a disk
+    assert run_cli("transform", f"{bucket}/a.csv", tmp_path / "small", "--columns", "x",
+                   "--blocksize", "272", "--quiet") == 0
+    small = read_output(tmp_path / "small")
+    assert small["id"].to_pylist() == list(range(41))
     assert run_cli("transform", f"{bucket}/a.csv", tmp_path / "out", "--columns", "x",
                    "--quiet") == 0
     assert read_output(tmp_path / "out").num_rows == 41

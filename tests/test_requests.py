@@ -58,11 +58,11 @@ def test_planning_lists_once_and_fetches_each_footer_once_concurrently(small_fil
 def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_files, proxy,
                                                                        monkeypatch):
     """As a Dask worker does, which did not plan: no file's bytes kept from planning."""
-    from pipeline.io import footers
+    from pipeline.io import bodies
     from pipeline.io.sources import plan
     from pipeline.run.tasks import file_tasks
 
-    monkeypatch.setattr(footers, "WHOLE_AT_PLANNING", 0)
+    monkeypatch.setattr(bodies, "WHOLE_AT_PLANNING", 0)
     folder, url = small_files
     source = plan(url)
     assert len(source.chunks) == 1  # the small files packed into one chunk
@@ -118,3 +118,79 @@ def test_io_concurrency_from_the_library_bounds_the_requests_in_flight(small_fil
     transform_files(url, tmp_path / "out", options=ExecOptions(io_concurrency=3, quiet=True))
     assert 1 < proxy.peak <= 3
     assert _input_requests(proxy, "HEAD") == []
+
+
+@pytest.fixture
+def small_csv(moto_server, bucket, tmp_path):
+    """FILES small CSV files (2,000 rows x 3 columns; one has a quoted line end, one CRLF
+    line ends), on disk and in the bucket."""
+    import pyarrow.csv as pacsv
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(FILES):
+        path = folder / f"f{i:03d}.csv"
+        pacsv.write_csv(pa.table({"a": rng.normal(size=2000), "k": np.arange(2000) + i * 2000,
+                                  "s": [f"w{j}" for j in range(2000)]}), path)
+        if i == 3:
+            path.write_bytes(path.read_bytes().replace(b'"w7"', b'"w\n7"'))
+        if i == 5:
+            path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    fs = s3fs_client(moto_server)
+    fs.put(str(folder) + "/", f"{bucket}/csv/", recursive=True)
+    return folder, f"{bucket}/csv"
+
+
+def _csv_requests(proxy, kind: str) -> list[str]:
+    return [path for k, path, _ in proxy.log if k == kind and "/csv/" in path]
+
+
+def test_csv_planning_fetches_each_small_file_once_concurrently_and_reads_from_it(
+        small_csv, proxy):
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    folder, url = small_csv
+    source = plan(url)
+    gets = _csv_requests(proxy, "GET") + _csv_requests(proxy, "GET range")
+    assert sorted(gets) == sorted(set(gets)) and len(gets) == FILES  # one GET per file
+    assert _csv_requests(proxy, "HEAD") == []
+    assert proxy.peak > 1
+    assert len(source.chunks) == 1
+    proxy.reset()
+    table = file_tasks(source)[0].read()
+    assert _csv_requests(proxy, "GET") + _csv_requests(proxy, "GET range") == []  # kept
+    local = plan(str(folder))  # (a plan gives up what an earlier one kept)
+    assert table.equals(file_tasks(local)[0].read())
+    assert table.column("s")[3 * 2000 + 7].as_py() == "w\n7"  # the quoted line end
+
+
+def test_a_csv_chunk_on_a_worker_fetches_its_pieces_concurrently(small_csv, proxy,
+                                                                  monkeypatch):
+    """As a Dask worker does, which did not plan: no file's bytes kept from planning."""
+    from pipeline.io import bodies
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    folder, url = small_csv
+    source = plan(url)
+    bodies.drop_all()
+    proxy.reset()
+    table = file_tasks(source)[0].read()
+    gets = _csv_requests(proxy, "GET") + _csv_requests(proxy, "GET range")
+    assert len(gets) == FILES and len(set(gets)) == FILES
+    assert proxy.peak > 1
+    assert table.equals(file_tasks(plan(str(folder)))[0].read())
+
+
+def test_csv_transform_s3_equals_local_with_at_most_two_gets_per_file(small_csv, proxy,
+                                                                      tmp_path):
+    folder, url = small_csv
+    assert run_cli("transform", folder, tmp_path / "local", "--quiet") == 0
+    proxy.reset()
+    assert run_cli("transform", url, tmp_path / "remote", "--quiet") == 0
+    assert _csv_requests(proxy, "HEAD") == []
+    gets = _csv_requests(proxy, "GET") + _csv_requests(proxy, "GET range")
+    assert len(gets) <= 2 * FILES
+    assert read_output(tmp_path / "remote").equals(read_output(tmp_path / "local"))

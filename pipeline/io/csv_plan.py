@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import PipelineError, nearest_columns
+from . import bodies
 from .chunking import _COUNT_BLOCK, Piece, pack
 from .formats import (
     _BOM,
@@ -35,37 +36,17 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
     header = None
     types: dict[str, pa.DataType | None] = {}
     pieces: list[Piece] = []
-    for path in paths:
-        compression = input_format(path)[1]
-        try:
-            with open_input(path, compression, storage) as f:
-                head = f.read(4 * _CSV_SAMPLE if compression else _CSV_SAMPLE)
-                # a BOM is stripped from each file's header; the line end is the file's own
-                bom = len(_BOM) if head.startswith(_BOM) else 0
-                eol, head = _line_end(f, head)
-                end = head.find(eol, bom)
-                first = head[bom:end + 1] if end >= 0 else head[bom:]
-                start = bom + len(first)
-                if not first.strip():
-                    raise PipelineError("CSV file has no header line", path=path)
-                if header is None:
-                    header = _check_header(first.rstrip(b"\r\n") + b"\n", path)
-                elif first.rstrip(b"\r\n") != header.rstrip(b"\n"):
-                    raise PipelineError(f"CSV header differs from {paths[0]}: "
-                                        f"{first.decode(errors='replace').strip()!r}", path=path)
-                size = storage.size(path)
-                if compression is not None:
-                    rest = _to_line_end(f, head[start:], eol)
-                    samples = [_whole_lines(rest, eol, at_end=not f.read(1))]
-                    pieces.append(Piece(path, size=size, compression=compression,
-                                        line_end=eol))
-                else:
-                    cuts, samples = _csv_cuts(f, start, size, blocksize, eol,
-                                              scan=isinstance(storage, LocalStorage))
-                    pieces.extend(Piece(path, byte_range=(a, b), size=b - a, line_end=eol)
-                                  for a, b in itertools.pairwise([start, *cuts, size]) if b > a)
-        except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
-            raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
+    if isinstance(storage, LocalStorage):
+        planned = (_plan_csv_file(path, blocksize, storage) for path in paths)
+    else:  # the files' requests concurrently (a small file: one request)
+        planned = storage.map(lambda p: _plan_csv_file(p, blocksize, storage), paths)
+    for path, (first, file_pieces, samples, compression) in zip(paths, planned, strict=True):
+        if header is None:
+            header = _check_header(first.rstrip(b"\r\n") + b"\n", path)
+        elif first.rstrip(b"\r\n") != header.rstrip(b"\n"):
+            raise PipelineError(f"CSV header differs from {paths[0]}: "
+                                f"{first.decode(errors='replace').strip()!r}", path=path)
+        pieces.extend(file_pieces)
         for sample in samples:
             sample_schema = _csv_sample_schema(path, header + sample, null_values,
                                                partial=len(samples) > 1 or bool(compression))
@@ -88,6 +69,55 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
     schema = pa.schema(fields)
     return Source(paths, "csv", schema, pack(pieces, "csv", blocksize), csv_header=header,
                   csv_types={f.name: f.type for f in schema}, null_values=null_values)
+
+
+def _plan_csv_file(path: str, blocksize: int, storage: Storage):
+    """One CSV file's header line, pieces, type samples and compression.
+
+    On an object store a small file is fetched whole in one request, its cuts found by
+    counting quotes as on a local disk, and its bytes kept for the chunk that reads it when
+    it is one piece; a larger object is read where needed."""
+    compression = input_format(path)[1]
+    size = storage.size(path)
+    local = isinstance(storage, LocalStorage)
+    whole = not local and bodies.reserve(size)
+    kept = False
+    try:
+        if whole:
+            raw = storage.read_range(path, 0, size)
+            stream = io.BytesIO(raw) if compression is None else (
+                lzma.open(io.BytesIO(raw), "rb") if compression == "xz"
+                else pa.input_stream(pa.BufferReader(raw), compression=compression))
+        else:
+            stream = open_input(path, compression, storage)
+        with stream as f:
+            head = f.read(4 * _CSV_SAMPLE if compression else _CSV_SAMPLE)
+            # a BOM is stripped from each file's header; the line end is the file's own
+            bom = len(_BOM) if head.startswith(_BOM) else 0
+            eol, head = _line_end(f, head)
+            end = head.find(eol, bom)
+            first = head[bom:end + 1] if end >= 0 else head[bom:]
+            start = bom + len(first)
+            if not first.strip():
+                raise PipelineError("CSV file has no header line", path=path)
+            if compression is not None:
+                rest = _to_line_end(f, head[start:], eol)
+                samples = [_whole_lines(rest, eol, at_end=not f.read(1))]
+                pieces = [Piece(path, size=size, compression=compression, line_end=eol)]
+            else:
+                cuts, samples = _csv_cuts(f, start, size, blocksize, eol,
+                                          scan=local or whole)
+                pieces = [Piece(path, byte_range=(a, b), size=b - a, line_end=eol)
+                          for a, b in itertools.pairwise([start, *cuts, size]) if b > a]
+        if whole and compression is None and len(pieces) == 1:
+            bodies.keep(path, raw, size)
+            kept = True
+    except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
+        raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
+    finally:
+        if whole and not kept:
+            bodies.release(size)
+    return first, pieces, samples, compression
 
 
 def _check_header(header: bytes, path: str) -> bytes:

@@ -3,12 +3,11 @@ object store (a second only for a footer larger than the guess); a small file is
 
 from __future__ import annotations
 
-import threading
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import PipelineError
+from . import bodies
 from .formats import _short
 from .local_storage import LocalStorage
 from .storage import Storage
@@ -24,38 +23,6 @@ _FOOTER_GUESS = 1 << 16
 # an object-store Parquet file up to this size is read whole in one GET when its chunk runs,
 # and parsed from memory (a larger one: the column chunks its row groups need, coalesced)
 SMALL_FILE = 8 << 20
-# a file up to WHOLE_AT_PLANNING bytes is fetched whole by its footer's one GET (the same
-# round trip), and its bytes kept for this process's chunks, up to _BODY_BUDGET bytes in
-# all: a chunk read here then makes no request for it (a Dask worker fetches its own)
-WHOLE_AT_PLANNING = 1 << 20
-_BODY_BUDGET = 256 << 20
-_BODIES: dict[str, bytes] = {}
-_BODY_LOCK = threading.Lock()
-_BODY_BYTES = [0]
-
-
-def _reserve_body(size: int) -> bool:
-    with _BODY_LOCK:
-        if size > WHOLE_AT_PLANNING or _BODY_BYTES[0] + size > _BODY_BUDGET:
-            return False
-        _BODY_BYTES[0] += size
-        return True
-
-
-def take_body(path: str) -> bytes | None:
-    """The bytes of ``path`` kept at planning (once: they are given up), or None."""
-    with _BODY_LOCK:
-        body = _BODIES.pop(path, None)
-        if body is not None:
-            _BODY_BYTES[0] -= len(body)
-        return body
-
-
-def drop_bodies() -> None:
-    """Give up every file's bytes kept by an earlier plan of this process."""
-    with _BODY_LOCK:
-        _BODIES.clear()
-        _BODY_BYTES[0] = 0
 
 
 def _read_footer(storage: Storage, path: str):
@@ -65,18 +32,15 @@ def _read_footer(storage: Storage, path: str):
         # one ranged GET of the file's tail holds the footer (a second one if it is larger);
         # the size comes from the listing (no HEAD)
         size = storage.size(path)
-        whole = _reserve_body(size)
+        whole = bodies.reserve(size)  # a small file: fetched whole by the same GET, kept
         try:
             tail = storage.read_range(path, 0 if whole else max(0, size - _FOOTER_GUESS), size)
         except BaseException:
-            if whole:  # the reservation is given back
-                with _BODY_LOCK:
-                    _BODY_BYTES[0] -= size
+            if whole:
+                bodies.release(size)
             raise
         if whole:
-            with _BODY_LOCK:
-                _BODIES[path] = tail
-                _BODY_BYTES[0] += len(tail) - size
+            bodies.keep(path, tail, size)
         if len(tail) < 12 or tail[-4:] != b"PAR1":
             raise PipelineError("not a readable Parquet file (no Parquet footer)", path=path)
         need = int.from_bytes(tail[-8:-4], "little") + 8

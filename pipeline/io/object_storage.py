@@ -44,15 +44,21 @@ class FsspecStorage:
                 self._listed[name] = info
         return sorted(detail)
 
+    def map(self, fn, items: list) -> list:
+        """``fn`` of each item, up to ``io_concurrency`` calls (their requests) in flight at
+        once; the results in order (the first exception raised, as one call after another
+        would)."""
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, min(self.io_concurrency, len(items)))) as pool:
+            return list(pool.map(fn, items))
+
     def fetch_many(self, requests: list[tuple[str, int, int]]) -> list[bytes]:
         """The byte ranges ``(path, start, stop)``, up to ``io_concurrency`` requests in
         flight at once; in order."""
-        if len(requests) <= 1:
-            return [self.read_range(*r) for r in requests]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max(1, min(self.io_concurrency, len(requests)))) as pool:
-            return list(pool.map(lambda r: self.read_range(*r), requests))
+        return self.map(lambda r: self.read_range(*r), requests)
 
     def url(self, path: str) -> str:
         return self.fs.unstrip_protocol(path) if self.protocol != "file" else path

@@ -18,10 +18,7 @@ def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) ->
     if isinstance(storage, LocalStorage):
         footers = (_read_footer(storage, p) for p in paths)
     else:  # one footer read per file, fetched concurrently
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(paths)))) as pool:
-            footers = list(pool.map(lambda p: _read_footer(storage, p), paths))
+        footers = storage.map(lambda p: _read_footer(storage, p), paths)
     for path, meta in zip(paths, footers, strict=True):
         file_size = 0 if isinstance(storage, LocalStorage) else _FOOTERS[path][1]
         file_schema = meta.schema.to_arrow_schema()

@@ -14,8 +14,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import PipelineError, nearest_columns
+from . import bodies
 from .chunking import Chunk, Piece, RowOrigin, Span, _rows_before
-from .footers import _FOOTERS, SMALL_FILE, take_body
+from .footers import _FOOTERS, SMALL_FILE
 from .formats import (
     _STREAM_BLOCK,
     DEFAULT_BLOCKSIZE,
@@ -102,9 +103,10 @@ class ChunkReader:
             return pa.concat_tables(tables), RowOrigin(
                 tuple(s for _, o in parts for s in o.spans), storage=self.storage)
         tables, spans = [], []
-        whole = self._small_files(chunk)
+        fetched = self._fetch(chunk)
         for p in chunk.pieces:
-            t = _read_piece(self, chunk.fmt, p, columns, numeric, used, whole.get(p.path))
+            t = _read_piece(self, chunk.fmt, p, columns, numeric, used,
+                            fetched.get(_fetch_key(chunk.fmt, p)))
             tables.append(t)
             if chunk.fmt == "parquet":
                 spans.append(Span(p.path, t.num_rows, first_row=p.first_row))
@@ -114,26 +116,33 @@ class ChunkReader:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         return table, RowOrigin(tuple(spans), storage=self.storage)
 
-    def _small_files(self, chunk: Chunk) -> dict[str, bytes]:
-        """The chunk's small Parquet files on an object store, each in one GET, fetched
-        concurrently (at most ``io_concurrency`` in flight; the bytes held are the chunk's
-        files, which its block size bounds)."""
-        if chunk.fmt != "parquet" or isinstance(self.storage, LocalStorage):
+    def _fetch(self, chunk: Chunk) -> dict:
+        """A chunk's bytes on an object store, fetched concurrently (at most
+        ``io_concurrency`` requests in flight; the bytes held are the chunk's, which its
+        block size bounds): each small Parquet file whole in one GET, each CSV piece's byte
+        range; bytes kept from planning are taken, not fetched again. By
+        :func:`_fetch_key`; empty for a local disk."""
+        if isinstance(self.storage, LocalStorage):
             return {}
-        small = list(dict.fromkeys(p.path for p in chunk.pieces
-                                   if 0 < p.file_size <= SMALL_FILE))
-        if not small:
-            return {}
-        sizes = {p.path: p.file_size for p in chunk.pieces}
-        kept = {p: b for p in small if (b := take_body(p)) is not None}
-        small = [p for p in small if p not in kept]
+        if chunk.fmt == "parquet":
+            wanted = {p.path: (p.path, 0, p.file_size) for p in chunk.pieces
+                      if 0 < p.file_size <= SMALL_FILE}
+        else:
+            wanted = {(p.path, p.byte_range): (p.path, *p.byte_range) for p in chunk.pieces}
+        got, todo = {}, []
+        for key, request in wanted.items():
+            body = bodies.take(request[0])
+            if body is not None:
+                got[key] = body if chunk.fmt == "parquet" else body[request[1]:request[2]]
+            else:
+                todo.append(key)
         try:
-            bodies = self.storage.fetch_many([(p, 0, sizes[p]) for p in small])
+            fetched = self.storage.fetch_many([wanted[k] for k in todo])
         except OSError as exc:
             what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
             raise PipelineError(f"cannot read ({what}){_on_worker()}", path=chunk.path
                                 ) from None
-        return {**kept, **dict(zip(small, bodies, strict=True))}
+        return {**got, **dict(zip(todo, fetched, strict=True))}
 
     def stream(self, chunk: Chunk, columns: list[str] | None = None,
                numeric: tuple[str, ...] = (), used: tuple[str, ...] = (),
@@ -216,6 +225,12 @@ def _column_types(types: dict, numeric) -> dict:
     return types
 
 
+def _fetch_key(fmt: str, piece: Piece):
+    """What :meth:`Source._fetch` files a piece's bytes under: a Parquet file's path, a CSV
+    piece's path and byte range."""
+    return piece.path if fmt == "parquet" else (piece.path, piece.byte_range)
+
+
 def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
                 body: bytes | None = None) -> pa.Table:
     try:
@@ -236,8 +251,8 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
             # use_threads=False (and pyarrow.dataset would import pandas, 0.2 s).
             return decode_dictionaries(
                 f.read_row_groups(list(piece.row_groups), columns=columns, use_threads=True))
-        start, stop = piece.byte_range
-        body = source.storage.read_range(piece.path, start, stop)
+        if body is None:
+            body = source.storage.read_range(piece.path, *piece.byte_range)
         # parsed with the header's names and no header line: no copy of the body to prepend
         # it, and pyarrow's threads parse the body's blocks (measured: 0.30 s -> 0.12 s for
         # 96 MiB of floats, both cores free)

@@ -15,8 +15,8 @@ import json
 import os
 
 from ..errors import PipelineError
+from . import bodies
 from .csv_plan import _plan_csv
-from .footers import drop_bodies
 from .formats import default_blocksize, input_format, parse_dtypes, parse_null_values
 from .local_storage import LocalStorage
 from .parquet_plan import _plan_parquet
@@ -116,7 +116,7 @@ def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
     paths, fmt, storage = discover(input_path, storage_options)
     if io_concurrency and not isinstance(storage, LocalStorage):
         storage.io_concurrency = io_concurrency
-    drop_bodies()  # bytes kept by an earlier plan of this process
+    bodies.drop_all()  # bytes kept by an earlier plan of this process
     if fmt == "parquet":
         source = _plan_parquet(paths, blocksize, storage)
     else:

@@ -2,14 +2,17 @@
 server behind a proxy (tests/s3_proxy.py) that waits before each answer, pipeline vs Polars
 (scan -> sink_parquet) vs dask (read_parquet/read_csv -> to_parquet), whole processes.
 
-    python benchmarks/s3.py [--cases small-parquet,small-csv,large-parquet]
+    python benchmarks/s3.py [--cases small-parquet,small-csv,large-parquet,scheduler]
                             [--latency 0,10,50] [--contenders pipeline,polars,dask]
+                            [--repeat N]
 
 Cases: 1,000 Parquet files of 2,000 rows x 6 columns; 300 CSV files of 2,000 rows x 6
-columns; 12 Parquet files of 250,000 rows x 20 columns. Each contender computes the sigmoid
-of the float columns and writes snappy Parquet back to the bucket. For each run: its wall
-time, the ratio pipeline / it, the peak of its requests in flight and its requests by kind
-(counted by the proxy, which runs in this process).
+columns; 12 Parquet files of 250,000 rows x 20 columns; ``scheduler``: the 1,000 small
+Parquet files, pipeline with ``--scheduler`` on a Dask scheduler and 2 single-thread
+workers (their own processes, started here) against Polars' single process. Each contender
+computes the sigmoid of the float columns and writes snappy Parquet back to the bucket. For
+each: its wall time (the median of --repeat runs), the ratio pipeline / it, the peak of its
+requests in flight and its requests by kind (counted by the proxy, in this process).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -32,42 +36,10 @@ from s3_proxy import S3Proxy  # noqa: E402
 FEATURES = 20
 BUCKET = "bench"
 
-POLARS = """
-import os, sys, polars as pl
-opts = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "aws_allow_http": "true",
-        "aws_region": "us-east-1", "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
-cols = [f"f{j}" for j in range(N_FEATURES)]
-lf = pl.scan_parquet(sys.argv[1] + "/*.parquet", storage_options=opts)
-lf = lf.with_columns([(1 / (1 + (-pl.col(c)).exp())).alias(c) for c in cols])
-lf.sink_parquet(sys.argv[2], compression="snappy", storage_options=opts)
-""".replace("N_FEATURES", str(FEATURES))
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _input_requests(log, sizes: dict[str, int]) -> tuple[int, Counter]:
-    """LIST requests of the input prefix, and footer reads per input file, from a proxy log."""
-    lists = sum(1 for kind, path, _ in log if kind == "LIST" and "prefix=in" in path)
-    footers: Counter = Counter({name: 0 for name in sizes})
-    for kind, path, rng in log:
-        name = path.rsplit("/", 1)[-1]
-        if kind != "GET range" or f"/{BUCKET}/in/" not in path or name not in sizes:
-            continue
-        first, _, last = rng.removeprefix("bytes=").partition("-")
-        size = sizes[name]
-        end = int(last) if last else size - 1
-        if first.startswith("-"):  # a suffix range: the last N bytes
-            start = size - int(first[1:])
-        else:
-            start = int(first or 0)
-        if end >= size - 1 and size - start <= 65536 + 8 and start > 0:
-            footers[name] += 1
-    return lists, footers
 
 
 CASES = {
@@ -75,6 +47,7 @@ CASES = {
     "small-parquet": ("parquet", 1000, 2000, 5),
     "small-csv": ("csv", 300, 2000, 5),
     "large-parquet": ("parquet", 12, 250_000, 19),
+    "scheduler": ("parquet", 1000, 2000, 5),
 }
 
 POLARS_GRID = """
@@ -104,6 +77,33 @@ df.to_parquet(sys.argv[2], storage_options=so, compression="snappy", write_index
 """
 
 
+class Cluster:
+    """A Dask scheduler and 2 single-thread workers, their own processes, whose requests go
+    to ``endpoint``."""
+
+    def __init__(self, endpoint: str) -> None:
+        port = _free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+                 "env": {**os.environ, "AWS_ENDPOINT_URL": endpoint}}
+        self.procs = [subprocess.Popen([PY, "-m", "distributed.cli.dask_scheduler", "--host",
+                                        "127.0.0.1", "--port", str(port),
+                                        "--dashboard-address", ":0"], **quiet)]
+        self.procs += [subprocess.Popen([PY, "-m", "distributed.cli.dask_worker", self.address,
+                                         "--nthreads", "1", "--nworkers", "1",
+                                         "--dashboard-address", ":0"], **quiet)
+                       for _ in range(2)]
+        from distributed import Client
+
+        with Client(self.address, timeout=60) as c:
+            c.wait_for_workers(2, timeout=60)
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+            p.wait(20)
+
+
 def _case_data(case: str) -> Path:
     """The case's input files, written once under benchmarks/.cache/."""
     import numpy as np
@@ -113,7 +113,7 @@ def _case_data(case: str) -> Path:
     from harness import CACHE
 
     fmt, files, rows, floats = CASES[case]
-    path = CACHE / f"s3grid-{case}"
+    path = CACHE / f"s3grid-{'small-parquet' if case == 'scheduler' else case}"
     done = path / ".done"
     if done.exists():
         return path
@@ -137,6 +137,7 @@ def main() -> None:
                     help="comma-separated, of: " + ", ".join(CASES))
     ap.add_argument("--latency", default="0,10,50", help="ms before each answer, e.g. 10,50")
     ap.add_argument("--contenders", default="pipeline,polars,dask")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each; the median is shown")
     ap.add_argument("--io-concurrency", type=int, default=None,
                     help="pipeline's --io-concurrency (default: its own)")
     args = ap.parse_args()
@@ -164,40 +165,58 @@ def main() -> None:
         for case in cases:
             fmt = CASES[case][0]
             data = _case_data(case)
-            fs.put(str(data) + "/", f"{BUCKET}/{case}/", recursive=True)
-            src = f"s3://{BUCKET}/{case}"
+            src = f"s3://{BUCKET}/{data.name}"
+            if not fs.exists(src):
+                fs.put(str(data) + "/", f"{BUCKET}/{data.name}/", recursive=True)
+            cluster = Cluster(proxy.endpoint) if case == "scheduler" else None
+            scheduler = ["--scheduler", cluster.address] if cluster else []
             contenders = {
-                "pipeline": [PY, "-m", "pipeline", "transform", src, "OUT", "--quiet", *extra],
+                "pipeline": [PY, "-m", "pipeline", "transform", src, "OUT", "--quiet", *extra,
+                             *scheduler],
                 "polars": [PY, "-c", POLARS_GRID, src, "OUT/data.parquet", fmt],
                 "dask": [PY, "-c", DASK_GRID, src, "OUT", fmt],
             }
-            names = [n for n in args.contenders.split(",") if n in contenders]
-            for ms in latencies:
-                proxy.delay = ms / 1000
-                walls = {}
-                for name in names:
-                    out = f"{BUCKET}/out-{case}-{name}"
-                    fs.invalidate_cache()
-                    if fs.exists(out):
-                        fs.rm(out, recursive=True)
-                    cmd = [c.replace("OUT", f"s3://{out}") for c in contenders[name]]
-                    time.sleep(0.5)
-                    proxy.reset()
-                    wall, peak_rss = run_measured(cmd, env={"AWS_ENDPOINT_URL": proxy.endpoint})
-                    walls[name] = wall
-                    rows_out.append((case, ms, name, wall, Counter(proxy.counts), proxy.peak,
-                                     peak_rss))
-                    print(f"  {case} {ms:g} ms {name}: {wall:.2f} s", file=sys.stderr)
-        print("\ntransform s3 -> s3 through a proxy that waits before each answer "
-              "(whole processes, one run each); ratio = pipeline's time / the contender's")
+            names = [n for n in args.contenders.split(",") if n in contenders
+                     and not (cluster and n == "dask")]
+            try:
+                for ms in latencies:
+                    proxy.delay = ms / 1000
+                    runs: dict[str, list] = {name: [] for name in names}
+                    for r in range(args.repeat):
+                        for name in names:
+                            out = f"{BUCKET}/out-{case}-{name}"
+                            fs.invalidate_cache()
+                            if fs.exists(out):
+                                fs.rm(out, recursive=True)
+                            cmd = [c.replace("OUT", f"s3://{out}") for c in contenders[name]]
+                            time.sleep(0.5)
+                            proxy.reset()
+                            wall, peak_rss = run_measured(
+                                cmd, env={"AWS_ENDPOINT_URL": proxy.endpoint})
+                            runs[name].append((wall, Counter(proxy.counts), proxy.peak,
+                                               peak_rss))
+                            print(f"  {case} {ms:g} ms run {r + 1} {name}: {wall:.2f} s",
+                                  file=sys.stderr)
+                    for name in names:
+                        walls = sorted(run[0] for run in runs[name])
+                        mid = next(run for run in runs[name]
+                                   if run[0] == walls[(len(walls) - 1) // 2])
+                        label = f"{name} --scheduler" if cluster and name == "pipeline" \
+                            else name
+                        rows_out.append((case, ms, label, statistics.median(walls), *mid[1:]))
+            finally:
+                if cluster is not None:
+                    cluster.close()
+        print("\ntransform s3 -> s3 through a proxy that waits before each answer (whole "
+              f"processes, median of {args.repeat}); ratio = pipeline's time / the contender's")
         kinds = sorted({k for r in rows_out for k in r[4]})
-        head = (f"{'case':14s} {'ms':>3s} {'contender':9s} {'wall s':>7s} {'ratio':>6s} "
+        head = (f"{'case':14s} {'ms':>3s} {'contender':20s} {'wall s':>7s} {'ratio':>6s} "
                 f"{'in flight':>9s} {'RSS MiB':>8s} " + " ".join(f"{k:>10s}" for k in kinds))
         print(head)
         for case, ms, name, wall, counts, peak, rss in rows_out:
-            ours = next(r[3] for r in rows_out if r[:3] == (case, ms, "pipeline")) \
-                if any(r[:3] == (case, ms, "pipeline") for r in rows_out) else float("nan")
-            print(f"{case:14s} {ms:>3g} {name:9s} {wall:>7.2f} {ours / wall:>5.2f}x "
+            ours = next((r[3] for r in rows_out
+                         if r[:2] == (case, ms) and r[2].startswith("pipeline")), float("nan"))
+            print(f"{case:14s} {ms:>3g} {name:20s} {wall:>7.2f} {ours / wall:>5.2f}x "
                   f"{peak:>9d} {rss / 2**20:>8.0f} "
                   + " ".join(f"{counts.get(k, 0):>10d}" for k in kinds))
     finally:

@@ -89,8 +89,14 @@ def test_a_small_file_planned_and_read_in_one_process_is_one_get(small_files, pr
     assert table.equals(local)
 
 
+@pytest.mark.parametrize("client", ["obstore", "s3fs"])
 def test_transform_makes_at_most_two_gets_per_small_file_and_no_head(small_files, proxy,
-                                                                     tmp_path):
+                                                                     tmp_path, client,
+                                                                     monkeypatch):
+    from pipeline.io import rust_reads
+
+    if client == "s3fs":  # as where obstore is not installed
+        monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
     folder, url = small_files
     assert run_cli("transform", folder, tmp_path / "local", "--quiet") == 0
     proxy.reset()
@@ -184,8 +190,14 @@ def test_a_csv_chunk_on_a_worker_fetches_its_pieces_concurrently(small_csv, prox
     assert table.equals(file_tasks(plan(str(folder)))[0].read())
 
 
+@pytest.mark.parametrize("client", ["obstore", "s3fs"])
 def test_csv_transform_s3_equals_local_with_at_most_two_gets_per_file(small_csv, proxy,
-                                                                      tmp_path):
+                                                                      tmp_path, client,
+                                                                      monkeypatch):
+    from pipeline.io import rust_reads
+
+    if client == "s3fs":  # as where obstore is not installed
+        monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
     folder, url = small_csv
     assert run_cli("transform", folder, tmp_path / "local", "--quiet") == 0
     proxy.reset()
@@ -194,3 +206,30 @@ def test_csv_transform_s3_equals_local_with_at_most_two_gets_per_file(small_csv,
     gets = _csv_requests(proxy, "GET") + _csv_requests(proxy, "GET range")
     assert len(gets) <= 2 * FILES
     assert read_output(tmp_path / "remote").equals(read_output(tmp_path / "local"))
+
+
+def test_s3_reads_go_through_obstore_with_the_s3fs_clients_own_settings(small_files, proxy):
+    """The GETs are obstore's (Rust) where its settings map: the same endpoint (the proxy
+    counts them), credentials and bytes; a missing object is still FileNotFoundError."""
+    from pipeline.io.rust_reads import s3_reader
+    from pipeline.io.sources import plan
+
+    folder, url = small_files
+    source = plan(url)
+    storage = source.storage
+    assert callable(storage._reader)  # chosen by the first read
+    name = source.paths[0]
+    body = storage.read_range(name, 0, storage.size(name))
+    assert body == (folder / name.rsplit("/", 1)[1]).read_bytes()
+    assert proxy.log[-1][0] == "GET range"  # through the proxy: the client's own endpoint
+    with pytest.raises(FileNotFoundError):
+        storage.read_range(name + ".gone", 0, 10)
+    import s3fs
+
+    paying = s3fs.S3FileSystem(requester_pays=True)
+    assert s3_reader(paying) is None  # settings obstore would not honour: s3fs reads
+    extra = s3fs.S3FileSystem(s3_additional_kwargs={"SSECustomerAlgorithm": "AES256"})
+    assert s3_reader(extra) is None
+    import pickle
+
+    assert pickle.loads(pickle.dumps(storage))._reader is False  # chosen again on a worker

@@ -5,11 +5,12 @@ files, conditional writes, and the store's failures as one error naming the obje
 from __future__ import annotations
 
 import functools
+import threading
 from typing import IO
 
 from ..errors import PipelineError, PreconditionFailed, StorageError
 
-# URL schemes and the extra that brings their file system.
+_READER_LOCK = threading.Lock()
 
 
 # requests in flight at once on an object store, per process (--io-concurrency): measured on
@@ -32,10 +33,13 @@ class FsspecStorage:
         self.io_concurrency = DEFAULT_IO_CONCURRENCY
         # what the last listing said of each object (size, ETag): no HEAD per input file
         self._listed: dict[str, dict] = {}
+        # reads through obstore where it can (rust_reads), else None; False: not chosen yet
+        self._reader = False
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_listed"] = {}  # a task needs none of it: its pieces carry their sizes
+        state["_reader"] = False  # chosen again where the task runs
         return state
 
     def _remember(self, detail: dict) -> list[str]:
@@ -107,6 +111,14 @@ class FsspecStorage:
         return self.fs.open(path, "rb", cache_type="none")
 
     def read_range(self, path: str, start: int, stop: int) -> bytes:
+        if self._reader is False:
+            with _READER_LOCK:
+                if self._reader is False:
+                    from .rust_reads import s3_reader
+
+                    self._reader = s3_reader(self.fs)
+        if self._reader:
+            return self._reader(path, start, stop)
         return self.fs.cat_file(path, start=start, end=stop)
 
     def read_text(self, path: str) -> str:

@@ -1,0 +1,82 @@
+"""S3 reads through obstore (Rust's object_store, the client Polars uses) where installed.
+
+s3fs makes each request in Python (botocore's signing, event hooks and response parsing),
+about 2.7 ms of CPU per GET here, all of it under the GIL on one event-loop thread; with
+many small files at a store's latency the client becomes the bound. obstore makes the same
+GET in Rust with the GIL released, about 0.5 ms of CPU (``benchmarks/s3.py``). Only ranged
+and whole-object reads move; listings, writes and the commit's conditional requests stay
+with s3fs. And only where the s3fs client's settings map onto obstore exactly: credentials
+that do not refresh (given, from the environment, a credentials or config file) or none
+(anonymous), its own endpoint and region, no requester-pays, versions or extra request
+arguments, TLS verified or not as s3fs does. Otherwise s3fs reads, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+# botocore's credential sources whose keys do not change while a run lasts
+_STATIC = {"env", "explicit", "shared-credentials-file", "config-file"}
+
+
+def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
+    """A function ``(path, start, stop) -> bytes`` reading through obstore what ``fs`` (an
+    s3fs file system) would read, or None where obstore is not installed or the settings do
+    not map."""
+    try:
+        import obstore
+        from obstore.exceptions import NotFoundError
+        from obstore.store import S3Store
+    except ImportError:
+        return None
+    if type(fs).__name__ != "S3FileSystem":
+        return None
+    if (getattr(fs, "requester_pays", False) or getattr(fs, "version_aware", False)
+            or getattr(fs, "req_kw", None) or getattr(fs, "s3_additional_kwargs", None)):
+        return None
+    client_kwargs = dict(getattr(fs, "client_kwargs", None) or {})
+    verify = client_kwargs.get("verify", True)
+    if verify not in (True, False):  # a CA bundle of its own
+        return None
+    try:
+        fs.connect()
+        client = fs.s3
+        creds = client._request_signer._credentials
+    except Exception:  # noqa: BLE001 - any doubt: s3fs reads
+        return None
+    config: dict = {"region": client.meta.region_name or "us-east-1"}
+    endpoint = client.meta.endpoint_url or ""
+    if not endpoint.split("://", 1)[-1].split("/", 1)[0].endswith("amazonaws.com"):
+        config["endpoint"] = endpoint
+    if creds is None:
+        config["skip_signature"] = True
+    elif getattr(creds, "method", None) in _STATIC and not hasattr(creds, "refresh_needed"):
+        config["access_key_id"] = creds.access_key
+        config["secret_access_key"] = creds.secret_key
+        if creds.token:
+            config["session_token"] = creds.token
+    else:  # roles, SSO, assumed roles: keys that refresh are s3fs's to manage
+        return None
+    options = {"allow_http": endpoint.startswith("http://"), "pool_max_idle_per_host": "64"}
+    if verify is False:
+        options["allow_invalid_certificates"] = True
+    stores: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def store(bucket: str):
+        with lock:
+            if bucket not in stores:
+                stores[bucket] = S3Store(bucket, client_options=options, **config)
+            return stores[bucket]
+
+    def read(path: str, start: int, stop: int) -> bytes:
+        bucket, _, key = path.split("://", 1)[-1].partition("/")
+        if stop <= start:
+            return b""
+        try:
+            return obstore.get_range(store(bucket), key, start=start, end=stop).to_bytes()
+        except NotFoundError:
+            raise FileNotFoundError(path) from None
+
+    return read

@@ -43,16 +43,32 @@ def _input_requests(proxy, kind: str) -> list[str]:
     return [path for k, path, _ in proxy.log if k == kind and "/in/" in path]
 
 
-def test_planning_lists_once_and_fetches_each_footer_once_concurrently(small_files, proxy):
+def test_planning_many_small_files_lists_once_and_reads_only_the_first_footer(small_files,
+                                                                              proxy):
     from pipeline.io.sources import plan
 
     _, url = small_files
     source = plan(url)
     assert len(source.paths) == FILES
     assert _input_requests(proxy, "HEAD") == []  # sizes and ETags come from the listing
-    assert proxy.counts["GET"] == 0
-    assert len(_input_requests(proxy, "GET range")) == FILES  # one suffix GET per footer
+    gets = _input_requests(proxy, "GET") + _input_requests(proxy, "GET range")
+    assert len(gets) == 1 and gets[0].endswith("/f000.parquet")  # the schema: the first file
+    assert all(p.row_groups is None for c in source.chunks for p in c.pieces)
+    assert source.total_rows is None  # known as the chunks run
+
+
+def test_planning_fewer_files_fetches_each_footer_once_concurrently(small_files, proxy,
+                                                                     monkeypatch):
+    from pipeline.io import parquet_plan
+    from pipeline.io.sources import plan
+
+    monkeypatch.setattr(parquet_plan, "LISTED_FILES", FILES + 1)
+    _, url = small_files
+    source = plan(url)
+    assert _input_requests(proxy, "HEAD") == []
+    assert len(_input_requests(proxy, "GET range")) == FILES  # one GET per footer
     assert proxy.peak > 1
+    assert source.total_rows == FILES * 2000
 
 
 def test_a_packed_chunk_reads_each_small_file_in_one_get_concurrently(small_files, proxy,
@@ -233,3 +249,46 @@ def test_s3_reads_go_through_obstore_with_the_s3fs_clients_own_settings(small_fi
     import pickle
 
     assert pickle.loads(pickle.dumps(storage))._reader is False  # chosen again on a worker
+
+
+def test_a_later_files_other_schema_is_one_error_when_read_and_nothing_is_left(
+        small_files, moto_server, bucket, tmp_path, capsys):
+    """Planned from the listing, a file's own footer is checked when its chunk reads it: the
+    same one error as at planning, exit 2, and a fresh OUT is not left behind."""
+    fs = s3fs_client(moto_server)
+    odd = tmp_path / "odd.parquet"
+    pq.write_table(pa.table({"a": np.zeros(3), "b": ["x", "y", "z"],
+                             "k": np.arange(3)}), odd)
+    fs.put(str(odd), f"{bucket}/in/f017.parquet")
+    capsys.readouterr()
+    assert run_cli("transform", f"{bucket}/in", f"{bucket}/out", "--quiet",
+                   "--blocksize", "64KiB") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "f017.parquet" in err[0] and "schema differs from" in err[0]
+    assert "column 'b'" in err[0]
+    fs.invalidate_cache()
+    assert fs.find(f"{bucket}/out") == []
+
+
+def test_a_chunk_waiting_for_a_thread_is_fetched_ahead_then_read_without_a_request(
+        small_files, proxy):
+    from pipeline.io import bodies, fetching
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    folder, url = small_files
+    tasks = file_tasks(plan(url, blocksize=200_000))
+    assert len(tasks) >= 3
+    bodies.drop_all()
+    tasks[2].prefetch()
+    tasks[2].prefetch()  # once only
+    assert len(fetching._AHEAD) == 1
+    next(iter(fetching._AHEAD.values())).result()
+    assert proxy.peak > 1
+    proxy.reset()
+    table = tasks[2].read()
+    assert proxy.log == []  # its bytes were fetched ahead
+    assert fetching._AHEAD == {}
+    names = sorted({p.path.rsplit("/", 1)[1] for p in tasks[2].chunk.pieces})
+    assert table.equals(pa.concat_tables(pq.read_table(folder / n) for n in names))

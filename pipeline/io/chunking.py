@@ -13,10 +13,11 @@ _COUNT_BLOCK = 8 * 2**20
 @dataclass(frozen=True)
 class Piece:
     """Part of one file: whole Parquet row groups, a CSV byte range cut at line ends, or a
-    whole compressed CSV file."""
+    whole compressed CSV file. ``row_groups`` None: a whole small Parquet file on an object
+    store, planned from the listing; its row groups are its footer's, read with the file."""
 
     path: str
-    row_groups: tuple[int, ...] = ()
+    row_groups: tuple[int, ...] | None = ()
     byte_range: tuple[int, int] | None = None
     rows: int | None = None  # known up front for Parquet
     size: int = 0            # input bytes (Parquet: uncompressed)
@@ -69,10 +70,12 @@ def pack(pieces: list[Piece], fmt: str, blocksize: int) -> list[Chunk]:
             chunks.append(Chunk(len(chunks), fmt, tuple(cur)))
             cur, size = [], 0
         last = cur[-1] if cur else None
-        if last is not None and last.path == piece.path and fmt == "parquet":
+        if (last is not None and last.path == piece.path and fmt == "parquet"
+                and last.row_groups is not None and piece.row_groups is not None):
             cur[-1] = Piece(last.path, last.row_groups + piece.row_groups,
                             rows=(last.rows or 0) + (piece.rows or 0),
-                            size=last.size + piece.size, first_row=last.first_row)
+                            size=last.size + piece.size, first_row=last.first_row,
+                            file_size=last.file_size)
         else:
             cur.append(piece)
         size += piece.size

@@ -40,7 +40,18 @@ class FsspecStorage:
         state = dict(self.__dict__)
         state["_listed"] = {}  # a task needs none of it: its pieces carry their sizes
         state["_reader"] = False  # chosen again where the task runs
+        state.pop("_in_flight", None)  # each process bounds its own requests
         return state
+
+    def _slots(self) -> threading.BoundedSemaphore:
+        """The process's requests in flight on this store, at most ``io_concurrency`` (the
+        chunks that run and those fetched ahead share them)."""
+        with _READER_LOCK:
+            held = self.__dict__.get("_in_flight")
+            if held is None or held[0] != self.io_concurrency:
+                held = (self.io_concurrency, threading.BoundedSemaphore(self.io_concurrency))
+                self._in_flight = held
+            return held[1]
 
     def _remember(self, detail: dict) -> list[str]:
         for name, info in detail.items():
@@ -117,9 +128,10 @@ class FsspecStorage:
                     from .rust_reads import s3_reader
 
                     self._reader = s3_reader(self.fs)
-        if self._reader:
-            return self._reader(path, start, stop)
-        return self.fs.cat_file(path, start=start, end=stop)
+        with self._slots():
+            if self._reader:
+                return self._reader(path, start, stop)
+            return self.fs.cat_file(path, start=start, end=stop)
 
     def read_text(self, path: str) -> str:
         return self.fs.cat_file(path).decode()

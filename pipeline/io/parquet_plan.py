@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from ..errors import PipelineError
 from .chunking import Piece, pack
-from .footers import _FOOTERS, _read_footer
+from .footers import _FOOTERS, SMALL_FILE, _read_footer
 from .formats import _require_unique, _schema_diff, decoded_schema
 from .local_storage import LocalStorage
 from .reading import Source
 from .storage import LOCAL, Storage
 
+# planned from the listing: at least this many small files on an object store
+LISTED_FILES = 16
+
 
 def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) -> Source:
+    if (not isinstance(storage, LocalStorage) and len(paths) >= LISTED_FILES
+            and all(0 < storage.size(p) <= SMALL_FILE for p in paths)):
+        return _plan_listed(paths, blocksize, storage)
     pieces: list[Piece] = []
     schema = None
     if isinstance(storage, LocalStorage):
@@ -37,4 +43,21 @@ def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) ->
             before += rg.num_rows
         if meta.num_row_groups == 0:
             pieces.append(Piece(path, (), rows=0, size=0))
+    return Source(paths, "parquet", schema, pack(pieces, "parquet", blocksize))
+
+
+def _plan_listed(paths: list[str], blocksize: int, storage: Storage) -> Source:
+    """Many small files on an object store, planned from the listing and the first file's
+    footer: each file whole, packed by its listed size times the first file's ratio of
+    decoded to stored bytes. A file's own footer comes with its bytes when its chunk runs
+    (one GET per file in all, and the chunks' GETs overlap the computing of others); a
+    schema that differs from the first file's is an error then, naming the file, before
+    anything is committed."""
+    meta = _read_footer(storage, paths[0])
+    schema = decoded_schema(meta.schema.to_arrow_schema().remove_metadata())
+    _require_unique(schema.names, paths[0])
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    ratio = max(1.0, decoded / storage.size(paths[0]))
+    pieces = [Piece(p, None, size=int(storage.size(p) * ratio), file_size=storage.size(p))
+              for p in paths]
     return Source(paths, "parquet", schema, pack(pieces, "parquet", blocksize))

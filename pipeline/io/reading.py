@@ -14,17 +14,20 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import PipelineError, nearest_columns
-from . import bodies
 from .chunking import Chunk, Piece, RowOrigin, Span, _rows_before
-from .footers import _FOOTERS, SMALL_FILE
+from .fetching import chunk_bytes, fetch_ahead, piece_key
+from .footers import _FOOTERS
 from .formats import (
     _STREAM_BLOCK,
     DEFAULT_BLOCKSIZE,
     _convert_options,
     _on_worker,
     _parse_options,
+    _require_unique,
+    _schema_diff,
     _short,
     decode_dictionaries,
+    decoded_schema,
     is_numeric_type,
     open_input,
 )
@@ -46,8 +49,10 @@ class Source:
     null_values: tuple[str, ...] = ()
 
     def reader(self) -> ChunkReader:
+        listed = any(p.row_groups is None for c in self.chunks for p in c.pieces)
         return ChunkReader(self.fmt, self.schema.names, self.csv_header, self.csv_types,
-                           self.storage, self.null_values)
+                           self.storage, self.null_values,
+                           (self.schema, self.paths[0]) if listed else None)
 
     @property
     def total_rows(self) -> int | None:
@@ -84,6 +89,9 @@ class ChunkReader:
     csv_types: dict = field(default_factory=dict)
     storage: Storage = LOCAL
     null_values: tuple[str, ...] = ()
+    # Parquet planned from the listing: the planned schema and the file it is from, which
+    # each file's own footer must match when its chunk reads it
+    planned: tuple[pa.Schema, str] | None = None
 
     def read(self, chunk: Chunk, columns: list[str] | None = None,
              numeric: tuple[str, ...] = (), used: tuple[str, ...] = ()) -> pa.Table:
@@ -103,10 +111,10 @@ class ChunkReader:
             return pa.concat_tables(tables), RowOrigin(
                 tuple(s for _, o in parts for s in o.spans), storage=self.storage)
         tables, spans = [], []
-        fetched = self._fetch(chunk)
+        fetched = chunk_bytes(self.storage, chunk)
         for p in chunk.pieces:
             t = _read_piece(self, chunk.fmt, p, columns, numeric, used,
-                            fetched.get(_fetch_key(chunk.fmt, p)))
+                            fetched.get(piece_key(chunk.fmt, p)))
             tables.append(t)
             if chunk.fmt == "parquet":
                 spans.append(Span(p.path, t.num_rows, first_row=p.first_row))
@@ -116,33 +124,9 @@ class ChunkReader:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         return table, RowOrigin(tuple(spans), storage=self.storage)
 
-    def _fetch(self, chunk: Chunk) -> dict:
-        """A chunk's bytes on an object store, fetched concurrently (at most
-        ``io_concurrency`` requests in flight; the bytes held are the chunk's, which its
-        block size bounds): each small Parquet file whole in one GET, each CSV piece's byte
-        range; bytes kept from planning are taken, not fetched again. By
-        :func:`_fetch_key`; empty for a local disk."""
-        if isinstance(self.storage, LocalStorage):
-            return {}
-        if chunk.fmt == "parquet":
-            wanted = {p.path: (p.path, 0, p.file_size) for p in chunk.pieces
-                      if 0 < p.file_size <= SMALL_FILE}
-        else:
-            wanted = {(p.path, p.byte_range): (p.path, *p.byte_range) for p in chunk.pieces}
-        got, todo = {}, []
-        for key, request in wanted.items():
-            body = bodies.take(request[0])
-            if body is not None:
-                got[key] = body if chunk.fmt == "parquet" else body[request[1]:request[2]]
-            else:
-                todo.append(key)
-        try:
-            fetched = self.storage.fetch_many([wanted[k] for k in todo])
-        except OSError as exc:
-            what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
-            raise PipelineError(f"cannot read ({what}){_on_worker()}", path=chunk.path
-                                ) from None
-        return {**got, **dict(zip(todo, fetched, strict=True))}
+    def prefetch(self, chunk: Chunk) -> None:
+        """Start fetching a chunk's bytes on an object store while it waits for a thread."""
+        fetch_ahead(self.storage, chunk)
 
     def stream(self, chunk: Chunk, columns: list[str] | None = None,
                numeric: tuple[str, ...] = (), used: tuple[str, ...] = (),
@@ -225,10 +209,16 @@ def _column_types(types: dict, numeric) -> dict:
     return types
 
 
-def _fetch_key(fmt: str, piece: Piece):
-    """What :meth:`Source._fetch` files a piece's bytes under: a Parquet file's path, a CSV
-    piece's path and byte range."""
-    return piece.path if fmt == "parquet" else (piece.path, piece.byte_range)
+def _whole_file(source, f: pq.ParquetFile, piece: Piece, columns) -> pa.Table:
+    """A file planned from the listing: every row group, once its schema is the planned
+    one (the first file's)."""
+    schema = decoded_schema(f.schema_arrow.remove_metadata())
+    _require_unique(schema.names, piece.path)
+    planned, first = source.planned
+    if not schema.equals(planned):
+        raise PipelineError(f"schema differs from {first}: {_schema_diff(planned, schema)}",
+                            path=piece.path)
+    return decode_dictionaries(f.read(columns=columns, use_threads=True))
 
 
 def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
@@ -244,6 +234,8 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
                 meta, size = _FOOTERS.get(piece.path, (None, None))
                 f = pq.ParquetFile(source.storage.open_parquet(piece.path, size=size),
                                    metadata=meta, pre_buffer=True)
+            if piece.row_groups is None:  # planned from the listing: its footer is here
+                return _whole_file(source, f, piece, columns)
             if not piece.row_groups:
                 return decode_dictionaries(
                     f.schema_arrow.empty_table().select(columns or f.schema_arrow.names))
@@ -292,8 +284,9 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
     except pa.ArrowInvalid as exc:
         if fmt == "csv":
             raise _csv_error(piece.path, exc, source, piece, numeric) from None
-        raise PipelineError(f"cannot read row groups {list(piece.row_groups)} "
-                            f"({_short(exc)})", path=piece.path) from None
+        what = "the file" if piece.row_groups is None else \
+            f"row groups {list(piece.row_groups)}"
+        raise PipelineError(f"cannot read {what} ({_short(exc)})", path=piece.path) from None
     except OSError as exc:
         what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
         raise PipelineError(f"cannot read ({what}){_on_worker()}", path=piece.path) from None

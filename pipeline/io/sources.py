@@ -17,6 +17,7 @@ import os
 from ..errors import PipelineError
 from . import bodies
 from .csv_plan import _plan_csv
+from .fetching import drop_ahead
 from .formats import default_blocksize, input_format, parse_dtypes, parse_null_values
 from .local_storage import LocalStorage
 from .parquet_plan import _plan_parquet
@@ -117,6 +118,7 @@ def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
     if io_concurrency and not isinstance(storage, LocalStorage):
         storage.io_concurrency = io_concurrency
     bodies.drop_all()  # bytes kept by an earlier plan of this process
+    drop_ahead()
     if fmt == "parquet":
         source = _plan_parquet(paths, blocksize, storage)
     else:

@@ -93,6 +93,8 @@ class LocalExecutor(Executor):
                     item = next(it, _END)
                     if item is _END:
                         break
+                    if len(pending) >= self.threads and hasattr(item, "prefetch"):
+                        item.prefetch()  # it waits for a thread: its bytes come meanwhile
                     pending[self.pool.submit(fn, item)] = item
                 if not pending:
                     return

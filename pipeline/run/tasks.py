@@ -44,10 +44,15 @@ class FileChunkTask:
     @property
     def plan_key(self) -> list:
         """What this chunk reads: part of the resume identity."""
-        return [[p.path, list(p.row_groups), p.byte_range] for p in self.chunk.pieces]
+        return [[p.path, None if p.row_groups is None else list(p.row_groups), p.byte_range]
+                for p in self.chunk.pieces]
 
     def read(self) -> pa.Table:
         return self.read_located()[0]
+
+    def prefetch(self) -> None:
+        """Start fetching this chunk's bytes (an object store) while it waits for a thread."""
+        self.reader.prefetch(self.chunk)
 
     def read_located(self) -> tuple[pa.Table, RowOrigin]:
         cols = list(self.columns) if self.columns is not None else None

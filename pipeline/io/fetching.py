@@ -1,0 +1,90 @@
+"""A chunk's bytes on an object store: fetched together when it runs (at most
+``io_concurrency`` requests in flight), or ahead while it waits for a thread; bytes kept from
+planning are taken, not fetched again. A local disk is read where the chunk runs."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import PipelineError
+from . import bodies
+from .chunking import Chunk, Piece
+from .footers import SMALL_FILE
+from .formats import _on_worker, _short
+from .local_storage import LocalStorage
+from .storage import Storage
+
+# chunks whose bytes are fetched ahead at once, per process: two block sizes at most
+AHEAD = 2
+_AHEAD: dict = {}
+_LOCK = threading.Lock()
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def fetch_ahead(storage: Storage, chunk: Chunk) -> None:
+    """Start fetching ``chunk``'s bytes (a chunk waiting for a thread while others compute);
+    :func:`chunk_bytes` takes them when it runs."""
+    if isinstance(storage, LocalStorage) or chunk.streamed:
+        return
+    key = _chunk_key(chunk)
+    with _LOCK:
+        if key in _AHEAD or len(_AHEAD) >= AHEAD:
+            return
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(AHEAD, thread_name_prefix="pipeline-ahead"))
+        _AHEAD[key] = _POOL[0].submit(_fetch, storage, chunk)
+
+
+def chunk_bytes(storage: Storage, chunk: Chunk) -> dict:
+    """The chunk's bytes by :func:`piece_key`: fetched ahead, or now (a failed fetch ahead
+    is tried again here, where its error is reported); empty for a local disk."""
+    with _LOCK:
+        ahead = _AHEAD.pop(_chunk_key(chunk), None)
+    if ahead is not None:
+        try:
+            return ahead.result()
+        except Exception:  # noqa: BLE001 - fetched again: the error comes from there
+            pass
+    return _fetch(storage, chunk)
+
+
+def drop_ahead() -> None:
+    """Give up bytes fetched ahead for chunks that did not run (a failed run's)."""
+    with _LOCK:
+        _AHEAD.clear()
+
+
+def piece_key(fmt: str, piece: Piece):
+    """What a piece's bytes are filed under: a Parquet file's path, a CSV piece's path and
+    byte range."""
+    return piece.path if fmt == "parquet" else (piece.path, piece.byte_range)
+
+
+def _chunk_key(chunk: Chunk) -> tuple:
+    return tuple((p.path, p.row_groups, p.byte_range) for p in chunk.pieces)
+
+
+def _fetch(storage: Storage, chunk: Chunk) -> dict:
+    """Each small Parquet file whole in one GET, each CSV piece's byte range, concurrently
+    (the bytes held are the chunk's, which its block size bounds)."""
+    if isinstance(storage, LocalStorage):
+        return {}
+    if chunk.fmt == "parquet":
+        wanted = {p.path: (p.path, 0, p.file_size) for p in chunk.pieces
+                  if 0 < p.file_size <= SMALL_FILE}
+    else:
+        wanted = {(p.path, p.byte_range): (p.path, *p.byte_range) for p in chunk.pieces}
+    got, todo = {}, []
+    for key, request in wanted.items():
+        body = bodies.take(request[0])
+        if body is not None:
+            got[key] = body if chunk.fmt == "parquet" else body[request[1]:request[2]]
+        else:
+            todo.append(key)
+    try:
+        fetched = storage.fetch_many([wanted[k] for k in todo])
+    except OSError as exc:
+        what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
+        raise PipelineError(f"cannot read ({what}){_on_worker()}", path=chunk.path) from None
+    return {**got, **dict(zip(todo, fetched, strict=True))}

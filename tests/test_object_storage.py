@@ -401,3 +401,27 @@ def test_bad_input_on_a_cluster_leaves_no_part_of_its_attempt(moto_server, bucke
         assert run_cli("transform", data, url, *flags) == 0
     finally:
         cluster.close()
+
+
+def test_reads_retry_a_transient_error_and_a_failing_read_is_one_error_line(
+        moto_server, bucket, tmp_path, monkeypatch, capsys):
+    """GETs (obstore's on S3) retry HTTP 500s as botocore does; one that keeps failing is
+    one error line naming the object, exit 1, in seconds, and nothing is left behind."""
+    fs = s3fs_client(moto_server)
+    assert run_cli("generate", tmp_path / "d", *GEN) == 0
+    _upload_folder(fs, tmp_path / "d", f"{bucket}/d")
+    assert run_cli("transform", tmp_path / "d", tmp_path / "local", "--quiet") == 0
+    proxy = _through_proxy(moto_server, monkeypatch)
+    try:
+        proxy.fail(lambda kind, path: kind.startswith("GET") and "/d/part-" in path, 2)
+        assert run_cli("transform", f"{bucket}/d", tmp_path / "ok", "--quiet") == 0
+        assert all(f[1] == 0 for f in proxy.failures)
+        proxy.fail(lambda kind, path: kind.startswith("GET") and "/d/part-" in path, 10_000)
+        capsys.readouterr()
+        assert run_cli("transform", f"{bucket}/d", tmp_path / "bad", "--quiet") == 1
+    finally:
+        proxy.close()
+    assert read_output(tmp_path / "ok").equals(read_output(tmp_path / "local"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "/d/part-" in err[0], err
+    assert not (tmp_path / "bad").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 # botocore's credential sources whose keys do not change while a run lasts
 _STATIC = {"env", "explicit", "shared-credentials-file", "config-file"}
@@ -61,13 +62,18 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
     options = {"allow_http": endpoint.startswith("http://"), "pool_max_idle_per_host": "64"}
     if verify is False:
         options["allow_invalid_certificates"] = True
+    # about botocore's own retries (5 attempts), not object_store's default of 3 minutes
+    retry = {"max_retries": 4, "retry_timeout": timedelta(seconds=30),
+             "backoff": {"init_backoff": timedelta(milliseconds=100),
+                         "max_backoff": timedelta(seconds=5), "base": 2}}
     stores: dict[str, object] = {}
     lock = threading.Lock()
 
     def store(bucket: str):
         with lock:
             if bucket not in stores:
-                stores[bucket] = S3Store(bucket, client_options=options, **config)
+                stores[bucket] = S3Store(bucket, client_options=options, retry_config=retry,
+                                         **config)
             return stores[bucket]
 
     def read(path: str, start: int, stop: int) -> bytes:

@@ -292,3 +292,34 @@ def test_a_chunk_waiting_for_a_thread_is_fetched_ahead_then_read_without_a_reque
     assert fetching._AHEAD == {}
     names = sorted({p.path.rsplit("/", 1)[1] for p in tasks[2].chunk.pieces})
     assert table.equals(pa.concat_tables(pq.read_table(folder / n) for n in names))
+
+
+def test_an_object_gone_after_planning_is_named_in_the_one_error(small_files, proxy,
+                                                                moto_server, bucket):
+    """Planned from the listing, a chunk holds many files: the error names the one gone."""
+    from pipeline.errors import PipelineError
+    from pipeline.io import bodies
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    _, url = small_files
+    tasks = file_tasks(plan(url))
+    bodies.drop_all()
+    s3fs_client(moto_server).rm(f"{bucket}/in/f009.parquet")
+    with pytest.raises(PipelineError, match=r"f009\.parquet: cannot read \(no such file\)"):
+        for task in tasks:
+            task.read()
+
+
+def test_obstore_takes_only_settings_it_honours():
+    import s3fs
+
+    from pipeline.io.rust_reads import _PUBLIC_S3, s3_reader
+
+    assert _PUBLIC_S3.fullmatch("s3.amazonaws.com")
+    assert _PUBLIC_S3.fullmatch("s3.eu-west-1.amazonaws.com")
+    assert _PUBLIC_S3.fullmatch("s3-us-west-2.amazonaws.com")
+    assert not _PUBLIC_S3.fullmatch("bucket.vpce-0a1b.s3.us-east-1.vpce.amazonaws.com")
+    assert not _PUBLIC_S3.fullmatch("s3-fips.dualstack.us-east-1.amazonaws.com")
+    styled = s3fs.S3FileSystem(config_kwargs={"s3": {"addressing_style": "virtual"}})
+    assert s3_reader(styled) is None  # botocore's settings stay botocore's

@@ -365,6 +365,8 @@ def _training_difference(old: LogisticModel, new: LogisticModel, features, label
 def _fits_in_memory(source, p: int, executor) -> bool:
     """Cache the parsed blocks when the executor can hold them (``Executor.fits_in_memory``)."""
     rows = source.total_rows
+    if rows is None and source.fmt == "parquet":  # planned from the listing: decoded bytes
+        return executor.fits_in_memory(sum(p.size for c in source.chunks for p in c.pieces))
     if rows is None:  # CSV: float text is ~2.5x its binary size; be generous
         # (compressed CSV: float text compresses about 2-3x; count it as 4x its file)
         need = sum(source.storage.size(f) * (4 if input_format(f)[1] else 1)

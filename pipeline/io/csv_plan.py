@@ -36,11 +36,8 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
     header = None
     types: dict[str, pa.DataType | None] = {}
     pieces: list[Piece] = []
-    if isinstance(storage, LocalStorage):
-        planned = (_plan_csv_file(path, blocksize, storage) for path in paths)
-    else:  # the files' requests concurrently (a small file: one request)
-        planned = storage.map(lambda p: _plan_csv_file(p, blocksize, storage), paths)
-    for path, (first, file_pieces, samples, compression) in zip(paths, planned, strict=True):
+    for path, (first, file_pieces, samples, compression) in zip(
+            paths, _planned_files(paths, blocksize, storage), strict=True):
         if header is None:
             header = _check_header(first.rstrip(b"\r\n") + b"\n", path)
         elif first.rstrip(b"\r\n") != header.rstrip(b"\n"):
@@ -71,6 +68,19 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
                   csv_types={f.name: f.type for f in schema}, null_values=null_values)
 
 
+def _planned_files(paths: list[str], blocksize: int, storage: Storage):
+    """Each file's plan, in order; on an object store the files' requests concurrently, a
+    window of a few times ``io_concurrency`` files at a time (their samples are held until
+    merged, so memory stays bounded whatever the number of files)."""
+    if isinstance(storage, LocalStorage):
+        yield from (_plan_csv_file(path, blocksize, storage) for path in paths)
+        return
+    window = 4 * storage.io_concurrency
+    for i in range(0, len(paths), window):
+        yield from storage.map(lambda p: _plan_csv_file(p, blocksize, storage),
+                               paths[i:i + window])
+
+
 def _plan_csv_file(path: str, blocksize: int, storage: Storage):
     """One CSV file's header line, pieces, type samples and compression.
 
@@ -78,11 +88,12 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage):
     counting quotes as on a local disk, and its bytes kept for the chunk that reads it when
     it is one piece; a larger object is read where needed."""
     compression = input_format(path)[1]
-    size = storage.size(path)
     local = isinstance(storage, LocalStorage)
-    whole = not local and bodies.reserve(size)
-    kept = False
+    whole = kept = False
+    size = 0
     try:
+        size = storage.size(path)
+        whole = not local and 0 < size and bodies.reserve(size)
         if whole:
             raw = storage.read_range(path, 0, size)
             stream = io.BytesIO(raw) if compression is None else (

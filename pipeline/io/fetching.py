@@ -82,9 +82,15 @@ def _fetch(storage: Storage, chunk: Chunk) -> dict:
             got[key] = body if chunk.fmt == "parquet" else body[request[1]:request[2]]
         else:
             todo.append(key)
+    where = _on_worker()  # (in this thread: the worker's task's)
+    fetched = storage.map(lambda k: _get(storage, *wanted[k], where), todo)
+    return {**got, **dict(zip(todo, fetched, strict=True))}
+
+
+def _get(storage: Storage, path: str, start: int, stop: int, where: str) -> bytes:
+    """One object's bytes; a failure is the error naming that object."""
     try:
-        fetched = storage.fetch_many([wanted[k] for k in todo])
+        return storage.read_range(path, start, stop)
     except OSError as exc:
         what = "no such file" if isinstance(exc, FileNotFoundError) else _short(exc)
-        raise PipelineError(f"cannot read ({what}){_on_worker()}", path=chunk.path) from None
-    return {**got, **dict(zip(todo, fetched, strict=True))}
+        raise PipelineError(f"cannot read ({what}){where}", path=path) from None

@@ -13,10 +13,14 @@ arguments, TLS verified or not as s3fs does. Otherwise s3fs reads, as before.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 
+# AWS's public S3 endpoints, which obstore derives from the region itself
+_PUBLIC_S3 = re.compile(r"s3([.-][a-z0-9-]+)?\.amazonaws\.com")
 # botocore's credential sources whose keys do not change while a run lasts
 _STATIC = {"env", "explicit", "shared-credentials-file", "config-file"}
 
@@ -40,6 +44,10 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
     verify = client_kwargs.get("verify", True)
     if verify not in (True, False):  # a CA bundle of its own
         return None
+    config_kwargs = dict(getattr(fs, "config_kwargs", None) or {})
+    config_kwargs.pop("max_pool_connections", None)  # ours (storage.open_storage)
+    if config_kwargs:  # addressing style, proxies, timeouts...: botocore's to honour
+        return None
     try:
         fs.connect()
         client = fs.s3
@@ -48,7 +56,10 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
         return None
     config: dict = {"region": client.meta.region_name or "us-east-1"}
     endpoint = client.meta.endpoint_url or ""
-    if not endpoint.split("://", 1)[-1].split("/", 1)[0].endswith("amazonaws.com"):
+    if endpoint.startswith("https://") and os.environ.get("AWS_CA_BUNDLE"):
+        return None  # TLS verified against a bundle botocore reads: s3fs's to honour
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    if not _PUBLIC_S3.fullmatch(host):  # a VPC, FIPS or other store's endpoint: as given
         config["endpoint"] = endpoint
     if creds is None:
         config["skip_signature"] = True

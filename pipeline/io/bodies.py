@@ -40,8 +40,9 @@ def release(size: int) -> None:
 def keep(path: str, body: bytes, reserved: int) -> None:
     """Keep ``path``'s bytes (fetched under a reservation of ``reserved`` bytes)."""
     with _LOCK:
+        old = _KEPT.get(path)
         _KEPT[path] = body
-        _HELD[0] += len(body) - reserved
+        _HELD[0] += len(body) - reserved - (len(old) if old is not None else 0)
 
 
 def take(path: str) -> bytes | None:

@@ -205,6 +205,18 @@ def _short(exc) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
+def parquet_schema(arrow_schema: pa.Schema, path: str,
+                   planned: tuple[pa.Schema, str] | None = None) -> pa.Schema:
+    """A Parquet file's schema as every command sees it (categoricals decoded, no metadata),
+    each name once; with ``planned`` (the schema and the file it is from), the same as it."""
+    schema = decoded_schema(arrow_schema.remove_metadata())
+    _require_unique(schema.names, path)
+    if planned is not None and not schema.equals(planned[0]):
+        raise PipelineError(f"schema differs from {planned[1]}: "
+                            f"{_schema_diff(planned[0], schema)}", path=path)
+    return schema
+
+
 def _schema_diff(a: pa.Schema, b: pa.Schema) -> str:
     for name in a.names:
         if name not in b.names:

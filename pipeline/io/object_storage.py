@@ -10,7 +10,7 @@ from typing import IO
 
 from ..errors import PipelineError, PreconditionFailed, StorageError
 
-_READER_LOCK = threading.Lock()
+_LAZY_LOCK = threading.Lock()  # the reader and the semaphore, made on first use
 
 
 # requests in flight at once on an object store, per process (--io-concurrency): measured on
@@ -46,7 +46,10 @@ class FsspecStorage:
     def _slots(self) -> threading.BoundedSemaphore:
         """The process's requests in flight on this store, at most ``io_concurrency`` (the
         chunks that run and those fetched ahead share them)."""
-        with _READER_LOCK:
+        held = self.__dict__.get("_in_flight")
+        if held is not None and held[0] == self.io_concurrency:
+            return held[1]
+        with _LAZY_LOCK:
             held = self.__dict__.get("_in_flight")
             if held is None or held[0] != self.io_concurrency:
                 held = (self.io_concurrency, threading.BoundedSemaphore(self.io_concurrency))
@@ -69,11 +72,6 @@ class FsspecStorage:
 
         with ThreadPoolExecutor(max(1, min(self.io_concurrency, len(items)))) as pool:
             return list(pool.map(fn, items))
-
-    def fetch_many(self, requests: list[tuple[str, int, int]]) -> list[bytes]:
-        """The byte ranges ``(path, start, stop)``, up to ``io_concurrency`` requests in
-        flight at once; in order."""
-        return self.map(lambda r: self.read_range(*r), requests)
 
     def url(self, path: str) -> str:
         return self.fs.unstrip_protocol(path) if self.protocol != "file" else path
@@ -123,7 +121,7 @@ class FsspecStorage:
 
     def read_range(self, path: str, start: int, stop: int) -> bytes:
         if self._reader is False:
-            with _READER_LOCK:
+            with _LAZY_LOCK:
                 if self._reader is False:
                     from .rust_reads import s3_reader
 

@@ -3,10 +3,9 @@ groups packed into chunks, one schema across the files."""
 
 from __future__ import annotations
 
-from ..errors import PipelineError
 from .chunking import Piece, pack
 from .footers import _FOOTERS, SMALL_FILE, _read_footer
-from .formats import _require_unique, _schema_diff, decoded_schema
+from .formats import parquet_schema
 from .local_storage import LocalStorage
 from .reading import Source
 from .storage import LOCAL, Storage
@@ -27,14 +26,9 @@ def _plan_parquet(paths: list[str], blocksize: int, storage: Storage = LOCAL) ->
         footers = storage.map(lambda p: _read_footer(storage, p), paths)
     for path, meta in zip(paths, footers, strict=True):
         file_size = 0 if isinstance(storage, LocalStorage) else _FOOTERS[path][1]
-        file_schema = meta.schema.to_arrow_schema()
-        file_schema = decoded_schema(file_schema.remove_metadata())
-        _require_unique(file_schema.names, path)
-        if schema is None:
-            schema = file_schema
-        elif not file_schema.equals(schema):
-            raise PipelineError(f"schema differs from {paths[0]}: "
-                                f"{_schema_diff(schema, file_schema)}", path=path)
+        file_schema = parquet_schema(meta.schema.to_arrow_schema(), path,
+                                     None if schema is None else (schema, paths[0]))
+        schema = schema or file_schema
         before = 0
         for i in range(meta.num_row_groups):
             rg = meta.row_group(i)
@@ -54,10 +48,10 @@ def _plan_listed(paths: list[str], blocksize: int, storage: Storage) -> Source:
     schema that differs from the first file's is an error then, naming the file, before
     anything is committed."""
     meta = _read_footer(storage, paths[0])
-    schema = decoded_schema(meta.schema.to_arrow_schema().remove_metadata())
-    _require_unique(schema.names, paths[0])
+    schema = parquet_schema(meta.schema.to_arrow_schema(), paths[0])
+    sizes = [storage.size(p) for p in paths]
     decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    ratio = max(1.0, decoded / storage.size(paths[0]))
-    pieces = [Piece(p, None, size=int(storage.size(p) * ratio), file_size=storage.size(p))
-              for p in paths]
+    ratio = max(1.0, decoded / sizes[0])
+    pieces = [Piece(p, None, size=int(n * ratio), file_size=n)
+              for p, n in zip(paths, sizes, strict=True)]
     return Source(paths, "parquet", schema, pack(pieces, "parquet", blocksize))

@@ -23,13 +23,11 @@ from .formats import (
     _convert_options,
     _on_worker,
     _parse_options,
-    _require_unique,
-    _schema_diff,
     _short,
     decode_dictionaries,
-    decoded_schema,
     is_numeric_type,
     open_input,
+    parquet_schema,
 )
 from .local_storage import LocalStorage
 from .storage import LOCAL, Storage
@@ -49,10 +47,9 @@ class Source:
     null_values: tuple[str, ...] = ()
 
     def reader(self) -> ChunkReader:
-        listed = any(p.row_groups is None for c in self.chunks for p in c.pieces)
         return ChunkReader(self.fmt, self.schema.names, self.csv_header, self.csv_types,
                            self.storage, self.null_values,
-                           (self.schema, self.paths[0]) if listed else None)
+                           (self.schema, self.paths[0]) if self.fmt == "parquet" else None)
 
     @property
     def total_rows(self) -> int | None:
@@ -89,8 +86,8 @@ class ChunkReader:
     csv_types: dict = field(default_factory=dict)
     storage: Storage = LOCAL
     null_values: tuple[str, ...] = ()
-    # Parquet planned from the listing: the planned schema and the file it is from, which
-    # each file's own footer must match when its chunk reads it
+    # Parquet: the planned schema and the file it is from, which the footer of a file
+    # planned from the listing must match when its chunk reads it
     planned: tuple[pa.Schema, str] | None = None
 
     def read(self, chunk: Chunk, columns: list[str] | None = None,
@@ -209,18 +206,6 @@ def _column_types(types: dict, numeric) -> dict:
     return types
 
 
-def _whole_file(source, f: pq.ParquetFile, piece: Piece, columns) -> pa.Table:
-    """A file planned from the listing: every row group, once its schema is the planned
-    one (the first file's)."""
-    schema = decoded_schema(f.schema_arrow.remove_metadata())
-    _require_unique(schema.names, piece.path)
-    planned, first = source.planned
-    if not schema.equals(planned):
-        raise PipelineError(f"schema differs from {first}: {_schema_diff(planned, schema)}",
-                            path=piece.path)
-    return decode_dictionaries(f.read(columns=columns, use_threads=True))
-
-
 def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
                 body: bytes | None = None) -> pa.Table:
     try:
@@ -235,7 +220,8 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
                 f = pq.ParquetFile(source.storage.open_parquet(piece.path, size=size),
                                    metadata=meta, pre_buffer=True)
             if piece.row_groups is None:  # planned from the listing: its footer is here
-                return _whole_file(source, f, piece, columns)
+                parquet_schema(f.schema_arrow, piece.path, source.planned)
+                return decode_dictionaries(f.read(columns=columns, use_threads=True))
             if not piece.row_groups:
                 return decode_dictionaries(
                     f.schema_arrow.empty_table().select(columns or f.schema_arrow.names))

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import S3Proxy  # noqa: E402
+from s3_proxy import MotoServer, S3Proxy  # noqa: E402
 
 from pipeline.io.parts import write_part  # noqa: E402
 from pipeline.io.writer import build_manifest, open_output  # noqa: E402
@@ -63,17 +61,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     os.environ.update(ENV)
-    port = 5599
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+    server = MotoServer(ENV)
+    endpoint = server.endpoint
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         import s3fs
 
         s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir("commitbench")
@@ -104,8 +94,7 @@ def main() -> None:
               + f" (median {statistics.median(seconds):.2f})")
         proxy.close()
     finally:
-        server.terminate()
-        server.wait(10)
+        server.close()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,16 +30,10 @@ from harness import PY, run_measured
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import S3Proxy  # noqa: E402
+from s3_proxy import MotoServer, S3Proxy, free_port  # noqa: E402
 
 FEATURES = 20
 BUCKET = "bench"
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 CASES = {
     # name: (format, files, rows per file, float columns)
@@ -82,7 +75,7 @@ class Cluster:
     to ``endpoint``."""
 
     def __init__(self, endpoint: str) -> None:
-        port = _free_port()
+        port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
                  "env": {**os.environ, "AWS_ENDPOINT_URL": endpoint}}
@@ -144,22 +137,14 @@ def main() -> None:
     os.environ.update(ENV)
     cases = [c for c in args.cases.split(",") if c]
     latencies = [float(x) for x in args.latency.split(",") if x]
-    port = _free_port()
-    moto = subprocess.Popen([PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = MotoServer(ENV)
     proxy = None
     try:
         import s3fs
 
-        endpoint = f"http://127.0.0.1:{port}"
-        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
-        for _ in range(100):
-            try:
-                fs.mkdir(BUCKET)
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                time.sleep(0.1)
-        proxy = S3Proxy(endpoint)
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto.endpoint})
+        fs.mkdir(BUCKET)
+        proxy = S3Proxy(moto.endpoint)
         extra = ["--io-concurrency", str(args.io_concurrency)] if args.io_concurrency else []
         rows_out = []
         for case in cases:
@@ -222,8 +207,7 @@ def main() -> None:
     finally:
         if proxy is not None:
             proxy.close()
-        moto.terminate()
-        moto.wait(10)
+        moto.close()
 
 
 if __name__ == "__main__":

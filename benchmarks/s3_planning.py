@@ -19,14 +19,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from harness import PY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import S3Proxy  # noqa: E402
+from s3_proxy import MotoServer, S3Proxy  # noqa: E402
 
 BUCKET = "planning"
 
@@ -52,28 +51,17 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.update(ENV)
     counts = [int(c) for c in args.counts.split(",")]
-    import socket
-
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     import s3fs
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    moto = subprocess.Popen([PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = MotoServer(ENV)
     proxy = None
     try:
-        endpoint = f"http://127.0.0.1:{port}"
+        endpoint = moto.endpoint
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
-        for _ in range(100):
-            try:
-                fs.mkdir(BUCKET)
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                time.sleep(0.1)
+        fs.mkdir(BUCKET)
         rng = np.random.default_rng(0)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table({**{f"f{j}": rng.normal(size=200) for j in range(5)},
@@ -107,8 +95,7 @@ def main() -> None:
     finally:
         if proxy is not None:
             proxy.close()
-        moto.terminate()
-        moto.wait(10)
+        moto.close()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from s3_proxy import MotoServer, free_port
 
 from pipeline.cli.parser import main
 
@@ -55,12 +55,6 @@ def write_parquet_files(folder: Path, *, files: int = 2, rows: int = 1000,
 def read_output(out: Path) -> pa.Table:
     manifest = json.loads((out / "_SUCCESS").read_text())
     return pa.concat_tables([pq.read_table(out / p["part"]) for p in manifest["parts"]])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
@@ -154,37 +148,9 @@ S3_ENV = {
 }
 
 
-class MotoServer:
-    """moto's S3 server as its own process on 127.0.0.1 (closer to a separate service)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=dict(os.environ, **S3_ENV))
-        import urllib.request
-
-        def up() -> bool:
-            try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1)
-                return True
-            except OSError:
-                return False
-
-        if not wait_until(up, timeout=30, interval=0.1):
-            self.close()
-            raise RuntimeError("moto server did not start")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 @pytest.fixture(scope="session")
 def moto_server():
-    server = MotoServer()
+    server = MotoServer(S3_ENV)
     saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]}
     os.environ.update(S3_ENV)
     os.environ["AWS_ENDPOINT_URL"] = server.endpoint  # botocore reads it (s3fs, dask workers)

@@ -39,6 +39,16 @@ def proxy(moto_server, monkeypatch):
     proxy.close()
 
 
+@pytest.fixture(params=["obstore", "s3fs"])
+def client(request, monkeypatch):
+    """Which client makes the GETs: obstore, or s3fs as where obstore is not installed."""
+    if request.param == "s3fs":
+        from pipeline.io import rust_reads
+
+        monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
+    return request.param
+
+
 def _input_requests(proxy, kind: str) -> list[str]:
     return [path for k, path, _ in proxy.log if k == kind and "/in/" in path]
 
@@ -105,14 +115,8 @@ def test_a_small_file_planned_and_read_in_one_process_is_one_get(small_files, pr
     assert table.equals(local)
 
 
-@pytest.mark.parametrize("client", ["obstore", "s3fs"])
 def test_transform_makes_at_most_two_gets_per_small_file_and_no_head(small_files, proxy,
-                                                                     tmp_path, client,
-                                                                     monkeypatch):
-    from pipeline.io import rust_reads
-
-    if client == "s3fs":  # as where obstore is not installed
-        monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
+                                                                     tmp_path, client):
     folder, url = small_files
     assert run_cli("transform", folder, tmp_path / "local", "--quiet") == 0
     proxy.reset()
@@ -206,14 +210,8 @@ def test_a_csv_chunk_on_a_worker_fetches_its_pieces_concurrently(small_csv, prox
     assert table.equals(file_tasks(plan(str(folder)))[0].read())
 
 
-@pytest.mark.parametrize("client", ["obstore", "s3fs"])
 def test_csv_transform_s3_equals_local_with_at_most_two_gets_per_file(small_csv, proxy,
-                                                                      tmp_path, client,
-                                                                      monkeypatch):
-    from pipeline.io import rust_reads
-
-    if client == "s3fs":  # as where obstore is not installed
-        monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
+                                                                      tmp_path, client):
     folder, url = small_csv
     assert run_cli("transform", folder, tmp_path / "local", "--quiet") == 0
     proxy.reset()

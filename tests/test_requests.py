@@ -321,3 +321,16 @@ def test_obstore_takes_only_settings_it_honours():
     assert not _PUBLIC_S3.fullmatch("s3-fips.dualstack.us-east-1.amazonaws.com")
     styled = s3fs.S3FileSystem(config_kwargs={"s3": {"addressing_style": "virtual"}})
     assert s3_reader(styled) is None  # botocore's settings stay botocore's
+
+
+def test_an_empty_csv_object_is_one_error_naming_it_and_nothing_is_left(
+        small_csv, moto_server, bucket, tmp_path, capsys):
+    fs = s3fs_client(moto_server)
+    fs.pipe_file(f"{bucket}/csv/f999.csv", b"")
+    capsys.readouterr()
+    assert run_cli("transform", f"{bucket}/csv", f"{bucket}/out", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "f999.csv" in err[0], err
+    assert "no header line" in err[0]
+    fs.invalidate_cache()
+    assert fs.find(f"{bucket}/out") == []

@@ -1,9 +1,9 @@
 """S3 reads through obstore (Rust's object_store, the client Polars uses) where installed.
 
 s3fs makes each request in Python (botocore's signing, event hooks and response parsing),
-about 2.7 ms of CPU per GET here, all of it under the GIL on one event-loop thread; with
+about 2.6 ms of CPU per GET here, all of it under the GIL on one event-loop thread; with
 many small files at a store's latency the client becomes the bound. obstore makes the same
-GET in Rust with the GIL released, about 0.5 ms of CPU (``benchmarks/s3.py``). Only ranged
+GET in Rust with the GIL released, about 0.45 ms of CPU (``benchmarks/s3_clients.py``). Only ranged
 and whole-object reads move; listings, writes and the commit's conditional requests stay
 with s3fs. And only where the s3fs client's settings map onto obstore exactly: credentials
 that do not refresh (given, from the environment, a credentials or config file) or none

@@ -84,15 +84,22 @@ def test_sigkill_on_s3_then_resume_redoes_only_missing_parts(moto_server, bucket
     _kill_at("part-2", "generate", url, *GEN, "--threads-per-worker", "1")
     fs.invalidate_cache()
     assert not fs.exists(f"{url}/_SUCCESS")
-    parts = {p: fs.info(p)["ETag"] for p in fs.find(url) if "/part-" in p}
-    assert len(parts) >= 2
+    # the parts are multipart uploads to their final names, not completed: no object yet
+    assert not [p for p in fs.find(url) if "/part-" in p]
+    bucket_name = bucket.split("://")[1]
+    uploads = {u["Key"].rsplit("/", 1)[-1]: u["UploadId"] for u in fs.call_s3(
+        "list_multipart_uploads", Bucket=bucket_name, Prefix="gen/").get("Uploads", [])}
+    assert len(uploads) >= 2
     assert run_cli("generate", url, *GEN, "--resume") == 0
     manifest, table = _read_s3_output(fs, url)
     assert manifest["resumed_parts"] >= 2
     assert table.equals(read_output(tmp_path / "clean"))
-    for p, etag in parts.items():  # complete parts were kept, not uploaded again
-        if p.rsplit("/", 1)[-1] in {q["part"] for q in manifest["parts"]}:
-            assert fs.info(p)["ETag"] == etag
+    # the recorded parts were kept, their uploads completed, not uploaded again
+    records = [json.loads(line) for line in fs.cat(f"{url}/_chunks.jsonl").splitlines()]
+    assert len([r for r in records if uploads.get(r["part"]) == r.get("upload")]) >= 2
+    assert all(fs.info(f"{url}/{q['part']}")["ETag"].strip('"') == q["etag"]
+               for q in manifest["parts"])
+    assert fs.call_s3("list_multipart_uploads", Bucket=bucket_name).get("Uploads", []) == []
     _only_manifest_objects(fs, url, extra=["_truth.json"])
 
 
@@ -253,7 +260,9 @@ def test_transient_http_errors_are_retried(moto_server, bucket, tmp_path, monkey
     assert run_cli("generate", tmp_path / "clean", *GEN) == 0
     proxy = _through_proxy(moto_server, monkeypatch)
     try:
-        proxy.fail(lambda kind, path: kind == "PUT" and "/part-" in path, 2)
+        # a part's upload (S3: UploadPart, then CompleteMultipartUpload at the commit)
+        proxy.fail(lambda kind, path: kind == "PUT part" and "/part-" in path, 2)
+        proxy.fail(lambda kind, path: kind == "multipart complete" and "/part-" in path, 1)
         proxy.fail(lambda kind, path: kind == "PUT" and path.endswith("/_SUCCESS"), 1)
         proxy.fail(lambda kind, path: kind == "LIST", 1)
         assert run_cli("generate", f"{bucket}/gen", *GEN) == 0

@@ -221,15 +221,27 @@ def test_sigkill_at_each_commit_step_plain_readers_see_the_old_or_the_new_output
 
 def test_a_killed_fresh_run_on_an_object_store_shows_no_part_to_plain_readers(data, bucket):
     out = f"{bucket}/out"
-    _kill_at("before-success", data, out, *_flags(2))  # every part staged and copied...
+    _kill_at("before-success", data, out, *_flags(2))  # every part uploaded and completed...
     fs = s3fs_client_cached()
     assert [p for p in fs.find(out.split("://")[1]) if p.endswith(".parquet")]
-    _kill_at("part-3", data, f"{bucket}/out2", *_flags(2))  # ...but before the copy: none
+    _kill_at("part-3", data, f"{bucket}/out2", *_flags(2))  # ...but before that: none
     assert plain_readers(f"{bucket}/out2") == _view(0, 0.0)
-    staged = fs.find(f"{bucket}/out2".split("://")[1])
-    assert any(p.endswith(".parquet.staged") for p in staged)
+    # the parts are S3 multipart uploads to their final names, left unfinished
+    name = bucket.split("://")[1]
+    uploads = fs.call_s3("list_multipart_uploads", Bucket=name,
+                         Prefix="out2/").get("Uploads", [])
+    assert len(uploads) >= 3  # (a 4th may have begun when the run was killed)
+    assert all(u["Key"].startswith("out2/part-") and u["Key"].endswith(".parquet")
+               for u in uploads)
+    assert not [p for p in fs.find(f"{name}/out2") if p.endswith(".parquet")]
     assert run_cli("transform", data, f"{bucket}/out2", *_flags(2), "--resume") == 0
     assert plain_readers(f"{bucket}/out2")["duckdb"][0] == ROWS
+    # the resumed run kept those 3 (their records name the uploads it completed) and left
+    # no upload unfinished
+    chunks = [json.loads(line) for line in fs.cat(f"{name}/out2/_chunks.jsonl").splitlines()]
+    kept = {u["UploadId"] for u in uploads}
+    assert len([c for c in chunks if c.get("upload") in kept]) == 3
+    assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
 
 
 # --- the lease on an object store --------------------------------------------------------------
@@ -351,7 +363,10 @@ def test_resume_aborts_the_unfinished_multipart_uploads_of_a_killed_attempt(data
     attempt = fs.ls(f"{name}/out/_pending", detail=False)[0].rsplit("/", 1)[1]
     key = f"out/_pending/{attempt}/part-00004-{attempt}.parquet.staged"
     fs.call_s3("create_multipart_upload", Bucket=name, Key=key)  # as a killed upload leaves
-    assert len(fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", [])) == 1
+    uploads = fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", [])
+    # that one, and the killed run's parts: pending uploads to their final names (2 with
+    # records, which the resumed run completes; any other was cut short)
+    assert key in {u["Key"] for u in uploads} and len(uploads) >= 3
     assert run_cli("transform", data, out, *_flags(2), "--resume") == 0
     assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
     assert pipeline.read(out).compute().shape[0] == ROWS

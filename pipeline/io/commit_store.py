@@ -9,6 +9,7 @@ import uuid
 
 from ..errors import PreconditionFailed
 from .lease import hold
+from .multipart import abort_pending, complete_pending, list_pending
 from .parts import CHUNKS, JOB, STAGED, SUCCESS, PartTarget, crash_point
 from .resume import Committer, expected_part_rows, resume_refused
 
@@ -55,6 +56,7 @@ class ManifestFolder(Committer):
         self.written: list[str] = []     # the records this run wrote
         self.success_etag: str | None = None  # the _SUCCESS this run started from
         self.lease = None
+        self.uploads: dict[str, set[str]] = {}  # S3's pending uploads under OUT, by object
 
     @property
     def folder(self) -> str:
@@ -88,8 +90,9 @@ class ManifestFolder(Committer):
                     current = None
                 current = current if isinstance(current, dict) else None
         attempts = _attempts(self)
-        if attempts:  # an earlier attempt was cut short: its unfinished uploads are dead
-            self.storage.abort_uploads(self._path(PENDING))  # (this run holds the lease)
+        # an earlier attempt was cut short: its unfinished uploads, but those a resumed
+        # attempt keeps (S3's pending parts), are dead (this run holds the lease)
+        self.uploads = list_pending(self.storage, self.root) if attempts else {}
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up
@@ -100,13 +103,14 @@ class ManifestFolder(Committer):
                 attempt = next((a for a, job in attempts.items() if self._same_job(job) and
                                 any(f"-{a}." in name for name in listed)), None)
                 if attempt is not None:
-                    self._publish(attempt)
+                    _publish(self, attempt)
                 _cleanup(self, current)
                 return
             for attempt, job in attempts.items():
                 if self._same_job(job):
                     self.attempt = attempt
                     self._open_resume(expected_rows, fmt)
+                    self._abort_dead()
                     return
             if attempts:
                 old = next(iter(attempts.values()))
@@ -124,6 +128,7 @@ class ManifestFolder(Committer):
             raise self._error("cannot resume: the output is complete with other parameters; "
                               "rerun with overwrite=True", "overwrite")
         self.fresh = not exists
+        self._abort_dead()
         self.attempt = uuid.uuid4().hex[:12]
         self.storage.makedirs(self._path(PENDING, self.attempt))
         self.storage.write_text(self._path(PENDING, self.attempt, JOB),
@@ -145,13 +150,24 @@ class ManifestFolder(Committer):
                 continue
             if expected_part_rows(expected_rows[index], rec) is None:
                 continue
+            if rec.get("upload") in self.uploads.get(target.staged(index), ()):
+                self.kept[index] = rec  # its upload is still pending: completed at the commit
+                continue
             head = self.storage.head(target.staged(index))
             if head is None or head.get("size") != rec.get("size") or (
                     rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
                 continue
             self.kept[index] = rec
 
+    def _abort_dead(self) -> None:
+        """Abort the pending uploads that no kept record completes."""
+        if self.uploads:
+            keep = {rec.get("upload") for rec in self.kept.values()}
+            abort_pending(self.storage, self.root, keep, found=self.uploads)
+
     def target(self, fmt: str) -> PartTarget:
+        if self.storage.pending_uploads:
+            return PartTarget(self.root, fmt, self.storage, self.attempt, pending=True)
         return PartTarget(self.root, fmt, self.storage, self.attempt,
                           stage=self._path(PENDING, self.attempt))
 
@@ -176,15 +192,19 @@ class ManifestFolder(Committer):
         self.lease.check()
         crash_point("before-copy")
         # the parts, staged under _pending/<id>/, copied to their final names at OUT's top
-        # level (server-side): plain listing readers see them from here on
+        # level (server-side), or their pending uploads completed (S3): plain listing
+        # readers see them from here on
         names = [p["part"] for p in manifest.get("parts", [])]
-        stage = self._path(PENDING, self.attempt)
-        self.storage.copy_many([self.storage.join(stage, n + STAGED) for n in names],
-                               [self._path(n) for n in names])
+        if self.storage.pending_uploads:
+            _complete(self, manifest, records or self.kept)
+        else:
+            stage = self._path(PENDING, self.attempt)
+            self.storage.copy_many([self.storage.join(stage, n + STAGED) for n in names],
+                                   [self._path(n) for n in names])
         crash_point("before-success")
         self._commit(manifest, names)
         crash_point("after-success")
-        self._publish(self.attempt, records, texts)
+        _publish(self, self.attempt, records, texts)
         _cleanup(self, manifest)
 
     def _commit(self, manifest: dict, names: list[str]) -> None:
@@ -199,40 +219,10 @@ class ManifestFolder(Committer):
                 self.storage.replace_if(self._path(SUCCESS), text, self.success_etag)
         except (FileExistsError, PreconditionFailed):
             self.storage.rm_many([self._path(n) for n in names])
+            kept = "redone by" if self.storage.pending_uploads else "kept for"
             raise self._error("another run committed this output since this run started; "
-                              "not committed (its parts are kept for resume=True)",
+                              f"not committed (its parts are {kept} resume=True)",
                               "resume") from None
-
-    def _publish(self, attempt: str, records: dict[int, dict] | None = None,
-                 extras: dict[str, str] | None = None) -> None:
-        """After the commit: the attempt's records merged into ``_chunks.jsonl``, its extra
-        files and its ``_job.json`` at the top (before the commit they would have described
-        an output that was not yet the output). ``records`` and ``extras``: this run's, in
-        memory; else read back."""
-        job = dict(self.job)
-        if records is None:
-            records, extras = {}, {}
-            prefix = f"{PENDING}/{attempt}/"
-            for name in sorted(self.listing):
-                if not name.startswith(prefix):
-                    continue
-                base = name[len(prefix):]
-                if base.endswith(STAGED):
-                    continue
-                if base.startswith("_") and base != JOB:
-                    extras[base] = self.storage.read_text(self._path(name))
-                    continue
-                obj = self._read_json(self._path(name))
-                if obj is not None and base == JOB:
-                    job = obj
-                elif obj is not None and "chunk" in obj:
-                    records[int(obj["chunk"])] = obj
-        for name, text in (extras or {}).items():
-            self.storage.write_text(self._path(name), text)
-        self.storage.write_text(self._path(CHUNKS), "".join(
-            json.dumps(records[i]) + "\n" for i in sorted(records)))
-        job.pop("attempt", None)
-        self.storage.write_text(self._path(JOB), json.dumps(job, indent=1))
 
     def discard(self, *, bad_input: bool) -> None:
         """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
@@ -240,6 +230,10 @@ class ManifestFolder(Committer):
         attempt for --resume, as on a local disk."""
         if not self.attempt or not (bad_input or self.overwrite):
             return
+        if self.storage.pending_uploads:
+            found = list_pending(self.storage, self.root)
+            abort_pending(self.storage, self.root, found={
+                p: ids for p, ids in found.items() if f"-{self.attempt}." in p})
         ours = [self._name(p) for p in self.storage.find(self.root)]
         self.storage.rm_many([self._path(name) for name in ours
                               if name.startswith(f"{PENDING}/{self.attempt}/") or
@@ -271,4 +265,63 @@ def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
     stale = [folder._path(name) for name in sorted(folder.listing | mine)
              if name.startswith(PENDING + "/") or (name.startswith("part-") and
                                                    name not in listed)]
-    folder.storage.rm_many(stale)
+    steps = [lambda: folder.storage.rm_many(stale)]
+    if folder.storage.pending_uploads:  # a duplicated task's upload, never completed
+        steps.append(lambda: abort_pending(folder.storage, folder.root))
+    folder.storage.map(lambda step: step(), steps)
+
+
+def _complete(folder: ManifestFolder, manifest: dict, records: dict[int, dict]) -> None:
+    """Complete the parts' pending uploads (a resumed run's parts may be complete
+    already: killed after this step); each part's ETag, known only now, goes into its
+    record and the manifest."""
+    pending = [rec for rec in records.values() if rec.get("upload")]
+
+    def completed(rec: dict) -> bool:  # a kept part whose upload is no longer pending
+        return rec.get("chunk") in folder.kept and \
+            rec["upload"] not in folder.uploads.get(folder._path(rec["part"]), ())
+
+    todo = [rec for rec in pending if not completed(rec)]
+    etags = complete_pending(folder.storage, [folder._path(rec["part"]) for rec in todo], todo)
+    for rec, etag in zip(todo, etags, strict=True):
+        rec["etag"] = etag
+    done = [rec for rec in pending if completed(rec)]
+    heads = folder.storage.map(folder.storage.head, [folder._path(rec["part"]) for rec in done])
+    for rec, head in zip(done, heads, strict=True):
+        rec["etag"] = (head or {}).get("etag")
+    by_part = {rec["part"]: rec for rec in pending}
+    for part in manifest.get("parts", []):
+        if part.get("part") in by_part and by_part[part["part"]].get("etag"):
+            part["etag"] = by_part[part["part"]]["etag"]
+
+
+def _publish(folder: ManifestFolder, attempt: str, records: dict[int, dict] | None = None,
+             extras: dict[str, str] | None = None) -> None:
+    """After the commit: the attempt's records merged into ``_chunks.jsonl``, its extra
+    files and its ``_job.json`` at the top (before the commit they would have described
+    an output that was not yet the output). ``records`` and ``extras``: this run's, in
+    memory; else read back."""
+    job = dict(folder.job)
+    if records is None:
+        records, extras = {}, {}
+        prefix = f"{PENDING}/{attempt}/"
+        for name in sorted(folder.listing):
+            if not name.startswith(prefix):
+                continue
+            base = name[len(prefix):]
+            if base.endswith(STAGED):
+                continue
+            if base.startswith("_") and base != JOB:
+                extras[base] = folder.storage.read_text(folder._path(name))
+                continue
+            obj = folder._read_json(folder._path(name))
+            if obj is not None and base == JOB:
+                job = obj
+            elif obj is not None and "chunk" in obj:
+                records[int(obj["chunk"])] = obj
+    job.pop("attempt", None)
+    texts = {**(extras or {}), JOB: json.dumps(job, indent=1),
+             CHUNKS: "".join(json.dumps(records[i]) + "\n" for i in sorted(records))}
+    # independent objects (_SUCCESS already says what the output is): PUT at once
+    folder.storage.map(lambda item: folder.storage.write_text(folder._path(item[0]), item[1]),
+                       list(texts.items()))

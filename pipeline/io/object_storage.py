@@ -29,6 +29,9 @@ class FsspecStorage:
         self.fs = fs
         self.protocol = protocol
         self.atomic_rename = False
+        # parts uploaded to their final names, completed at the commit (S3's multipart
+        # uploads: pipeline.io.multipart), rather than staged and copied
+        self.pending_uploads = _takes_if_match(fs)
         # requests in flight at once (footers at planning, the files of a chunk)
         self.io_concurrency = DEFAULT_IO_CONCURRENCY
         # what the last listing said of each object (size, ETag): no HEAD per input file
@@ -221,19 +224,6 @@ class FsspecStorage:
             raise PreconditionFailed(path)
         self.rm(path)
 
-    def abort_uploads(self, folder: str) -> int:
-        """Abort the unfinished multipart uploads under ``folder`` (S3; a killed upload's
-        parts are invisible but kept, and billed, until aborted); returns how many."""
-        if not _takes_if_match(self.fs):
-            return 0
-        bucket, key, _ = self.fs.split_path(folder)
-        found = self.fs.call_s3("list_multipart_uploads", Bucket=bucket,
-                                Prefix=key.rstrip("/") + "/").get("Uploads", [])
-        for upload in found:
-            self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
-                            UploadId=upload["UploadId"])
-        return len(found)
-
     def copy_many(self, sources: list[str], targets: list[str]) -> None:
         """Server-side copies, batched (S3: CopyObject each, many in flight)."""
         if sources:
@@ -279,7 +269,7 @@ def _storage_errors(method):
         try:
             return method(self, path, *args, **kwargs)
         except FileNotFoundError as exc:
-            if method.__name__ not in ("write_text", "put_file", "create_text"):
+            if method.__name__ not in ("write_text", "put_file", "create_text", "put_pending"):
                 raise
             # a write finds no bucket or container (its name is the URL's first part)
             raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "

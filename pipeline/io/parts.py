@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .multipart import put_pending
 from .storage import LOCAL, open_storage
 
 SUCCESS = "_SUCCESS"
@@ -109,7 +110,9 @@ class PartTarget:
     then uploaded whole, staged under ``stage`` as ``part-NNNNN-<attempt>.parquet.staged``
     (one PUT, or a multipart upload completed only at the end), so a part object is absent
     or complete, and a retried or duplicated task rewrites the same object with the same
-    bytes; the commit copies it to ``folder`` under its final name.
+    bytes; the commit copies it to ``folder`` under its final name. S3 (``pending``): uploaded
+    to its final name as a multipart upload left unfinished, invisible until the commit
+    completes it (:mod:`pipeline.io.multipart`).
     """
 
     folder: str
@@ -117,6 +120,11 @@ class PartTarget:
     storage: object = None
     attempt: str = ""
     stage: str = ""  # object store: where the part is uploaded until the commit copies it
+    # S3: uploaded to its final name, the multipart upload completed at the commit
+    pending: bool = False
+    # object store, chunks on threads of this process: the part is left on the local disk and
+    # the writer loop uploads it (:func:`upload_part`) while the chunk threads go on
+    defer_upload: bool = False
 
     def staged(self, index: int) -> str:
         """Where the part is uploaded: staged until the commit, or its final place."""
@@ -133,16 +141,27 @@ class PartTarget:
 def write_part(data, target: PartTarget, index: int) -> tuple[int, str | None, dict]:
     """Write one part of ``target`` from ``data`` (a ``pyarrow.Table`` or an iterator of
     Tables) on a worker; returns (rows, the temporary path that :func:`commit_part` makes
-    final, or None when the part is already uploaded whole, and what the upload reports)."""
+    final or :func:`upload_part` uploads (``defer_upload``), or None when the part is already
+    uploaded whole, and what the upload reports)."""
     if target.storage is None:
         tmp, rows = write_part_file(data, target.folder, index, target.fmt)
         return rows, tmp, {}
     local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
+    if target.defer_upload:
+        return rows, local, {}
+    return rows, None, upload_part(local, target, index)
+
+
+def upload_part(local: str, target: PartTarget, index: int) -> dict:
+    """Upload a part written on the local disk to its staged place (one PUT, or a multipart
+    upload completed only at the end; ``pending``: to its final name, left unfinished), then
+    delete the local file; returns what the upload reports (size, ETag or the upload's id)."""
     try:
-        uploaded = target.storage.put_file(local, target.staged(index))
+        if target.pending:
+            return put_pending(target.storage, target.staged(index), local)
+        return target.storage.put_file(local, target.staged(index))
     finally:
         LOCAL.rm(local)
-    return rows, None, uploaded
 
 
 def crash_point(name: str) -> None:

@@ -15,13 +15,16 @@ import json
 import os
 import time
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from ..config.exec_options import validate_exec_options
 from ..errors import PipelineError
-from ..io.parts import PartTarget, commit_part, crash_point, write_part
+from ..io.parts import PartTarget, commit_part, crash_point, upload_part, write_part
+from ..io.storage import LOCAL
 from ..io.urls import redact
 from ..io.writer import build_manifest, open_output
 from .monitor import ChunkTimer, RssSampler
@@ -124,23 +127,45 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         bar = Progress(total_rows, len(tasks), enabled=progress)
         for rec in folder.kept.values():
             bar.update(rec.get("rows", 0))
-        fn = functools.partial(run_chunk_task, target=folder.target(fmt), device=device)
+        target = folder.target(fmt)
+        uploads = None
+        if target.storage is not None and executor.kind == "local":
+            target = replace(target, defer_upload=True)
+            uploads = _Uploads(target, executor.slots)
+        fn = functools.partial(run_chunk_task, target=target, device=device)
+        done = 0
+
+        def record(task, rec) -> None:
+            nonlocal done
+            records[task.index] = rec
+            folder.append_record(rec)
+            bar.update(rec["rows"])
+            done += 1
+            crash_point(f"part-{done}")
+
         try:
-            done = 0
             for task, (rec, tmp) in executor.map_unordered(fn, todo,
                                                            in_flight=executor.slots + 2):
+                if uploads is not None:
+                    uploads.submit(task, rec, tmp)
+                    for finished in uploads.finished():
+                        record(*finished)
+                    continue
                 if tmp is not None:
                     commit_part(tmp, str(folder.folder), task.index, fmt)
-                records[task.index] = rec
-                folder.append_record(rec)
-                bar.update(rec["rows"])
-                done += 1
-                crash_point(f"part-{done}")
-        except Exception as exc:
-            folder.discard(bad_input=isinstance(exc, PipelineError))
+                record(task, rec)
+            for finished in uploads.finished(drain=True) if uploads else ():
+                record(*finished)
+        except BaseException as exc:
+            if uploads is not None:
+                uploads.close()  # nothing uploading while the attempt is discarded
+            if isinstance(exc, Exception):
+                folder.discard(bad_input=isinstance(exc, PipelineError))
             raise
         finally:
             bar.close()
+            if uploads is not None:
+                uploads.close()
         sources = {t.index: t.source_path for t in tasks}
         manifest = build_manifest(job, records, sources, fmt=fmt,
                                   seconds=time.perf_counter() - t0,
@@ -150,3 +175,43 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         return manifest
     finally:
         folder.release()
+
+
+class _Uploads:
+    """Parts that chunk threads of this process wrote on the local disk, uploaded by their own
+    threads while the chunk threads go on to the next chunks (on an object store a part's
+    upload takes about as long as computing it). At most ``2 * threads`` parts wait on the
+    disk or upload at once: the writer loop waits for one to finish before taking more."""
+
+    def __init__(self, target: PartTarget, threads: int) -> None:
+        self.target = target
+        self.limit = 2 * threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-upload")
+        self.pending: dict = {}
+
+    def submit(self, task, rec: dict, tmp: str) -> None:
+        fut = self.pool.submit(upload_part, tmp, self.target, task.index)
+        self.pending[fut] = (task, rec, tmp)
+
+    def finished(self, *, drain: bool = False):
+        """(task, record) of each upload done; waits while ``limit`` are pending (all of
+        them with ``drain``). An upload's error is raised here."""
+        while self.pending:
+            done = [f for f in self.pending if f.done()]
+            if not done and (drain or len(self.pending) >= self.limit):
+                done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+            if not done:
+                return
+            for fut in done:
+                task, rec, _ = self.pending.pop(fut)
+                rec.update(fut.result())
+                yield task, rec
+
+    def close(self) -> None:
+        """Wait for the uploads under way (their local files are deleted either way)."""
+        for fut, (_, _, tmp) in self.pending.items():
+            if fut.cancel():  # never started: its file is still on the disk
+                LOCAL.rm(tmp)
+        wait(self.pending)
+        self.pending.clear()
+        self.pool.shutdown(wait=True)

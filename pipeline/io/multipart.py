@@ -1,0 +1,110 @@
+"""Parts uploaded to their final names but not yet there: S3 multipart uploads completed at
+the commit (what Hadoop's S3A "magic" committer does).
+
+An unfinished multipart upload is invisible to LIST and GET; CompleteMultipartUpload makes
+the object appear whole, in one request whatever its size, where a server-side copy from a
+staging name costs time in proportion to the bytes. Only S3 has them
+(:attr:`~pipeline.io.object_storage.FsspecStorage.pending_uploads`); other stores stage and
+copy (:mod:`pipeline.io.commit_store`).
+"""
+
+from __future__ import annotations
+
+from .local_storage import LocalStorage
+from .object_storage import _storage_errors
+
+_DISK = LocalStorage()
+
+# bytes per UploadPart request, as s3fs uploads (S3: at least 5 MiB but for the last part)
+PART_BYTES = 50 * 2**20
+
+
+@_storage_errors
+def put_pending(storage, path: str, local: str) -> dict:
+    """Upload the local file ``local`` to ``path`` as a multipart upload left unfinished;
+    returns its size, the upload's id and its parts' numbers and ETags (what completing it
+    needs). On a failure the upload is aborted."""
+    fs = storage.fs
+    bucket, key, _ = fs.split_path(path)
+    upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+    parts: list[list] = []
+    try:
+        with _DISK.open(local, "rb") as fh:
+            while True:
+                body = fh.read(PART_BYTES)
+                if parts and not body:
+                    break
+                with storage._slots():
+                    out = fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload,
+                                     PartNumber=len(parts) + 1, Body=body)
+                parts.append([len(parts) + 1, out["ETag"].strip('"')])
+                if len(body) < PART_BYTES:
+                    break
+    except BaseException:
+        try:
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+        except Exception:  # noqa: BLE001, S110 - the upload's own error is the one to raise
+            pass
+        raise
+    return {"size": _DISK.size(local), "upload": upload, "upload_parts": parts}
+
+
+@_storage_errors
+def complete_pending(storage, paths: list[str], records: list[dict]) -> list[str | None]:
+    """Complete the pending uploads of ``records`` (what :func:`put_pending` returned) at
+    ``paths``, many in flight; returns the objects' ETags, in order."""
+
+    def complete(item) -> str | None:
+        path, rec = item
+        bucket, key, _ = storage.fs.split_path(path)
+        with storage._slots():
+            out = storage.fs.call_s3(
+                "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=rec["upload"],
+                MultipartUpload={"Parts": [{"PartNumber": int(n), "ETag": f'"{etag}"'}
+                                           for n, etag in rec["upload_parts"]]})
+        etag = out.get("ETag")
+        return etag.strip('"') if etag else None
+
+    result = storage.map(complete, list(zip(paths, records, strict=True)))
+    storage.fs.invalidate_cache()
+    return result
+
+
+@_storage_errors
+def list_pending(storage, folder: str) -> dict[str, set[str]]:
+    """The unfinished multipart uploads under ``folder``: their ids by object path."""
+    fs = storage.fs
+    bucket, key, _ = fs.split_path(folder)
+    found: dict[str, set[str]] = {}
+    markers: dict = {}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket,
+                          Prefix=key.rstrip("/") + "/", **markers)
+        for upload in page.get("Uploads", []):
+            found.setdefault(f"{bucket}/{upload['Key']}", set()).add(upload["UploadId"])
+        if not page.get("IsTruncated"):
+            return found
+        markers = {"KeyMarker": page.get("NextKeyMarker", ""),
+                   "UploadIdMarker": page.get("NextUploadIdMarker", "")}
+
+
+@_storage_errors
+def abort_pending(storage, folder: str, keep: set[str] = frozenset(), *,
+                  found: dict[str, set[str]] | None = None) -> int:
+    """Abort the unfinished multipart uploads under ``folder`` (``found``: as
+    :func:`list_pending` listed them) but those whose ids are in ``keep``: a killed upload's
+    parts are invisible but kept, and billed, until aborted. Returns how many."""
+    if found is None:
+        found = list_pending(storage, folder)
+    dead = [(path, upload) for path, ids in found.items() for upload in ids
+            if upload not in keep]
+
+    def abort(item) -> None:
+        path, upload = item
+        bucket, key, _ = storage.fs.split_path(path)
+        with storage._slots():
+            storage.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key,
+                               UploadId=upload)
+
+    storage.map(abort, dead)
+    return len(dead)

@@ -66,7 +66,7 @@ class MotoServer:
 
 
 def request_kind(method: str, path: str, headers) -> str:
-    """LIST, HEAD, GET (ranged or whole), PUT, multipart steps, DELETE, POST."""
+    """LIST, HEAD, GET (ranged or whole), PUT, COPY, multipart steps, DELETE, POST."""
     parts = urlsplit(path)
     query = parse_qs(parts.query, keep_blank_values=True)
     key = parts.path.strip("/").partition("/")[2]
@@ -76,6 +76,8 @@ def request_kind(method: str, path: str, headers) -> str:
         return "GET range" if headers.get("Range") else "GET"
     if method == "PUT" and "partNumber" in query:
         return "PUT part"
+    if method == "PUT" and headers.get("x-amz-copy-source"):
+        return "COPY"
     if method == "POST" and "uploads" in query:
         return "multipart start"
     if method == "POST" and "uploadId" in query:

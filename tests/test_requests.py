@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import read_output, run_cli, s3fs_client
 
+import pipeline
+
 FILES = 24
 
 
@@ -334,3 +336,66 @@ def test_an_empty_csv_object_is_one_error_naming_it_and_nothing_is_left(
     assert "no header line" in err[0]
     fs.invalidate_cache()
     assert fs.find(f"{bucket}/out") == []
+
+
+def _output_parts(proxy, kind: str) -> list[str]:
+    return [path for k, path, _ in proxy.log if k == kind and "/out/part-" in path]
+
+
+def test_s3_parts_are_pending_uploads_completed_at_the_commit_no_copy_no_head(
+        small_files, proxy, bucket, moto_server, tmp_path):
+    """Each part: one multipart upload to its final name (start, one part) while the run
+    goes on, completed at the commit; no staged copy, no HEAD per part; nothing pending
+    after; the output equals the same job's on a local disk."""
+    folder, url = small_files
+    assert run_cli("transform", folder, tmp_path / "local", "--quiet", "--blocksize",
+                   "200KB") == 0
+    proxy.reset()
+    assert run_cli("transform", url, f"{bucket}/out", "--quiet", "--blocksize", "200KB") == 0
+    parts = len([p for p in (tmp_path / "local").iterdir() if p.suffix == ".parquet"])
+    assert parts > 2
+    for kind in ("multipart start", "PUT part", "multipart complete"):
+        assert len(_output_parts(proxy, kind)) == parts, kind
+    assert proxy.counts.get("COPY", 0) == 0
+    assert proxy.counts.get("multipart abort", 0) == 0
+    assert _output_parts(proxy, "HEAD") == [] and _output_parts(proxy, "PUT") == []
+    # each complete came after every part was uploaded and recorded
+    log = [k for k, path, _ in proxy.log]
+    first_complete = log.index("multipart complete")
+    assert max(i for i, k in enumerate(log) if k == "PUT part") < first_complete
+    fs = s3fs_client(moto_server)
+    name = bucket.split("://")[1]
+    assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
+    remote = pipeline.read(f"{bucket}/out").compute().reset_index(drop=True)
+    assert remote.equals(pipeline.read(tmp_path / "local").compute().reset_index(drop=True))
+
+
+def test_a_part_upload_that_keeps_failing_is_one_error_and_leaves_nothing(
+        small_files, proxy, bucket, moto_server, tmp_path, capsys, monkeypatch):
+    """An upload on the upload threads fails (after the client's retries): one error line,
+    exit 1, no object and no pending upload left for a fresh OUT beyond the attempt kept for
+    --resume, and no part left on the local temporary disk."""
+    import tempfile
+
+    _, url = small_files
+    tmp = tmp_path / "localtmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    proxy.fail(lambda kind, path: kind == "PUT part" and "part-00002-" in path, 10_000)
+    capsys.readouterr()
+    assert run_cli("transform", url, f"{bucket}/out", "--quiet", "--blocksize", "200KB") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "part-00002-" in err[0], err
+    assert list(tmp.iterdir()) == []
+    fs = s3fs_client(moto_server)
+    fs.invalidate_cache()
+    name = bucket.split("://")[1]
+    assert not [p for p in fs.find(f"{name}/out") if p.endswith(".parquet")]
+    assert not fs.exists(f"{name}/out/_SUCCESS")
+    # the failed upload was aborted; the others (recorded, or cut short) are the attempt's,
+    # completed by --resume or aborted by the next run
+    proxy.failures.clear()
+    assert run_cli("transform", url, f"{bucket}/out", "--quiet", "--blocksize", "200KB",
+                   "--resume") == 0
+    assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
+    assert len(pipeline.read(f"{bucket}/out").compute()) == FILES * 2000

@@ -399,3 +399,29 @@ def test_a_part_upload_that_keeps_failing_is_one_error_and_leaves_nothing(
                    "--resume") == 0
     assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
     assert len(pipeline.read(f"{bucket}/out").compute()) == FILES * 2000
+
+
+def test_a_part_larger_than_one_request_is_uploaded_in_parts_and_completed_whole(
+        moto_server, bucket, tmp_path, monkeypatch):
+    """put_pending: invisible until complete_pending; parts of PART_BYTES, the last shorter;
+    the object whole after, with S3's multipart ETag."""
+    import hashlib
+
+    from pipeline.io import multipart
+    from pipeline.io.storage import open_storage
+
+    monkeypatch.setattr(multipart, "PART_BYTES", 5 * 2**20)  # S3's smallest part
+    data = np.random.default_rng(3).bytes(12 * 2**20 + 123)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    storage, key = open_storage(f"{bucket}/big.bin")
+    rec = multipart.put_pending(storage, key, str(local))
+    assert rec["size"] == len(data) and len(rec["upload_parts"]) == 3
+    assert not storage.exists(key)
+    assert multipart.list_pending(storage, storage.parent(key)) == {key: {rec["upload"]}}
+    (etag,) = multipart.complete_pending(storage, [key], [rec])
+    digests = b"".join(hashlib.md5(data[i:i + 5 * 2**20]).digest()
+                       for i in range(0, len(data), 5 * 2**20))
+    assert etag == f"{hashlib.md5(digests).hexdigest()}-3"
+    assert storage.read_range(key, 0, len(data)) == data
+    assert multipart.list_pending(storage, storage.parent(key)) == {}

@@ -28,17 +28,17 @@ def put_pending(storage, path: str, local: str) -> dict:
     bucket, key, _ = fs.split_path(path)
     upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
     parts: list[list] = []
+    size = _DISK.size(local)
     try:
         with _DISK.open(local, "rb") as fh:
             while True:
-                body = fh.read(PART_BYTES)
-                if parts and not body:
-                    break
+                # a part of one request is streamed from the file, not read into memory
+                body = fh if size <= PART_BYTES else fh.read(PART_BYTES)
                 with storage._slots():
                     out = fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload,
                                      PartNumber=len(parts) + 1, Body=body)
                 parts.append([len(parts) + 1, out["ETag"].strip('"')])
-                if len(body) < PART_BYTES:
+                if body is fh or len(body) < PART_BYTES or fh.tell() >= size:
                     break
     except BaseException:
         try:
@@ -46,7 +46,7 @@ def put_pending(storage, path: str, local: str) -> dict:
         except Exception:  # noqa: BLE001, S110 - the upload's own error is the one to raise
             pass
         raise
-    return {"size": _DISK.size(local), "upload": upload, "upload_parts": parts}
+    return {"size": size, "upload": upload, "upload_parts": parts}
 
 
 @_storage_errors
@@ -75,11 +75,11 @@ def list_pending(storage, folder: str) -> dict[str, set[str]]:
     """The unfinished multipart uploads under ``folder``: their ids by object path."""
     fs = storage.fs
     bucket, key, _ = fs.split_path(folder)
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""  # "": the whole bucket
     found: dict[str, set[str]] = {}
     markers: dict = {}
     while True:
-        page = fs.call_s3("list_multipart_uploads", Bucket=bucket,
-                          Prefix=key.rstrip("/") + "/", **markers)
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
         for upload in page.get("Uploads", []):
             found.setdefault(f"{bucket}/{upload['Key']}", set()).add(upload["UploadId"])
         if not page.get("IsTruncated"):

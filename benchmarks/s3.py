@@ -151,8 +151,9 @@ def main() -> None:
             fmt = CASES[case][0]
             data = _case_data(case)
             src = f"s3://{BUCKET}/{data.name}"
-            if not fs.exists(src):
-                fs.put(str(data) + "/", f"{BUCKET}/{data.name}/", recursive=True)
+            if not fs.exists(src):  # the data files (not the cache's marker, .done)
+                fs.put([str(p) for p in sorted(data.iterdir()) if not p.name.startswith(".")],
+                       f"{BUCKET}/{data.name}/")
             cluster = Cluster(proxy.endpoint) if case == "scheduler" else None
             scheduler = ["--scheduler", cluster.address] if cluster else []
             contenders = {

@@ -93,7 +93,11 @@ class FsspecStorage:
 
     def find(self, folder: str) -> list[str]:
         try:
-            return self._remember(self.fs.find(folder, detail=True))
+            reader = self._rust()
+            found = reader.find(folder) if reader else None
+            if found is None:
+                found = self.fs.find(folder, detail=True)
+            return self._remember(found)
         except FileNotFoundError:  # no such bucket or container: nothing under it
             return []
 
@@ -122,16 +126,21 @@ class FsspecStorage:
             return self.fs.open(path, "rb", cache_type="none", size=size)
         return self.fs.open(path, "rb", cache_type="none")
 
-    def read_range(self, path: str, start: int, stop: int) -> bytes:
+    def _rust(self):
+        """obstore's reads and listings of this S3 store (rust_reads), or None."""
         if self._reader is False:
             with _LAZY_LOCK:
                 if self._reader is False:
                     from .rust_reads import s3_reader
 
                     self._reader = s3_reader(self.fs)
+        return self._reader
+
+    def read_range(self, path: str, start: int, stop: int) -> bytes:
+        reader = self._rust()
         with self._slots():
-            if self._reader:
-                return self._reader(path, start, stop)
+            if reader:
+                return reader(path, start, stop)
             return self.fs.cat_file(path, start=start, end=stop)
 
     def read_text(self, path: str) -> str:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ..config.exec_options import validate_exec_options
 from ..errors import PipelineError
+from ..io.fetching import drop_ahead
 from ..io.parts import PartTarget, commit_part, crash_point, upload_part, write_part
 from ..io.storage import LOCAL
 from ..io.urls import redact
@@ -115,6 +116,9 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         job["storage_options"] = redact(storage_options)
     folder = open_output(out, job, overwrite=overwrite, resume=resume,
                          storage_options=storage_options)
+    if executor.kind == "local":  # (an object store) the first chunks' bytes come meanwhile
+        for task in tasks[:executor.slots]:
+            getattr(task, "prefetch", lambda: None)()
     try:  # the lease on OUT, taken by open(), is given up however the run ends
         folder.open({t.index: t.rows for t in tasks}, fmt)
         if folder.complete_manifest is not None:
@@ -131,14 +135,15 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         uploads = None
         if target.storage is not None and executor.kind == "local":
             target = replace(target, defer_upload=True)
-            uploads = _Uploads(target, executor.slots)
+            uploads = _Uploads(target, executor.slots, folder.append_record)
         fn = functools.partial(run_chunk_task, target=target, device=device)
         done = 0
 
-        def record(task, rec) -> None:
+        def record(task, rec, *, written: bool = False) -> None:
             nonlocal done
             records[task.index] = rec
-            folder.append_record(rec)
+            if not written:
+                folder.append_record(rec)
             bar.update(rec["rows"])
             done += 1
             crash_point(f"part-{done}")
@@ -149,13 +154,13 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
                 if uploads is not None:
                     uploads.submit(task, rec, tmp)
                     for finished in uploads.finished():
-                        record(*finished)
+                        record(*finished, written=True)
                     continue
                 if tmp is not None:
                     commit_part(tmp, str(folder.folder), task.index, fmt)
                 record(task, rec)
             for finished in uploads.finished(drain=True) if uploads else ():
-                record(*finished)
+                record(*finished, written=True)
         except BaseException as exc:
             if uploads is not None:
                 uploads.close()  # nothing uploading while the attempt is discarded
@@ -174,23 +179,31 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         folder.finish(manifest, extras, records=records)
         return manifest
     finally:
+        drop_ahead()  # bytes fetched ahead for chunks that did not run (a failed run's)
         folder.release()
 
 
 class _Uploads:
     """Parts that chunk threads of this process wrote on the local disk, uploaded by their own
     threads while the chunk threads go on to the next chunks (on an object store a part's
-    upload takes about as long as computing it). At most ``2 * threads`` parts wait on the
-    disk or upload at once: the writer loop waits for one to finish before taking more."""
+    upload takes about as long as computing it), each followed by its record (``append``). At
+    most ``2 * threads`` parts wait on the disk or upload at once: the writer loop waits for
+    one to finish before taking more."""
 
-    def __init__(self, target: PartTarget, threads: int) -> None:
+    def __init__(self, target: PartTarget, threads: int, append) -> None:
         self.target = target
+        self.append = append
         self.limit = 2 * threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-upload")
         self.pending: dict = {}
 
+    def _upload(self, tmp: str, index: int, rec: dict) -> dict:
+        rec.update(upload_part(tmp, self.target, index))
+        self.append(rec)
+        return rec
+
     def submit(self, task, rec: dict, tmp: str) -> None:
-        fut = self.pool.submit(upload_part, tmp, self.target, task.index)
+        fut = self.pool.submit(self._upload, tmp, task.index, rec)
         self.pending[fut] = (task, rec, tmp)
 
     def finished(self, *, drain: bool = False):
@@ -203,9 +216,8 @@ class _Uploads:
             if not done:
                 return
             for fut in done:
-                task, rec, _ = self.pending.pop(fut)
-                rec.update(fut.result())
-                yield task, rec
+                task, _, _ = self.pending.pop(fut)
+                yield task, fut.result()
 
     def close(self) -> None:
         """Wait for the uploads under way (their local files are deleted either way)."""

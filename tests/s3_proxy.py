@@ -91,7 +91,8 @@ def request_kind(method: str, path: str, headers) -> str:
 
 class S3Proxy:
     """``fail(predicate, times)`` makes the next ``times`` requests for which
-    ``predicate(kind, path)`` holds answer 500 InternalError."""
+    ``predicate(kind, path)`` holds answer 500 InternalError; ``hold(predicate)`` returns an
+    event that the matching requests wait for before they are answered."""
 
     def __init__(self, upstream: str, delay: float = 0.0) -> None:
         target = urlsplit(upstream)
@@ -103,6 +104,8 @@ class S3Proxy:
         # (kind, path, Range header or "") of every request, in order
         self.log: list[tuple[str, str, str]] = []
         self.failures: list = []
+        # (predicate, threading.Event): a matching request waits until its event is set
+        self.holds: list = []
         self._lock = threading.Lock()
         proxy = self
 
@@ -135,6 +138,9 @@ class S3Proxy:
                                  if f[1] > 0 and f[0](kind, self.path)), None)
                     if fail is not None:
                         fail[1] -= 1
+                    held = [ev for pred, ev in proxy.holds if pred(kind, self.path)]
+                for ev in held:
+                    ev.wait(60)
                 if fail is not None:
                     payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
                                b"InternalError</Code><Message>injected</Message></Error>")
@@ -174,6 +180,12 @@ class S3Proxy:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def hold(self, predicate) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self.holds.append((predicate, event))
+        return event
 
     def fail(self, predicate, times: int) -> None:
         with self._lock:

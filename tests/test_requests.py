@@ -425,3 +425,43 @@ def test_a_part_larger_than_one_request_is_uploaded_in_parts_and_completed_whole
     assert etag == f"{hashlib.md5(digests).hexdigest()}-3"
     assert storage.read_range(key, 0, len(data)) == data
     assert multipart.list_pending(storage, storage.parent(key)) == {}
+
+
+def test_a_chunk_parses_its_first_files_while_its_last_one_downloads(small_files, proxy,
+                                                                     monkeypatch):
+    """The last file's GET is held back by the proxy: the chunk has parsed the files before
+    it meanwhile (they are not waited for all together), then reads the last one when it
+    comes."""
+    import threading
+
+    from pipeline.io import bodies, reading
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    _, url = small_files
+    (task,) = file_tasks(plan(url, blocksize=64 << 20))  # one chunk of all FILES files
+    bodies.drop_all()
+    last = f"f{FILES - 1:03d}.parquet"
+    release = proxy.hold(lambda kind, path: kind.startswith("GET") and path.endswith(last))
+    parsed: list[str] = []
+    first_parsed = threading.Event()
+    real = reading._read_piece
+
+    def spy(source, fmt, piece, *args):
+        out = real(source, fmt, piece, *args)
+        parsed.append(piece.path.rsplit("/", 1)[-1])
+        first_parsed.set()
+        return out
+
+    monkeypatch.setattr(reading, "_read_piece", spy)
+    result = {}
+    reader = threading.Thread(target=lambda: result.setdefault("table", task.read()))
+    reader.start()
+    try:
+        assert first_parsed.wait(60)
+        assert last not in parsed and parsed[0] == "f000.parquet"
+    finally:
+        release.set()
+    reader.join(60)
+    assert parsed[-1] == last and len(parsed) == FILES
+    assert result["table"].num_rows == FILES * 2000

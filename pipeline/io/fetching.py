@@ -36,17 +36,19 @@ def fetch_ahead(storage: Storage, chunk: Chunk) -> None:
         _AHEAD[key] = _POOL[0].submit(_fetch, storage, chunk)
 
 
-def chunk_bytes(storage: Storage, chunk: Chunk) -> dict:
-    """The chunk's bytes by :func:`piece_key`: fetched ahead, or now (a failed fetch ahead
-    is tried again here, where its error is reported); empty for a local disk."""
+def chunk_bytes(storage: Storage, chunk: Chunk):
+    """The chunk's bytes by :func:`piece_key` (``get(key)``; ``close()`` when done): fetched
+    ahead, or fetched now, each piece's bytes given as soon as they arrive so that the first
+    pieces are parsed while the others download (a failed fetch ahead is tried again here,
+    where its error is reported); nothing for a local disk."""
     with _LOCK:
         ahead = _AHEAD.pop(_chunk_key(chunk), None)
     if ahead is not None:
         try:
-            return ahead.result()
+            return _Fetched(ahead.result())
         except Exception:  # noqa: BLE001 - fetched again: the error comes from there
             pass
-    return _fetch(storage, chunk)
+    return _start(storage, chunk)
 
 
 def drop_ahead() -> None:
@@ -65,11 +67,45 @@ def _chunk_key(chunk: Chunk) -> tuple:
     return tuple((p.path, p.row_groups, p.byte_range) for p in chunk.pieces)
 
 
+class _Fetched:
+    """A chunk's bytes by piece key, each waited for only when asked (``futures``)."""
+
+    def __init__(self, got: dict, futures: dict | None = None, pool=None) -> None:
+        self.got, self.futures, self.pool = got, futures or {}, pool
+
+    def get(self, key):
+        if key in self.got:
+            return self.got[key]
+        fut = self.futures.get(key)
+        return None if fut is None else fut.result()
+
+    def all(self) -> dict:
+        """Every piece's bytes (the first failure, in the pieces' order, raised)."""
+        return {**self.got, **{k: f.result() for k, f in self.futures.items()}}
+
+    def close(self) -> None:
+        """The requests not yet started are not made (a chunk that failed midway)."""
+        for fut in self.futures.values():
+            fut.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+
+
 def _fetch(storage: Storage, chunk: Chunk) -> dict:
-    """Each small Parquet file whole in one GET, each CSV piece's byte range, concurrently
-    (the bytes held are the chunk's, which its block size bounds)."""
+    """The chunk's bytes, all of them (what a fetch ahead keeps)."""
+    fetched = _start(storage, chunk)
+    try:
+        return fetched.all()
+    finally:
+        fetched.close()
+
+
+def _start(storage: Storage, chunk: Chunk) -> _Fetched:
+    """Each small Parquet file whole in one GET, each CSV piece's byte range, requested
+    concurrently in the pieces' order (the bytes held are the chunk's, which its block size
+    bounds; ``io_concurrency`` bounds the requests in flight)."""
     if isinstance(storage, LocalStorage):
-        return {}
+        return _Fetched({})
     if chunk.fmt == "parquet":
         wanted = {p.path: (p.path, 0, p.file_size) for p in chunk.pieces
                   if 0 < p.file_size <= SMALL_FILE}
@@ -82,9 +118,14 @@ def _fetch(storage: Storage, chunk: Chunk) -> dict:
             got[key] = body if chunk.fmt == "parquet" else body[request[1]:request[2]]
         else:
             todo.append(key)
+    if not todo:
+        return _Fetched(got)
     where = _on_worker()  # (in this thread: the worker's task's)
-    fetched = storage.map(lambda k: _get(storage, *wanted[k], where), todo)
-    return {**got, **dict(zip(todo, fetched, strict=True))}
+    pool = ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(todo))),
+                              thread_name_prefix="pipeline-get")
+    futures = {k: pool.submit(_get, storage, *wanted[k], where) for k in todo}
+    pool.shutdown(wait=False)  # its threads end when the requests are made
+    return _Fetched(got, futures, pool)
 
 
 def _get(storage: Storage, path: str, start: int, stop: int, where: str) -> bytes:

@@ -109,15 +109,18 @@ class ChunkReader:
                 tuple(s for _, o in parts for s in o.spans), storage=self.storage)
         tables, spans = [], []
         fetched = chunk_bytes(self.storage, chunk)
-        for p in chunk.pieces:
-            t = _read_piece(self, chunk.fmt, p, columns, numeric, used,
-                            fetched.get(piece_key(chunk.fmt, p)))
-            tables.append(t)
-            if chunk.fmt == "parquet":
-                spans.append(Span(p.path, t.num_rows, first_row=p.first_row))
-            else:
-                spans.append(Span(p.path, t.num_rows, byte_start=p.byte_range[0],
-                                  line_end=p.line_end))
+        try:
+            for p in chunk.pieces:
+                t = _read_piece(self, chunk.fmt, p, columns, numeric, used,
+                                fetched.get(piece_key(chunk.fmt, p)))
+                tables.append(t)
+                if chunk.fmt == "parquet":
+                    spans.append(Span(p.path, t.num_rows, first_row=p.first_row))
+                else:
+                    spans.append(Span(p.path, t.num_rows, byte_start=p.byte_range[0],
+                                      line_end=p.line_end))
+        finally:
+            fetched.close()
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         return table, RowOrigin(tuple(spans), storage=self.storage)
 

@@ -4,15 +4,17 @@ server behind a proxy (tests/s3_proxy.py) that waits before each answer, pipelin
 
     python benchmarks/s3.py [--cases small-parquet,small-csv,large-parquet,scheduler]
                             [--latency 0,10,50] [--contenders pipeline,polars,dask]
-                            [--repeat N]
+                            [--repeat N] [--warmup N]
 
 Cases: 1,000 Parquet files of 2,000 rows x 6 columns; 300 CSV files of 2,000 rows x 6
 columns; 12 Parquet files of 250,000 rows x 20 columns; ``scheduler``: the 1,000 small
 Parquet files, pipeline with ``--scheduler`` on a Dask scheduler and 2 single-thread
 workers (their own processes, started here) against Polars' single process. Each contender
 computes the sigmoid of the float columns and writes snappy Parquet back to the bucket. For
-each: its wall time (the median of --repeat runs), the ratio pipeline / it, the peak of its
-requests in flight and its requests by kind (counted by the proxy, in this process).
+each: its wall time (the median of --repeat runs, after --warmup untimed runs of each
+contender per case; the contenders' order alternates from run to run), the ratio pipeline
+/ it, the peak of its requests in flight and its requests by kind (counted by the proxy, in
+this process).
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ def main() -> None:
     ap.add_argument("--latency", default="0,10,50", help="ms before each answer, e.g. 10,50")
     ap.add_argument("--contenders", default="pipeline,polars,dask")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the median is shown")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs of each contender per case, before the first latency")
     ap.add_argument("--io-concurrency", type=int, default=None,
                     help="pipeline's --io-concurrency (default: its own)")
     args = ap.parse_args()
@@ -168,8 +172,12 @@ def main() -> None:
                 for ms in latencies:
                     proxy.delay = ms / 1000
                     runs: dict[str, list] = {name: [] for name in names}
-                    for r in range(args.repeat):
-                        for name in names:
+                    # the first runs on a fresh moto server came out slower (pipeline 7.02,
+                    # 6.24, 5.03 s in a row): one run of each contender, not timed, first;
+                    # the order alternates from run to run
+                    warm = args.warmup if ms == latencies[0] else 0
+                    for r in range(-warm, args.repeat):
+                        for name in names if r % 2 == 0 else names[::-1]:
                             out = f"{BUCKET}/out-{case}-{name}"
                             fs.invalidate_cache()
                             if fs.exists(out):
@@ -179,10 +187,12 @@ def main() -> None:
                             proxy.reset()
                             wall, peak_rss = run_measured(
                                 cmd, env={"AWS_ENDPOINT_URL": proxy.endpoint})
-                            runs[name].append((wall, Counter(proxy.counts), proxy.peak,
-                                               peak_rss))
-                            print(f"  {case} {ms:g} ms run {r + 1} {name}: {wall:.2f} s",
+                            label = f"run {r + 1}" if r >= 0 else "warm-up"
+                            print(f"  {case} {ms:g} ms {label} {name}: {wall:.2f} s",
                                   file=sys.stderr)
+                            if r >= 0:
+                                runs[name].append((wall, Counter(proxy.counts), proxy.peak,
+                                                   peak_rss))
                     for name in names:
                         walls = sorted(run[0] for run in runs[name])
                         mid = next(run for run in runs[name]

@@ -92,7 +92,8 @@ class ManifestFolder(Committer):
         attempts = _attempts(self)
         # an earlier attempt was cut short: its unfinished uploads, but those a resumed
         # attempt keeps (S3's pending parts), are dead (this run holds the lease)
-        self.uploads = list_pending(self.storage, self.root) if attempts else {}
+        self.uploads = list_pending(self.storage, self.root) \
+            if attempts and self.storage.pending_uploads else {}
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up

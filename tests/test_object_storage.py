@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import read_output, run_cli, s3fs_client
@@ -468,3 +469,35 @@ def test_a_store_without_multipart_uploads_stages_copies_and_resumes(tmp_path, m
     assert names == sorted([q["part"] for q in manifest["parts"]] +
                            ["_SUCCESS", "_chunks.jsonl", "_job.json", "_truth.json"])
     fs.rm("/staged-gen", recursive=True)
+
+
+def test_bad_input_midway_leaves_no_part_on_the_local_disk(moto_server, bucket, tmp_path,
+                                                             monkeypatch, capsys):
+    """Chunks on threads upload their parts from the local disk on their own threads: when
+    one chunk fails on bad input while others have finished, no part is left in the
+    temporary folder, nothing in OUT, and no pending upload."""
+    import tempfile
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(8):
+        f0 = [f"{v:.6f}" for v in rng.normal(size=3000)]
+        if i == 6:
+            f0[2500] = "oops"
+        rows = "".join(f"{a},{b:.6f}\n" for a, b in zip(f0, rng.normal(size=3000), strict=True))
+        (folder / f"p{i}.csv").write_text("f0,f1\n" + rows)
+    tmp = tmp_path / "localtmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    capsys.readouterr()
+    assert run_cli("transform", folder, f"{bucket}/bad", "--columns", "f0", "f1", "--blocksize",
+                   "40KB", "--threads-per-worker", "4", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "p6.csv" in err[0] and "f0" in err[0], err
+    assert list(tmp.iterdir()) == []
+    fs = s3fs_client(moto_server)
+    fs.invalidate_cache()
+    name = bucket.split("://")[1]
+    assert fs.find(f"{name}/bad") == []
+    assert fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []

@@ -387,3 +387,56 @@ def test_the_lease_of_a_model_file_named_relative_to_the_working_folder(
         lease.release()
     assert run_cli("train", data, "model.json", "--label", "label", "--quiet") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+
+
+# --- S3's pending uploads: only this tool's, and gone ones reported ------------------------
+
+
+def test_a_commit_aborts_only_its_own_pending_uploads(data, bucket):
+    """Another program's unfinished uploads under OUT (a file beside the parts, an output in
+    a folder below) survive a run's open and cleanup; this tool's dead ones do not."""
+    fs = s3fs_client_cached()
+    name = bucket.split("://")[1]
+    theirs = ["out/notes.txt", "out/sub/part-00000-0123456789ab.parquet"]
+    for key in theirs:
+        fs.call_s3("create_multipart_upload", Bucket=name, Key=key)
+    _kill_at("part-2", data, f"{bucket}/out", *_flags(2))  # leaves an attempt
+    dead = "out/part-00007-abcdefabcdef.parquet"  # a part name of another attempt
+    fs.call_s3("create_multipart_upload", Bucket=name, Key=dead)
+    assert run_cli("transform", data, f"{bucket}/out", *_flags(2), "--resume") == 0
+    left = {u["Key"] for u in fs.call_s3("list_multipart_uploads",
+                                         Bucket=name).get("Uploads", [])}
+    assert left == set(theirs)
+    assert pipeline.read(f"{bucket}/out").compute().shape[0] == ROWS
+
+
+def test_a_pending_upload_gone_before_the_commit_is_one_error_and_nothing_committed(
+        data, bucket, tmp_path):
+    """Held just before its uploads are completed, a run's uploads are aborted (a lifecycle
+    rule, another run that took the lease over): exit 1, one line naming the part, no
+    _SUCCESS; --resume uploads them again and commits."""
+    fs = s3fs_client_cached()
+    name = bucket.split("://")[1]
+    flag = tmp_path / "paused"
+    proc = _start(data, f"{bucket}/out", *_flags(2),
+                  env=_env(PIPELINE_PAUSE_AT="before-copy", PIPELINE_PAUSE_FILE=flag))
+    try:
+        assert wait_until(flag.exists, timeout=120), proc.communicate()
+        uploads = fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", [])
+        assert uploads
+        for u in uploads:
+            fs.call_s3("abort_multipart_upload", Bucket=name, Key=u["Key"],
+                       UploadId=u["UploadId"])
+    finally:
+        flag.unlink(missing_ok=True)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    # S3 answers NoSuchUpload ("its pending upload is gone"); moto's server answers 500
+    assert "/out/part-" in lines[0] and ("its pending upload is gone" in lines[0] or
+                                         "completing its upload failed" in lines[0]), lines
+    fs.invalidate_cache()
+    assert not fs.exists(f"{name}/out/_SUCCESS")
+    assert run_cli("transform", data, f"{bucket}/out", *_flags(2), "--resume") == 0
+    assert pipeline.read(f"{bucket}/out").compute().shape[0] == ROWS

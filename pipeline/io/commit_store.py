@@ -5,6 +5,7 @@ names at commit, ``_SUCCESS`` as the manifest in one conditional PUT
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from ..errors import PreconditionFailed
@@ -92,7 +93,7 @@ class ManifestFolder(Committer):
         attempts = _attempts(self)
         # an earlier attempt was cut short: its unfinished uploads, but those a resumed
         # attempt keeps (S3's pending parts), are dead (this run holds the lease)
-        self.uploads = list_pending(self.storage, self.root) \
+        self.uploads = _our_uploads(self, list_pending(self.storage, self.root)) \
             if attempts and self.storage.pending_uploads else {}
         if self.resume:
             if current is not None and self._same_job(current):
@@ -104,7 +105,7 @@ class ManifestFolder(Committer):
                 attempt = next((a for a, job in attempts.items() if self._same_job(job) and
                                 any(f"-{a}." in name for name in listed)), None)
                 if attempt is not None:
-                    _publish(self, attempt)
+                    _publish(self, attempt, manifest=current)
                 _cleanup(self, current)
                 return
             for attempt, job in attempts.items():
@@ -232,7 +233,7 @@ class ManifestFolder(Committer):
         if not self.attempt or not (bad_input or self.overwrite):
             return
         if self.storage.pending_uploads:
-            found = list_pending(self.storage, self.root)
+            found = _our_uploads(self, list_pending(self.storage, self.root))
             abort_pending(self.storage, self.root, found={
                 p: ids for p, ids in found.items() if f"-{self.attempt}." in p})
         ours = [self._name(p) for p in self.storage.find(self.root)]
@@ -256,6 +257,17 @@ def _attempts(folder: ManifestFolder) -> dict[str, dict]:
     return found
 
 
+# a part's name at OUT's top level (part-NNNNN-<attempt>.<format>)
+_PART = re.compile(r"part-\d{5,}-[0-9a-f]{12}\.[a-z]+")
+
+
+def _our_uploads(folder: ManifestFolder, found: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The pending uploads that are this tool's (a part, or under ``_pending/``): another
+    program's uploads under OUT, or another output's in a folder below it, are not touched."""
+    return {path: ids for path, ids in found.items()
+            if (name := folder._name(path)).startswith(PENDING + "/") or _PART.fullmatch(name)}
+
+
 def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
     """After the commit: delete what the manifest does not list (an old output's parts,
     other attempts) and the pending records, in batches, with no new listing."""
@@ -268,7 +280,8 @@ def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
                                                    name not in listed)]
     steps = [lambda: folder.storage.rm_many(stale)]
     if folder.storage.pending_uploads:  # a duplicated task's upload, never completed
-        steps.append(lambda: abort_pending(folder.storage, folder.root))
+        steps.append(lambda: abort_pending(folder.storage, folder.root, found=_our_uploads(
+            folder, list_pending(folder.storage, folder.root))))
     folder.storage.map(lambda step: step(), steps)
 
 
@@ -297,11 +310,12 @@ def _complete(folder: ManifestFolder, manifest: dict, records: dict[int, dict]) 
 
 
 def _publish(folder: ManifestFolder, attempt: str, records: dict[int, dict] | None = None,
-             extras: dict[str, str] | None = None) -> None:
+             extras: dict[str, str] | None = None, *, manifest: dict | None = None) -> None:
     """After the commit: the attempt's records merged into ``_chunks.jsonl``, its extra
     files and its ``_job.json`` at the top (before the commit they would have described
     an output that was not yet the output). ``records`` and ``extras``: this run's, in
-    memory; else read back."""
+    memory; else read back, each part's ETag taken from the committed ``manifest`` (a
+    completed upload's is known only from there)."""
     job = dict(folder.job)
     if records is None:
         records, extras = {}, {}
@@ -320,6 +334,11 @@ def _publish(folder: ManifestFolder, attempt: str, records: dict[int, dict] | No
                 job = obj
             elif obj is not None and "chunk" in obj:
                 records[int(obj["chunk"])] = obj
+    etags = {p.get("part"): p.get("etag") for p in (manifest or {}).get("parts", [])
+             if isinstance(p, dict)}
+    for rec in records.values():
+        if rec.get("etag") is None and etags.get(rec.get("part")):
+            rec["etag"] = etags[rec["part"]]
     job.pop("attempt", None)
     texts = {**(extras or {}), JOB: json.dumps(job, indent=1),
              CHUNKS: "".join(json.dumps(records[i]) + "\n" for i in sorted(records))}

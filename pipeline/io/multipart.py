@@ -10,8 +10,9 @@ copy (:mod:`pipeline.io.commit_store`).
 
 from __future__ import annotations
 
+from ..errors import StorageError
 from .local_storage import LocalStorage
-from .object_storage import _storage_errors
+from .object_storage import _first_line, _storage_errors
 
 _DISK = LocalStorage()
 
@@ -32,19 +33,23 @@ def put_pending(storage, path: str, local: str) -> dict:
     try:
         with _DISK.open(local, "rb") as fh:
             while True:
-                # a part of one request is streamed from the file, not read into memory
-                body = fh if size <= PART_BYTES else fh.read(PART_BYTES)
+                # bytes, not the file: s3fs retries some failures itself, and a file object
+                # it sent once would be sent again from where it stopped (a short part)
+                body = fh.read(PART_BYTES)
                 with storage._slots():
                     out = fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload,
                                      PartNumber=len(parts) + 1, Body=body)
                 parts.append([len(parts) + 1, out["ETag"].strip('"')])
-                if body is fh or len(body) < PART_BYTES or fh.tell() >= size:
+                if len(body) < PART_BYTES or fh.tell() >= size:
                     break
-    except BaseException:
+    except BaseException as exc:
         try:
             fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
         except Exception:  # noqa: BLE001, S110 - the upload's own error is the one to raise
             pass
+        if isinstance(exc, FileNotFoundError):  # NoSuchUpload: aborted meanwhile
+            raise StorageError(f"{storage.url(path)}: its upload was aborted while it ran "
+                               f"({_first_line(exc)})") from None
         raise
     return {"size": size, "upload": upload, "upload_parts": parts}
 
@@ -57,11 +62,20 @@ def complete_pending(storage, paths: list[str], records: list[dict]) -> list[str
     def complete(item) -> str | None:
         path, rec = item
         bucket, key, _ = storage.fs.split_path(path)
-        with storage._slots():
-            out = storage.fs.call_s3(
-                "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=rec["upload"],
-                MultipartUpload={"Parts": [{"PartNumber": int(n), "ETag": f'"{etag}"'}
-                                           for n, etag in rec["upload_parts"]]})
+        try:
+            with storage._slots():
+                out = storage.fs.call_s3(
+                    "complete_multipart_upload", Bucket=bucket, Key=key,
+                    UploadId=rec["upload"],
+                    MultipartUpload={"Parts": [{"PartNumber": int(n), "ETag": f'"{etag}"'}
+                                               for n, etag in rec["upload_parts"]]})
+        except FileNotFoundError as exc:  # NoSuchUpload: aborted (a lifecycle rule, another
+            raise StorageError(  # run that took the lease over)
+                f"{storage.url(path)}: its pending upload is gone, nothing committed "
+                f"({_first_line(exc)}); rerun with --resume to upload it again") from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StorageError(f"{storage.url(path)}: completing its upload failed "
+                               f"({_first_line(exc)})") from None
         etag = out.get("ETag")
         return etag.strip('"') if etag else None
 
@@ -102,9 +116,12 @@ def abort_pending(storage, folder: str, keep: set[str] = frozenset(), *,
     def abort(item) -> None:
         path, upload = item
         bucket, key, _ = storage.fs.split_path(path)
-        with storage._slots():
-            storage.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key,
-                               UploadId=upload)
+        try:
+            with storage._slots():
+                storage.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key,
+                                   UploadId=upload)
+        except FileNotFoundError:  # aborted or completed meanwhile: nothing to do
+            pass
 
     storage.map(abort, dead)
     return len(dead)

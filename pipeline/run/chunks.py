@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -116,8 +117,8 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         job["storage_options"] = redact(storage_options)
     folder = open_output(out, job, overwrite=overwrite, resume=resume,
                          storage_options=storage_options)
-    if executor.kind == "local":  # (an object store) the first chunks' bytes come meanwhile
-        for task in tasks[:executor.slots]:
+    if executor.kind == "local" and not resume:  # (an object store) the first chunks'
+        for task in tasks[:executor.slots]:  # bytes come while OUT is opened
             getattr(task, "prefetch", lambda: None)()
     try:  # the lease on OUT, taken by open(), is given up however the run ends
         folder.open({t.index: t.rows for t in tasks}, fmt)
@@ -137,6 +138,8 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
             target = replace(target, defer_upload=True)
             uploads = _Uploads(target, executor.slots, folder.append_record)
         fn = functools.partial(run_chunk_task, target=target, device=device)
+        if uploads is not None:
+            fn = functools.partial(_tracked, fn, uploads)
         done = 0
 
         def record(task, rec, *, written: bool = False) -> None:
@@ -148,9 +151,9 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
             done += 1
             crash_point(f"part-{done}")
 
+        results = executor.map_unordered(fn, todo, in_flight=executor.slots + 2)
         try:
-            for task, (rec, tmp) in executor.map_unordered(fn, todo,
-                                                           in_flight=executor.slots + 2):
+            for task, (rec, tmp) in results:
                 if uploads is not None:
                     uploads.submit(task, rec, tmp)
                     for finished in uploads.finished():
@@ -162,6 +165,7 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
             for finished in uploads.finished(drain=True) if uploads else ():
                 record(*finished, written=True)
         except BaseException as exc:
+            getattr(results, "close", lambda: None)()  # the chunks under way end first
             if uploads is not None:
                 uploads.close()  # nothing uploading while the attempt is discarded
             if isinstance(exc, Exception):
@@ -183,6 +187,15 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         folder.release()
 
 
+def _tracked(fn, uploads: _Uploads, task) -> tuple[dict, str | None]:
+    """``fn(task)``, its part's local file known to ``uploads`` before it is returned (a
+    result the writer loop never takes, when the run fails, is deleted by ``close``)."""
+    rec, tmp = fn(task)
+    if tmp is not None:
+        uploads.track(tmp)
+    return rec, tmp
+
+
 class _Uploads:
     """Parts that chunk threads of this process wrote on the local disk, uploaded by their own
     threads while the chunk threads go on to the next chunks (on an object store a part's
@@ -196,6 +209,12 @@ class _Uploads:
         self.limit = 2 * threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-upload")
         self.pending: dict = {}
+        self.on_disk: set[str] = set()  # parts written, not yet handed to an upload
+        self.lock = threading.Lock()
+
+    def track(self, tmp: str) -> None:
+        with self.lock:
+            self.on_disk.add(tmp)
 
     def _upload(self, tmp: str, index: int, rec: dict) -> dict:
         rec.update(upload_part(tmp, self.target, index))
@@ -203,6 +222,8 @@ class _Uploads:
         return rec
 
     def submit(self, task, rec: dict, tmp: str) -> None:
+        with self.lock:
+            self.on_disk.discard(tmp)
         fut = self.pool.submit(self._upload, tmp, task.index, rec)
         self.pending[fut] = (task, rec, tmp)
 
@@ -220,10 +241,15 @@ class _Uploads:
                 yield task, fut.result()
 
     def close(self) -> None:
-        """Wait for the uploads under way (their local files are deleted either way)."""
+        """Wait for the uploads under way (their local files are deleted either way) and
+        delete the parts never handed over (the chunk threads have ended by then)."""
         for fut, (_, _, tmp) in self.pending.items():
             if fut.cancel():  # never started: its file is still on the disk
                 LOCAL.rm(tmp)
         wait(self.pending)
         self.pending.clear()
         self.pool.shutdown(wait=True)
+        with self.lock:
+            left, self.on_disk = self.on_disk, set()
+        for tmp in left:
+            LOCAL.rm(tmp)

@@ -3,9 +3,11 @@ across it, and cut points that never fall inside a quoted field."""
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import lzma
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -69,16 +71,30 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
 
 
 def _planned_files(paths: list[str], blocksize: int, storage: Storage):
-    """Each file's plan, in order; on an object store the files' requests concurrently, a
-    window of a few times ``io_concurrency`` files at a time (their samples are held until
-    merged, so memory stays bounded whatever the number of files)."""
+    """Each file's plan, in order; on an object store the files' requests concurrently,
+    ``io_concurrency`` at once, a sliding window of a few times that many files planned
+    ahead of the one merged (their samples are held until merged, so memory stays bounded
+    whatever the number of files)."""
     if isinstance(storage, LocalStorage):
         yield from (_plan_csv_file(path, blocksize, storage) for path in paths)
         return
     window = 4 * storage.io_concurrency
-    for i in range(0, len(paths), window):
-        yield from storage.map(lambda p: _plan_csv_file(p, blocksize, storage),
-                               paths[i:i + window])
+    todo = iter(paths)
+    pending: collections.deque = collections.deque()
+    with ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(paths))),
+                            thread_name_prefix="pipeline-plan") as pool:
+        try:
+            for path in itertools.islice(todo, window):
+                pending.append(pool.submit(_plan_csv_file, path, blocksize, storage))
+            while pending:
+                first = pending.popleft()
+                path = next(todo, None)
+                if path is not None:
+                    pending.append(pool.submit(_plan_csv_file, path, blocksize, storage))
+                yield first.result()  # the first error, in the files' order, is raised
+        finally:
+            for fut in pending:  # a failed plan: the files not started are not planned
+                fut.cancel()
 
 
 def _plan_csv_file(path: str, blocksize: int, storage: Storage):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import MotoServer, S3Proxy  # noqa: E402
+from s3_proxy import bucket_behind_proxy  # noqa: E402
 
 from pipeline.io.parts import write_part  # noqa: E402
 from pipeline.io.writer import build_manifest, open_output  # noqa: E402
@@ -61,13 +61,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     os.environ.update(ENV)
-    server = MotoServer(ENV)
-    endpoint = server.endpoint
-    try:
-        import s3fs
-
-        s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir("commitbench")
-        proxy = S3Proxy(endpoint)
+    with bucket_behind_proxy(ENV, "commitbench") as (server, _, proxy):
+        endpoint = server.endpoint
         seconds = []
         for k in range(args.repeat + 1):
             counted = k == 0  # the first through the proxy, to count; the rest timed
@@ -92,9 +87,6 @@ def main() -> None:
         print(f"commit seconds, moto on loopback, {args.repeat} runs: "
               + ", ".join(f"{s:.2f}" for s in seconds)
               + f" (median {statistics.median(seconds):.2f})")
-        proxy.close()
-    finally:
-        server.close()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from harness import PY, run_measured
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import MotoServer, S3Proxy, free_port  # noqa: E402
+from s3_proxy import bucket_behind_proxy, free_port  # noqa: E402
 
 FEATURES = 20
 BUCKET = "bench"
@@ -141,14 +141,7 @@ def main() -> None:
     os.environ.update(ENV)
     cases = [c for c in args.cases.split(",") if c]
     latencies = [float(x) for x in args.latency.split(",") if x]
-    moto = MotoServer(ENV)
-    proxy = None
-    try:
-        import s3fs
-
-        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto.endpoint})
-        fs.mkdir(BUCKET)
-        proxy = S3Proxy(moto.endpoint)
+    with bucket_behind_proxy(ENV, BUCKET) as (_, fs, proxy):
         extra = ["--io-concurrency", str(args.io_concurrency)] if args.io_concurrency else []
         rows_out = []
         for case in cases:
@@ -215,10 +208,6 @@ def main() -> None:
             print(f"{case:14s} {ms:>3g} {name:20s} {wall:>7.2f} {ours / wall:>5.2f}x "
                   f"{peak:>9d} {rss / 2**20:>8.0f} "
                   + " ".join(f"{counts.get(k, 0):>10d}" for k in kinds))
-    finally:
-        if proxy is not None:
-            proxy.close()
-        moto.close()
 
 
 if __name__ == "__main__":

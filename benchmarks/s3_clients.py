@@ -23,7 +23,7 @@ from harness import PY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import MotoServer, S3Proxy  # noqa: E402
+from s3_proxy import bucket_behind_proxy  # noqa: E402
 
 BUCKET = "clients"
 
@@ -75,20 +75,14 @@ def main() -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import s3fs
 
-    moto = MotoServer(ENV)
-    proxy = None
-    try:
-        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto.endpoint})
-        fs.mkdir(BUCKET)
+    with bucket_behind_proxy(ENV, BUCKET, delay=args.latency / 1000) as (_, fs, proxy):
         rng = np.random.default_rng(0)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table({**{f"f{j}": rng.normal(size=2000) for j in range(5)},
                                  "id": np.arange(2000)}), sink)
         body = sink.getvalue().to_pybytes()
         fs.pipe({f"{BUCKET}/in/part-{i:05d}.parquet": body for i in range(args.objects)})
-        proxy = S3Proxy(moto.endpoint, delay=args.latency / 1000)
         rows = []
         for r in range(args.repeat):
             for client in ("s3fs", "pyarrow", "obstore"):
@@ -109,10 +103,6 @@ def main() -> None:
             print(f"{client:8s} {got['wall']:>7.2f} {got['cpu']:>6.2f} "
                   f"{got['cpu'] / got['n'] * 1000:>10.2f}  "
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    finally:
-        if proxy is not None:
-            proxy.close()
-        moto.close()
 
 
 if __name__ == "__main__":

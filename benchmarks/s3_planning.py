@@ -25,7 +25,7 @@ from harness import PY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3_proxy import BENCH_ENV as ENV  # noqa: E402
-from s3_proxy import MotoServer, S3Proxy  # noqa: E402
+from s3_proxy import bucket_behind_proxy  # noqa: E402
 
 BUCKET = "planning"
 
@@ -54,20 +54,13 @@ def main() -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import s3fs
 
-    moto = MotoServer(ENV)
-    proxy = None
-    try:
-        endpoint = moto.endpoint
-        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
-        fs.mkdir(BUCKET)
+    with bucket_behind_proxy(ENV, BUCKET, delay=args.latency / 1000) as (_, fs, proxy):
         rng = np.random.default_rng(0)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table({**{f"f{j}": rng.normal(size=200) for j in range(5)},
                                  "id": np.arange(200)}), sink)
         body = sink.getvalue().to_pybytes()
-        proxy = S3Proxy(endpoint, delay=args.latency / 1000)
         rows = []
         for n in counts:
             prefix = f"{BUCKET}/n{n}"
@@ -92,10 +85,6 @@ def main() -> None:
                   f"(the slopes from {n0:,} to {n1:,} objects)")
             print(f"100,000 objects, extrapolated: {w1 + dw * (100_000 - n1):.0f} s, "
                   f"{(r1 + dr * (100_000 - n1)) / 2**20:.0f} MiB of RSS growth")
-    finally:
-        if proxy is not None:
-            proxy.close()
-        moto.close()
 
 
 if __name__ == "__main__":

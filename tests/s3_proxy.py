@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +33,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def bucket_behind_proxy(env: dict, bucket: str, delay: float = 0.0):
+    """moto's server (:class:`MotoServer`) with ``bucket`` made and an :class:`S3Proxy` in
+    front of it: yields (the server, an s3fs client of the server itself, the proxy), all
+    closed after."""
+    import s3fs
+
+    moto = MotoServer(env)
+    proxy = None
+    try:
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto.endpoint})
+        fs.mkdir(bucket)
+        proxy = S3Proxy(moto.endpoint, delay=delay)
+        yield moto, fs, proxy
+    finally:
+        if proxy is not None:
+            proxy.close()
+        moto.close()
 
 
 class MotoServer:

@@ -3,11 +3,9 @@ across it, and cut points that never fall inside a quoted field."""
 
 from __future__ import annotations
 
-import collections
 import io
 import itertools
 import lzma
-from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -78,23 +76,8 @@ def _planned_files(paths: list[str], blocksize: int, storage: Storage):
     if isinstance(storage, LocalStorage):
         yield from (_plan_csv_file(path, blocksize, storage) for path in paths)
         return
-    window = 4 * storage.io_concurrency
-    todo = iter(paths)
-    pending: collections.deque = collections.deque()
-    with ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(paths))),
-                            thread_name_prefix="pipeline-plan") as pool:
-        try:
-            for path in itertools.islice(todo, window):
-                pending.append(pool.submit(_plan_csv_file, path, blocksize, storage))
-            while pending:
-                first = pending.popleft()
-                path = next(todo, None)
-                if path is not None:
-                    pending.append(pool.submit(_plan_csv_file, path, blocksize, storage))
-                yield first.result()  # the first error, in the files' order, is raised
-        finally:
-            for fut in pending:  # a failed plan: the files not started are not planned
-                fut.cancel()
+    yield from storage.imap(lambda p: _plan_csv_file(p, blocksize, storage), paths,
+                            ahead=4 * storage.io_concurrency)
 
 
 def _plan_csv_file(path: str, blocksize: int, storage: Storage):

@@ -68,27 +68,28 @@ def _chunk_key(chunk: Chunk) -> tuple:
 
 
 class _Fetched:
-    """A chunk's bytes by piece key, each waited for only when asked (``futures``)."""
+    """A chunk's bytes by piece key: ``got`` at hand, the others arriving in the pieces'
+    order from ``arriving`` (key, bytes) as the reader asks for them."""
 
-    def __init__(self, got: dict, futures: dict | None = None, pool=None) -> None:
-        self.got, self.futures, self.pool = got, futures or {}, pool
+    def __init__(self, got: dict, keys: list | None = None, arriving=None) -> None:
+        self.got, self.keys, self.arriving = got, set(keys or ()), arriving
 
     def get(self, key):
-        if key in self.got:
-            return self.got[key]
-        fut = self.futures.get(key)
-        return None if fut is None else fut.result()
+        while key in self.keys and key not in self.got:
+            k, body = next(self.arriving)
+            self.got[k] = body
+        return self.got.get(key)
 
     def all(self) -> dict:
         """Every piece's bytes (the first failure, in the pieces' order, raised)."""
-        return {**self.got, **{k: f.result() for k, f in self.futures.items()}}
+        for k in self.keys:
+            self.get(k)
+        return self.got
 
     def close(self) -> None:
         """The requests not yet started are not made (a chunk that failed midway)."""
-        for fut in self.futures.values():
-            fut.cancel()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False)
+        if self.arriving is not None:
+            self.arriving.close()
 
 
 def _fetch(storage: Storage, chunk: Chunk) -> dict:
@@ -121,11 +122,8 @@ def _start(storage: Storage, chunk: Chunk) -> _Fetched:
     if not todo:
         return _Fetched(got)
     where = _on_worker()  # (in this thread: the worker's task's)
-    pool = ThreadPoolExecutor(max(1, min(storage.io_concurrency, len(todo))),
-                              thread_name_prefix="pipeline-get")
-    futures = {k: pool.submit(_get, storage, *wanted[k], where) for k in todo}
-    pool.shutdown(wait=False)  # its threads end when the requests are made
-    return _Fetched(got, futures, pool)
+    return _Fetched(got, todo, storage.imap(
+        lambda k: (k, _get(storage, *wanted[k], where)), todo))
 
 
 def _get(storage: Storage, path: str, start: int, stop: int, where: str) -> bytes:

@@ -11,10 +11,8 @@ copy (:mod:`pipeline.io.commit_store`).
 from __future__ import annotations
 
 from ..errors import StorageError
-from .local_storage import LocalStorage
 from .object_storage import _first_line, _storage_errors
-
-_DISK = LocalStorage()
+from .storage import LOCAL
 
 # bytes per UploadPart request, as s3fs uploads (S3: at least 5 MiB but for the last part)
 PART_BYTES = 50 * 2**20
@@ -29,9 +27,9 @@ def put_pending(storage, path: str, local: str) -> dict:
     bucket, key, _ = fs.split_path(path)
     upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
     parts: list[list] = []
-    size = _DISK.size(local)
+    size = LOCAL.size(local)
     try:
-        with _DISK.open(local, "rb") as fh:
+        with LOCAL.open(local, "rb") as fh:
             while True:
                 # bytes, not the file: s3fs retries some failures itself, and a file object
                 # it sent once would be sent again from where it stopped (a short part)

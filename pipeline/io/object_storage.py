@@ -4,7 +4,9 @@ files, conditional writes, and the store's failures as one error naming the obje
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import threading
 from typing import IO
 
@@ -71,10 +73,30 @@ class FsspecStorage:
         would)."""
         if len(items) <= 1:
             return [fn(item) for item in items]
+        return list(self.imap(fn, items))
+
+    def imap(self, fn, items: list, *, ahead: int | None = None):
+        """:meth:`map`'s results one by one, each as soon as it and those before it are
+        done, so the caller works on the first while the others are fetched; with
+        ``ahead``, at most that many items are started beyond the one the caller is given
+        (their results are held until taken). Closed early (the caller failed), the calls
+        not started are not made and those under way are waited for."""
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max(1, min(self.io_concurrency, len(items)))) as pool:
-            return list(pool.map(fn, items))
+        todo = iter(items)
+        pending: collections.deque = collections.deque()
+        pool = ThreadPoolExecutor(max(1, min(self.io_concurrency, len(items))),
+                                  thread_name_prefix="pipeline-io")
+        try:
+            for item in itertools.islice(todo, ahead if ahead is not None else len(items)):
+                pending.append(pool.submit(fn, item))
+            while pending:
+                first = pending.popleft()
+                for item in itertools.islice(todo, 1):
+                    pending.append(pool.submit(fn, item))
+                yield first.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def url(self, path: str) -> str:
         return self.fs.unstrip_protocol(path) if self.protocol != "file" else path

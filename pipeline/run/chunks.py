@@ -225,7 +225,7 @@ class _Uploads:
         with self.lock:
             self.on_disk.discard(tmp)
         fut = self.pool.submit(self._upload, tmp, task.index, rec)
-        self.pending[fut] = (task, rec, tmp)
+        self.pending[fut] = (task, tmp)
 
     def finished(self, *, drain: bool = False):
         """(task, record) of each upload done; waits while ``limit`` are pending (all of
@@ -237,13 +237,13 @@ class _Uploads:
             if not done:
                 return
             for fut in done:
-                task, _, _ = self.pending.pop(fut)
+                task, _ = self.pending.pop(fut)
                 yield task, fut.result()
 
     def close(self) -> None:
         """Wait for the uploads under way (their local files are deleted either way) and
         delete the parts never handed over (the chunk threads have ended by then)."""
-        for fut, (_, _, tmp) in self.pending.items():
+        for fut, (_, tmp) in self.pending.items():
             if fut.cancel():  # never started: its file is still on the disk
                 LOCAL.rm(tmp)
         wait(self.pending)

@@ -4,6 +4,8 @@ file, many requests in flight while planning and reading."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -465,3 +467,16 @@ def test_a_chunk_parses_its_first_files_while_its_last_one_downloads(small_files
     reader.join(60)
     assert parsed[-1] == last and len(parsed) == FILES
     assert result["table"].num_rows == FILES * 2000
+
+
+def test_opening_a_new_output_lists_it_in_one_request(small_files, proxy, bucket,
+                                                      moto_server):
+    """An absent OUT is listed by one LIST (its HEAD alongside), not listed again by s3fs."""
+    _, url = small_files
+    out = f"{bucket}/fresh"
+    assert run_cli("transform", url, out, "--quiet") == 0
+    listed = [path for kind, path, _ in proxy.log
+              if kind == "LIST" and "prefix=fresh" in path and "uploads" not in path]
+    assert len(listed) == 1
+    manifest = json.loads(s3fs_client(moto_server).cat_file(f"{out}/_SUCCESS"))
+    assert sum(p["rows"] for p in manifest["parts"]) == FILES * 2000

@@ -36,17 +36,17 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
     header = None
     types: dict[str, pa.DataType | None] = {}
     pieces: list[Piece] = []
-    for path, (first, file_pieces, samples, compression) in zip(
-            paths, _planned_files(paths, blocksize, storage), strict=True):
+    for path, (first, file_pieces, sample_schemas) in zip(
+            paths, _planned_files(paths, blocksize, storage, null_values), strict=True):
         if header is None:
             header = _check_header(first.rstrip(b"\r\n") + b"\n", path)
         elif first.rstrip(b"\r\n") != header.rstrip(b"\n"):
             raise PipelineError(f"CSV header differs from {paths[0]}: "
                                 f"{first.decode(errors='replace').strip()!r}", path=path)
         pieces.extend(file_pieces)
-        for sample in samples:
-            sample_schema = _csv_sample_schema(path, header + sample, null_values,
-                                               partial=len(samples) > 1 or bool(compression))
+        for sample_schema in sample_schemas:
+            if isinstance(sample_schema, PipelineError):
+                raise sample_schema
             for f_ in sample_schema or ():
                 types[f_.name] = _merge_types(types.get(f_.name), f_.type)
     names = pacsv.read_csv(io.BytesIO(header)).column_names
@@ -68,20 +68,26 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
                   csv_types={f.name: f.type for f in schema}, null_values=null_values)
 
 
-def _planned_files(paths: list[str], blocksize: int, storage: Storage):
-    """Each file's plan, in order; on an object store the files' requests concurrently,
-    ``io_concurrency`` at once, a sliding window of a few times that many files planned
-    ahead of the one merged (their samples are held until merged, so memory stays bounded
-    whatever the number of files)."""
+def _planned_files(paths: list[str], blocksize: int, storage: Storage,
+                   null_values: tuple[str, ...]):
+    """Each file's plan, in order; on an object store the files' requests and their samples'
+    parsing concurrently, ``io_concurrency`` at once, a sliding window of a few times that
+    many files planned ahead of the one merged (only their header lines and sample types are
+    held until merged, so memory stays bounded whatever the number of files)."""
+    def plan(path):
+        return _plan_csv_file(path, blocksize, storage, null_values)
+
     if isinstance(storage, LocalStorage):
-        yield from (_plan_csv_file(path, blocksize, storage) for path in paths)
+        yield from map(plan, paths)
         return
-    yield from storage.imap(lambda p: _plan_csv_file(p, blocksize, storage), paths,
-                            ahead=4 * storage.io_concurrency)
+    yield from storage.imap(plan, paths, ahead=4 * storage.io_concurrency)
 
 
-def _plan_csv_file(path: str, blocksize: int, storage: Storage):
-    """One CSV file's header line, pieces, type samples and compression.
+def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tuple[str, ...]):
+    """One CSV file's header line, pieces, and the types inferred from each of its samples
+    (parsed under the file's own header line; a sample that cannot be parsed gives None where
+    it is only a part of the file, else the error, raised when the file's plan is merged, after
+    its header is checked).
 
     On an object store a small file is fetched whole in one request, its cuts found by
     counting quotes as on a local disk, and its bytes kept for the chunk that reads it when
@@ -127,7 +133,18 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage):
     finally:
         if whole and not kept:
             bodies.release(size)
-    return first, pieces, samples, compression
+    header = first.rstrip(b"\r\n") + b"\n"
+    partial = len(samples) > 1 or bool(compression)
+    return first, pieces, [_sample_types(path, header + sample, null_values, partial)
+                           for sample in samples]
+
+
+def _sample_types(path: str, sample: bytes, null_values, partial: bool
+                  ) -> pa.Schema | PipelineError | None:
+    try:
+        return _csv_sample_schema(path, sample, null_values, partial=partial)
+    except PipelineError as exc:
+        return exc
 
 
 def _check_header(header: bytes, path: str) -> bytes:

@@ -94,7 +94,7 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
             return b""
         try:
             return obstore.get_range(store(bucket), key, start=start, end=stop).to_bytes()
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):
             raise FileNotFoundError(path) from None
 
     def find(folder: str) -> dict[str, dict] | None:
@@ -132,7 +132,7 @@ def _head(obstore, store, key: str) -> dict | None:
 
     try:
         return obstore.head(store, key)
-    except NotFoundError:
+    except (NotFoundError, FileNotFoundError):  # obstore raises either, by version and call
         return None
 
 

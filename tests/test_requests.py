@@ -480,3 +480,35 @@ def test_opening_a_new_output_lists_it_in_one_request(small_files, proxy, bucket
     assert len(listed) == 1
     manifest = json.loads(s3fs_client(moto_server).cat_file(f"{out}/_SUCCESS"))
     assert sum(p["rows"] for p in manifest["parts"]) == FILES * 2000
+
+
+@pytest.mark.parametrize("planned_here", [True, False])
+def test_a_large_file_is_read_in_coalesced_ranges_without_a_head(moto_server, bucket,
+                                                                  tmp_path, proxy, client,
+                                                                  monkeypatch, planned_here):
+    """A file above the small-file size: its row groups' column chunks in ranged GETs (one
+    per coalesced range, through obstore where it reads), the size from the plan, no HEAD,
+    as where it was planned so on a worker that only has the plan."""
+    from pipeline.io import bodies, fetching, footers
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    monkeypatch.setattr(bodies, "WHOLE_AT_PLANNING", 0)
+    monkeypatch.setattr(fetching, "SMALL_FILE", 0)
+    rng = np.random.default_rng(3)
+    table = pa.table({"a": rng.normal(size=60_000), "b": rng.normal(size=60_000),
+                      "k": np.arange(60_000)})
+    local = tmp_path / "big.parquet"
+    pq.write_table(table, local, row_group_size=20_000)
+    s3fs_client(moto_server).put(str(local), f"{bucket}/big/f.parquet")
+    source = plan(f"{bucket}/big", blocksize=1)
+    assert len(source.chunks) == 3  # a row group each
+    if not planned_here:
+        footers._FOOTERS.clear()  # a Dask worker's process: the plan alone
+    proxy.reset()
+    read = [file_tasks(source)[i].read() for i in range(3)]
+    assert pa.concat_tables(read).equals(table)
+    assert [r for r in proxy.log if r[0] == "HEAD"] == []
+    gets = [r for r in proxy.log if r[0] == "GET range"]
+    # each chunk: its row group's columns, coalesced (and the footer where not planned here)
+    assert len(gets) == (3 if planned_here else 6)

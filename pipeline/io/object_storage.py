@@ -143,7 +143,12 @@ class FsspecStorage:
 
     def open_parquet(self, path: str, size: int | None = None):
         """A file for pyarrow's own coalesced reads (no fsspec read-ahead); with ``size``
-        known, opening it costs no request."""
+        known, opening it costs no request (and its reads go through obstore where it
+        reads: less CPU per byte than s3fs's)."""
+        if size is not None and self._rust():
+            from .rust_reads import RangeFile
+
+            return RangeFile(lambda start, stop: self.read_buffer(path, start, stop), size)
         if size is not None:
             return self.fs.open(path, "rb", cache_type="none", size=size)
         return self.fs.open(path, "rb", cache_type="none")
@@ -164,6 +169,15 @@ class FsspecStorage:
             if reader:
                 return reader(path, start, stop)
             return self.fs.cat_file(path, start=start, end=stop)
+
+    def read_buffer(self, path: str, start: int, stop: int):
+        """:meth:`read_range`'s bytes as the client's own buffer where obstore reads (no
+        copy), for pyarrow to read through the buffer protocol."""
+        reader = self._rust()
+        if not reader:
+            return self.read_range(path, start, stop)
+        with self._slots():
+            return reader(path, start, stop, copy=False)
 
     def read_text(self, path: str) -> str:
         return self.fs.cat_file(path).decode()

@@ -219,7 +219,7 @@ def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
                 meta, _ = _FOOTERS.get(piece.path, (None, None))
                 f = pq.ParquetFile(pa.BufferReader(body), metadata=meta)
             else:  # the footer from planning where this process planned; reads coalesced
-                meta, size = _FOOTERS.get(piece.path, (None, None))
+                meta, size = _FOOTERS.get(piece.path, (None, piece.file_size or None))
                 f = pq.ParquetFile(source.storage.open_parquet(piece.path, size=size),
                                    metadata=meta, pre_buffer=True)
             if piece.row_groups is None:  # planned from the listing: its footer is here

@@ -33,3 +33,32 @@ def test_performance_report_without_a_cluster_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "needs a Dask cluster" in err
     assert not (tmp_path / "o").exists() and not (tmp_path / "p.html").exists()
+
+
+def test_a_clusters_records_are_written_concurrently_and_a_failed_write_is_raised():
+    """On an object store the client writes each part's record (a PUT) on threads of its
+    own: three writes that each wait for the other two all finish."""
+    import threading
+
+    from pipeline.run.chunks import _RecordWrites
+
+    barrier = threading.Barrier(3, timeout=10)
+    written = []
+
+    def append(rec):
+        barrier.wait()  # passes only when three writes are under way at once
+        written.append(rec["chunk"])
+
+    writes = _RecordWrites(append, 4)
+    for i in range(3):
+        writes.submit({"chunk": i})
+    writes.drain()
+    assert sorted(written) == [0, 1, 2]
+
+    def failing(rec):
+        raise OSError(f"store down at record {rec['chunk']}")
+
+    writes = _RecordWrites(failing, 2)
+    writes.submit({"chunk": 7})
+    with pytest.raises(OSError, match="record 7"):
+        writes.drain()

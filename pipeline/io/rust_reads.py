@@ -5,10 +5,11 @@ about 2.6 ms of CPU per GET here, all of it under the GIL on one event-loop thre
 many small files at a store's latency the client becomes the bound. obstore makes the same
 GET in Rust with the GIL released, about 0.45 ms of CPU (``benchmarks/s3_clients.py``).
 Ranged and whole-object reads move (a large Parquet file's through :class:`RangeFile`), and
-listings; writes and the commit's conditional requests stay with s3fs. And only where the s3fs client's settings map onto obstore exactly: credentials
-that do not refresh (given, from the environment, a credentials or config file) or none
-(anonymous), its own endpoint and region, no requester-pays, versions or extra request
-arguments, TLS verified or not as s3fs does. Otherwise s3fs reads, as before.
+listings; writes and the commit's conditional requests stay with s3fs. And only where the
+s3fs client's settings map onto obstore exactly: credentials that do not refresh (given,
+from the environment, a credentials or config file) or none (anonymous), its own endpoint
+and region, no requester-pays, versions or extra request arguments, TLS verified or not as
+s3fs does. Otherwise s3fs reads, as before.
 """
 
 from __future__ import annotations

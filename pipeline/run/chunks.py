@@ -140,12 +140,18 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         fn = functools.partial(run_chunk_task, target=target, device=device)
         if uploads is not None:
             fn = functools.partial(_tracked, fn, uploads)
+        # a cluster's parts on an object store: their records are PUTs, written on threads
+        # of their own so that the next tasks are submitted without waiting for them
+        writes = _RecordWrites(folder.append_record, target.storage.io_concurrency) \
+            if target.storage is not None and uploads is None else None
         done = 0
 
         def record(task, rec, *, written: bool = False) -> None:
             nonlocal done
             records[task.index] = rec
-            if not written:
+            if writes is not None:
+                writes.submit(rec)
+            elif not written:
                 folder.append_record(rec)
             bar.update(rec["rows"])
             done += 1
@@ -164,10 +170,14 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
                 record(task, rec)
             for finished in uploads.finished(drain=True) if uploads else ():
                 record(*finished, written=True)
+            if writes is not None:
+                writes.drain()
         except BaseException as exc:
             getattr(results, "close", lambda: None)()  # the chunks under way end first
             if uploads is not None:
                 uploads.close()  # nothing uploading while the attempt is discarded
+            if writes is not None:
+                writes.close()
             if isinstance(exc, Exception):
                 folder.discard(bad_input=isinstance(exc, PipelineError))
             raise
@@ -194,6 +204,41 @@ def _tracked(fn, uploads: _Uploads, task) -> tuple[dict, str | None]:
     if tmp is not None:
         uploads.track(tmp)
     return rec, tmp
+
+
+class _RecordWrites:
+    """Records written by ``append`` on threads of their own, up to ``threads`` at once
+    (:meth:`submit` waits while that many are under way); :meth:`drain` waits for them all
+    and raises the first write's error."""
+
+    def __init__(self, append, threads: int) -> None:
+        self.append = append
+        self.limit = threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-record")
+        self.pending: set = set()
+
+    def submit(self, rec: dict) -> None:
+        self._reap(block=len(self.pending) >= self.limit)
+        self.pending.add(self.pool.submit(self.append, rec))
+
+    def _reap(self, *, block: bool) -> None:
+        done = {f for f in self.pending if f.done()}
+        if not done and block:
+            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+        self.pending -= done
+        for fut in done:
+            fut.result()
+
+    def drain(self) -> None:
+        wait(self.pending)
+        self._reap(block=False)
+        self.pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        """Wait for the writes under way (the attempt is discarded after them)."""
+        wait(self.pending)
+        self.pending.clear()
+        self.pool.shutdown(wait=True)
 
 
 class _Uploads:

@@ -20,7 +20,7 @@ from ..ops.values import (
     not_a_label,
 )
 from ..run.chunks import write_parts
-from ..run.execution import import_ahead, open_executor
+from ..run.execution import open_executor
 
 Path = str | os.PathLike  # a local path or a URL
 
@@ -36,7 +36,6 @@ def write_tasks(command, tasks, source, out, params, options, client, device):
 
 def plan_input(input_path, options: ExecOptions, dtype, out=None, null_values=None):
     blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
-    import_ahead(options)
     return plan(input_path, blocksize=blocksize, dtype=dtype, null_values=null_values,
                 storage_options=options.storage_options,
                 io_concurrency=options.io_concurrency)

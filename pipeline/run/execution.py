@@ -309,21 +309,6 @@ def _on_cluster(client, opts: ExecOptions, *owned):
             thing.close()
 
 
-def import_ahead(opts: ExecOptions | None) -> None:
-    """Start importing Dask's distributed client (about 0.6 s of the client's start) on a
-    thread of its own while the input is planned, when this command will connect to or start
-    a cluster: planning mostly waits on the store, and :func:`open_executor` then finds the
-    module (or waits for the import under way)."""
-    if opts is None or "distributed" in sys.modules or not (
-            opts.scheduler or opts.workers or opts.memory_limit_bytes()):
-        return
-    import importlib
-    import threading
-
-    threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True,
-                     name="pipeline-import").start()
-
-
 @contextmanager
 def open_executor(opts: ExecOptions | None = None, client=None):
     """The executor for one command; a cluster started here is closed at the end.

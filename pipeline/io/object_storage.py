@@ -148,10 +148,9 @@ class FsspecStorage:
         if size is not None and self._rust():
             from .rust_reads import RangeFile
 
-            return RangeFile(lambda start, stop: self.read_buffer(path, start, stop), size)
-        if size is not None:
-            return self.fs.open(path, "rb", cache_type="none", size=size)
-        return self.fs.open(path, "rb", cache_type="none")
+            return RangeFile(lambda a, b: self.read_range(path, a, b, copy=False), size)
+        known = {} if size is None else {"size": size}
+        return self.fs.open(path, "rb", cache_type="none", **known)
 
     def _rust(self):
         """obstore's reads and listings of this S3 store (rust_reads), or None."""
@@ -163,21 +162,14 @@ class FsspecStorage:
                     self._reader = s3_reader(self.fs)
         return self._reader
 
-    def read_range(self, path: str, start: int, stop: int) -> bytes:
+    def read_range(self, path: str, start: int, stop: int, *, copy: bool = True):
+        """The bytes; with ``copy=False``, where obstore reads, its own buffer (no copy into
+        a ``bytes``), which pyarrow reads through the buffer protocol."""
         reader = self._rust()
         with self._slots():
             if reader:
-                return reader(path, start, stop)
+                return reader(path, start, stop, copy=copy)
             return self.fs.cat_file(path, start=start, end=stop)
-
-    def read_buffer(self, path: str, start: int, stop: int):
-        """:meth:`read_range`'s bytes as the client's own buffer where obstore reads (no
-        copy), for pyarrow to read through the buffer protocol."""
-        reader = self._rust()
-        if not reader:
-            return self.read_range(path, start, stop)
-        with self._slots():
-            return reader(path, start, stop, copy=False)
 
     def read_text(self, path: str) -> str:
         return self.fs.cat_file(path).decode()

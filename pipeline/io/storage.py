@@ -26,7 +26,7 @@ from .object_storage import FsspecStorage, _storage_errors
 from .urls import EXTRAS, is_local, is_url, refuse_secret_url
 
 for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
-              "read_buffer", "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
+              "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
               "create_text", "replace_if", "read_versioned", "remove_if"):
     setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
 

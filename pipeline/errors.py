@@ -79,6 +79,16 @@ class StorageError(Exception):
     ``error:`` line): not bad input, and whatever the run wrote is left for ``--resume``."""
 
 
+class RangeNotSatisfiable(OSError):
+    """A read past an object's end: the object is shorter than its plan says (it changed
+    since it was planned). Bad input where it is read (exit 2, "cannot read"), not a
+    store's failure."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"the bytes asked for are past the object's end: {path} changed "
+                         "since it was planned")
+
+
 def _rebuild(message, path, column, row, params=()):
     return PipelineError(message, path=path, column=column, row=row, params=params)
 

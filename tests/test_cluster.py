@@ -37,8 +37,10 @@ def test_performance_report_without_a_cluster_is_an_error(tmp_path, capsys):
 
 def test_a_clusters_records_are_written_concurrently_and_a_failed_write_is_raised():
     """On an object store the client writes each part's record (a PUT) on threads of its
-    own: three writes that each wait for the other two all finish."""
+    own: three writes that each wait for the other two all finish, each is counted once
+    written, in the order submitted, and the first failed write's error is the one raised."""
     import threading
+    import time
 
     from pipeline.run.chunks import _RecordWrites
 
@@ -47,18 +49,24 @@ def test_a_clusters_records_are_written_concurrently_and_a_failed_write_is_raise
 
     def append(rec):
         barrier.wait()  # passes only when three writes are under way at once
+        time.sleep(0.05 * (3 - rec["chunk"]))  # the last submitted ends first
         written.append(rec["chunk"])
 
-    writes = _RecordWrites(append, 4)
+    counted = []
+    writes = _RecordWrites(append, 4, lambda rec: counted.append(rec["chunk"]))
     for i in range(3):
         writes.submit({"chunk": i})
     writes.drain()
-    assert sorted(written) == [0, 1, 2]
+    assert written == [2, 1, 0] and counted == [0, 1, 2]
 
     def failing(rec):
+        time.sleep(0.2 if rec["chunk"] == 7 else 0)
         raise OSError(f"store down at record {rec['chunk']}")
 
-    writes = _RecordWrites(failing, 2)
+    counted.clear()
+    writes = _RecordWrites(failing, 2, counted.append)
     writes.submit({"chunk": 7})
+    writes.submit({"chunk": 8})
     with pytest.raises(OSError, match="record 7"):
         writes.drain()
+    assert counted == []

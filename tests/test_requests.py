@@ -489,12 +489,20 @@ def test_a_large_file_is_read_in_coalesced_ranges_without_a_head(moto_server, bu
     """A file above the small-file size: its row groups' column chunks in ranged GETs (one
     per coalesced range, through obstore where it reads), the size from the plan, no HEAD,
     as where it was planned so on a worker that only has the plan."""
-    from pipeline.io import bodies, fetching, footers
+    from pipeline.io import bodies, fetching, footers, rust_reads
     from pipeline.io.sources import plan
     from pipeline.run.tasks import file_tasks
 
     monkeypatch.setattr(bodies, "WHOLE_AT_PLANNING", 0)
     monkeypatch.setattr(fetching, "SMALL_FILE", 0)
+    opened = []
+
+    class Counted(rust_reads.RangeFile):
+        def __init__(self, *args) -> None:
+            opened.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(rust_reads, "RangeFile", Counted)
     rng = np.random.default_rng(3)
     table = pa.table({"a": rng.normal(size=60_000), "b": rng.normal(size=60_000),
                       "k": np.arange(60_000)})
@@ -512,3 +520,28 @@ def test_a_large_file_is_read_in_coalesced_ranges_without_a_head(moto_server, bu
     gets = [r for r in proxy.log if r[0] == "GET range"]
     # each chunk: its row group's columns, coalesced (and the footer where not planned here)
     assert len(gets) == (3 if planned_here else 6)
+    assert len(opened) == (3 if client == "obstore" else 0)  # obstore's reads where it reads
+
+
+def test_a_large_file_that_shrank_since_planning_is_one_error_naming_it(
+        moto_server, bucket, tmp_path, client, monkeypatch):
+    """Its plan reads past the object's new end: "cannot read" naming the file (exit 2, as
+    bad input), not a store's failure, whichever client reads."""
+    from pipeline.errors import PipelineError
+    from pipeline.io import bodies, fetching
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    monkeypatch.setattr(bodies, "WHOLE_AT_PLANNING", 0)
+    monkeypatch.setattr(fetching, "SMALL_FILE", 0)
+    rng = np.random.default_rng(4)
+    local = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"a": rng.normal(size=60_000)}), local, row_group_size=20_000)
+    fs = s3fs_client(moto_server)
+    fs.put(str(local), f"{bucket}/big/f.parquet")
+    source = plan(f"{bucket}/big", blocksize=1)
+    pq.write_table(pa.table({"a": rng.normal(size=100)}), local)
+    fs.put(str(local), f"{bucket}/big/f.parquet")  # replaced by a much smaller file
+    with pytest.raises(PipelineError, match="cannot read") as err:
+        file_tasks(source)[2].read()
+    assert "f.parquet" in str(err.value)

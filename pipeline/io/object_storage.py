@@ -10,7 +10,7 @@ import itertools
 import threading
 from typing import IO
 
-from ..errors import PipelineError, PreconditionFailed, StorageError
+from ..errors import PipelineError, PreconditionFailed, RangeNotSatisfiable, StorageError
 
 _LAZY_LOCK = threading.Lock()  # the reader and the semaphore, made on first use
 
@@ -169,7 +169,7 @@ class FsspecStorage:
         with self._slots():
             if reader:
                 return reader(path, start, stop, copy=copy)
-            return self.fs.cat_file(path, start=start, end=stop)
+            return _cat_range(self, path, start, stop)
 
     def read_text(self, path: str) -> str:
         return self.fs.cat_file(path).decode()
@@ -268,6 +268,16 @@ class FsspecStorage:
             self.fs.invalidate_cache()
 
 
+def _cat_range(storage: FsspecStorage, path: str, start: int, stop: int) -> bytes:
+    try:
+        return storage.fs.cat_file(path, start=start, end=stop)
+    except OSError as exc:  # s3fs: S3's 416 InvalidRange as EINVAL
+        text = str(exc).lower()
+        if "range" in text and "satisfiable" in text:
+            raise RangeNotSatisfiable(storage.url(path)) from None
+        raise
+
+
 def _version(info: dict) -> str | None:
     for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "created"):
         if info.get(key) is not None:
@@ -311,7 +321,8 @@ def _storage_errors(method):
             # a write finds no bucket or container (its name is the URL's first part)
             raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
                                 "container exist?", path=self.url(obj)) from None
-        except (PipelineError, StorageError, PreconditionFailed, FileExistsError):
+        except (PipelineError, StorageError, PreconditionFailed, FileExistsError,
+                RangeNotSatisfiable):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
             detail = _first_line(exc)

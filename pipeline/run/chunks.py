@@ -142,20 +142,25 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
             fn = functools.partial(_tracked, fn, uploads)
         # a cluster's parts on an object store: their records are PUTs, written on threads
         # of their own so that the next tasks are submitted without waiting for them
-        writes = _RecordWrites(folder.append_record, target.storage.io_concurrency) \
-            if target.storage is not None and uploads is None else None
         done = 0
 
-        def record(task, rec, *, written: bool = False) -> None:
+        def counted(rec) -> None:  # a part whose record is written
             nonlocal done
-            records[task.index] = rec
-            if writes is not None:
-                writes.submit(rec)
-            elif not written:
-                folder.append_record(rec)
             bar.update(rec["rows"])
             done += 1
             crash_point(f"part-{done}")
+
+        writes = _RecordWrites(folder.append_record, target.storage.io_concurrency, counted) \
+            if target.storage is not None and uploads is None else None
+
+        def record(task, rec, *, written: bool = False) -> None:
+            records[task.index] = rec
+            if writes is not None:
+                writes.submit(rec)  # counted once written
+                return
+            if not written:
+                folder.append_record(rec)
+            counted(rec)
 
         results = executor.map_unordered(fn, todo, in_flight=executor.slots + 2)
         try:
@@ -208,26 +213,29 @@ def _tracked(fn, uploads: _Uploads, task) -> tuple[dict, str | None]:
 
 class _RecordWrites:
     """Records written by ``append`` on threads of their own, up to ``threads`` at once
-    (:meth:`submit` waits while that many are under way); :meth:`drain` waits for them all
-    and raises the first write's error."""
+    (:meth:`submit` waits while that many are under way); ``written(record)`` is called on
+    the caller's thread for each one written, in the order submitted. :meth:`drain` waits
+    for them all; the first failed write's error (in that order) is raised."""
 
-    def __init__(self, append, threads: int) -> None:
-        self.append = append
+    def __init__(self, append, threads: int, written=lambda rec: None) -> None:
+        self.append, self.written = append, written
         self.limit = threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-record")
-        self.pending: set = set()
+        self.pending: dict = {}  # future -> record, in the order submitted
 
     def submit(self, rec: dict) -> None:
         self._reap(block=len(self.pending) >= self.limit)
-        self.pending.add(self.pool.submit(self.append, rec))
+        self.pending[self.pool.submit(self.append, rec)] = rec
 
     def _reap(self, *, block: bool) -> None:
-        done = {f for f in self.pending if f.done()}
-        if not done and block:
-            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
-        self.pending -= done
-        for fut in done:
+        if block:  # the oldest write, which the next record waits for anyway
+            next(iter(self.pending)).exception()
+        for fut in list(self.pending):  # the written ones at the head, in order
+            if not fut.done():
+                break
+            rec = self.pending.pop(fut)
             fut.result()
+            self.written(rec)
 
     def drain(self) -> None:
         wait(self.pending)

@@ -523,14 +523,11 @@ def test_a_large_file_is_read_in_coalesced_ranges_without_a_head(moto_server, bu
     assert len(opened) == (3 if client == "obstore" else 0)  # obstore's reads where it reads
 
 
-def test_a_large_file_that_shrank_since_planning_is_one_error_naming_it(
-        moto_server, bucket, tmp_path, client, monkeypatch):
-    """Its plan reads past the object's new end: "cannot read" naming the file (exit 2, as
-    bad input), not a store's failure, whichever client reads."""
-    from pipeline.errors import PipelineError
+@pytest.fixture
+def shrinkable(moto_server, bucket, tmp_path, monkeypatch):
+    """A Parquet object of three row groups read as a large file (ranged GETs), and the
+    function that replaces it with a much smaller one; (its folder's URL, that function)."""
     from pipeline.io import bodies, fetching
-    from pipeline.io.sources import plan
-    from pipeline.run.tasks import file_tasks
 
     monkeypatch.setattr(bodies, "WHOLE_AT_PLANNING", 0)
     monkeypatch.setattr(fetching, "SMALL_FILE", 0)
@@ -539,9 +536,49 @@ def test_a_large_file_that_shrank_since_planning_is_one_error_naming_it(
     pq.write_table(pa.table({"a": rng.normal(size=60_000)}), local, row_group_size=20_000)
     fs = s3fs_client(moto_server)
     fs.put(str(local), f"{bucket}/big/f.parquet")
-    source = plan(f"{bucket}/big", blocksize=1)
-    pq.write_table(pa.table({"a": rng.normal(size=100)}), local)
-    fs.put(str(local), f"{bucket}/big/f.parquet")  # replaced by a much smaller file
+
+    def shrink() -> None:
+        pq.write_table(pa.table({"a": rng.normal(size=100)}), local)
+        fs.put(str(local), f"{bucket}/big/f.parquet")
+
+    return f"{bucket}/big", shrink
+
+
+def test_a_large_file_that_shrank_since_planning_is_one_error_naming_it(
+        shrinkable, moto_server, bucket, client, monkeypatch, capsys):
+    """Replaced by a smaller file between planning and reading: one "cannot read" line
+    naming the file, exit 2, whichever client reads, and nothing left in the fresh OUT."""
+    from pipeline.api import _inputs
+
+    url, shrink = shrinkable
+    planned = _inputs.plan
+
+    def plan_then_shrink(*args, **kwargs):
+        source = planned(*args, **kwargs)
+        shrink()
+        return source
+
+    monkeypatch.setattr(_inputs, "plan", plan_then_shrink)
+    assert run_cli("transform", url, f"{bucket}/out", "--blocksize", "1",
+                   "--threads-per-worker", "1", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "f.parquet" in err[0]
+    assert "cannot read" in err[0]
+    assert s3fs_client(moto_server).find(f"{bucket.removeprefix('s3://')}/out") == []
+
+
+def test_a_read_past_a_shrunk_objects_end_is_bad_input_not_a_store_failure(shrinkable,
+                                                                           client):
+    """The chunk of a later row group asks for bytes that start past the new end (S3's
+    416): "cannot read ... changed since it was planned" (exit 2), whichever client reads,
+    not a StorageError (exit 1)."""
+    from pipeline.errors import PipelineError
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    url, shrink = shrinkable
+    source = plan(url, blocksize=1)
+    shrink()
     with pytest.raises(PipelineError, match="cannot read") as err:
         file_tasks(source)[2].read()
     assert "f.parquet" in str(err.value)

@@ -169,7 +169,7 @@ class FsspecStorage:
         with self._slots():
             if reader:
                 return reader(path, start, stop, copy=copy)
-            return _cat_range(self, path, start, stop)
+            return self.fs.cat_file(path, start=start, end=stop)
 
     def read_text(self, path: str) -> str:
         return self.fs.cat_file(path).decode()
@@ -268,16 +268,6 @@ class FsspecStorage:
             self.fs.invalidate_cache()
 
 
-def _cat_range(storage: FsspecStorage, path: str, start: int, stop: int) -> bytes:
-    try:
-        return storage.fs.cat_file(path, start=start, end=stop)
-    except OSError as exc:  # s3fs: S3's 416 InvalidRange as EINVAL
-        text = str(exc).lower()
-        if "range" in text and "satisfiable" in text:
-            raise RangeNotSatisfiable(storage.url(path)) from None
-        raise
-
-
 def _version(info: dict) -> str | None:
     for key in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "created"):
         if info.get(key) is not None:
@@ -293,6 +283,13 @@ def _precondition(exc: BaseException) -> bool:
     """S3's 412 PreconditionFailed (or 409 ConditionalRequestConflict), as s3fs raises it."""
     text = str(exc).lower()
     return "pre-condition" in text or "precondition" in text or "conditional" in text
+
+
+def _past_the_end(exc: BaseException) -> bool:
+    """S3's 416 to a range that starts past the object's end, as obstore ("416 Range Not
+    Satisfiable") or s3fs ("The requested range is not satisfiable") raises it."""
+    text = str(exc)
+    return "not satisfiable" in text.lower() or "InvalidRange" in text
 
 
 def _takes_refresh(fs) -> bool:
@@ -321,10 +318,11 @@ def _storage_errors(method):
             # a write finds no bucket or container (its name is the URL's first part)
             raise PipelineError(f"cannot write ({_first_line(exc)}); does the bucket or "
                                 "container exist?", path=self.url(obj)) from None
-        except (PipelineError, StorageError, PreconditionFailed, FileExistsError,
-                RangeNotSatisfiable):
+        except (PipelineError, StorageError, PreconditionFailed, FileExistsError):
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all the store's
+            if _past_the_end(exc):  # the object is shorter than planned: bad input
+                raise RangeNotSatisfiable(self.url(obj)) from None
             detail = _first_line(exc)
             target = self.url(obj) if isinstance(obj, str) else f"{len(obj)} objects"
             raise StorageError(f"{target}: {method.__name__} failed ({detail})") from None

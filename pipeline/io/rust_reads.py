@@ -21,8 +21,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from ..errors import RangeNotSatisfiable
-
 # AWS's public S3 endpoints, which obstore derives from the region itself
 _PUBLIC_S3 = re.compile(r"s3([.-][a-z0-9-]+)?\.amazonaws\.com")
 # botocore's credential sources whose keys do not change while a run lasts
@@ -101,10 +99,6 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
             got = obstore.get_range(store(bucket), key, start=start, end=stop)
         except (NotFoundError, FileNotFoundError):
             raise FileNotFoundError(path) from None
-        except Exception as exc:  # noqa: BLE001 - obstore's errors are not OSErrors
-            if _past_the_end(exc):
-                raise RangeNotSatisfiable(path) from None
-            raise
         return got.to_bytes() if copy else got
 
     def find(folder: str) -> dict[str, dict] | None:
@@ -135,12 +129,6 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
 
     read.find = find
     return read
-
-
-def _past_the_end(exc: BaseException) -> bool:
-    """S3's answer to a range that starts past the object's end (416, InvalidRange)."""
-    text = str(exc)
-    return "416" in text or "Range Not Satisfiable" in text or "InvalidRange" in text
 
 
 def _head(obstore, store, key: str) -> dict | None:

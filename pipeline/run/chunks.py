@@ -140,8 +140,6 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         fn = functools.partial(run_chunk_task, target=target, device=device)
         if uploads is not None:
             fn = functools.partial(_tracked, fn, uploads)
-        # a cluster's parts on an object store: their records are PUTs, written on threads
-        # of their own so that the next tasks are submitted without waiting for them
         done = 0
 
         def counted(rec) -> None:  # a part whose record is written
@@ -150,6 +148,8 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
             done += 1
             crash_point(f"part-{done}")
 
+        # a cluster's parts on an object store: their records are PUTs, written on threads
+        # of their own so that the next tasks are submitted without waiting for them
         writes = _RecordWrites(folder.append_record, target.storage.io_concurrency, counted) \
             if target.storage is not None and uploads is None else None
 
@@ -217,7 +217,7 @@ class _RecordWrites:
     the caller's thread for each one written, in the order submitted. :meth:`drain` waits
     for them all; the first failed write's error (in that order) is raised."""
 
-    def __init__(self, append, threads: int, written=lambda rec: None) -> None:
+    def __init__(self, append, threads: int, written) -> None:
         self.append, self.written = append, written
         self.limit = threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-record")

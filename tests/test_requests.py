@@ -50,6 +50,7 @@ def client(request, monkeypatch):
         from pipeline.io import rust_reads
 
         monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
+        monkeypatch.setattr(rust_reads, "botocore_settings", lambda: None)  # no early_s3
     return request.param
 
 

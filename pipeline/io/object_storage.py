@@ -127,8 +127,11 @@ class FsspecStorage:
         return self._remember(self.fs.glob(pattern, detail=True))
 
     def _info(self, path: str) -> dict:
-        info = self._listed.get(self.fs._strip_protocol(path))
+        info = self._listed.get(self._strip(path))
         return info if info is not None else self.fs.info(path)
+
+    def _strip(self, path: str) -> str:
+        return self.fs._strip_protocol(path)
 
     def fingerprint(self, path: str) -> dict:
         info = self._info(path)

@@ -31,13 +31,14 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
     """A function ``(path, start, stop) -> bytes`` reading through obstore what ``fs`` (an
     s3fs file system) would read, or None where obstore is not installed or the settings do
     not map. Its ``find(folder)`` lists as ``fs.find`` does (None: ask s3fs)."""
-    try:
-        import obstore
-        from obstore.exceptions import NotFoundError
-        from obstore.store import S3Store
-    except ImportError:
-        return None
-    if type(fs).__name__ != "S3FileSystem":
+    settings = s3_settings(fs)
+    return None if settings is None else reader_for(settings)
+
+
+def s3_settings(fs) -> tuple | None:
+    """The obstore settings that read what ``fs`` (an s3fs file system) reads; None where
+    obstore is not installed or they do not map."""
+    if not _has_obstore() or type(fs).__name__ != "S3FileSystem":
         return None
     if (getattr(fs, "requester_pays", False) or getattr(fs, "version_aware", False)
             or getattr(fs, "req_kw", None) or getattr(fs, "s3_additional_kwargs", None)):
@@ -56,8 +57,49 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
         creds = client._request_signer._credentials
     except Exception:  # noqa: BLE001 - any doubt: s3fs reads
         return None
-    config: dict = {"region": client.meta.region_name or "us-east-1"}
-    endpoint = client.meta.endpoint_url or ""
+    return _settings(creds, client.meta.region_name, client.meta.endpoint_url or "", verify)
+
+
+def botocore_settings() -> tuple | None:
+    """The settings :func:`s3_settings` finds for an s3fs file system made with no options,
+    found by botocore alone (its credential chain, region and configured endpoint, as the
+    client s3fs makes would find them), without importing s3fs and aiohttp or making its
+    client: what lets a run list and plan its input while s3fs is made on a thread
+    (:mod:`pipeline.io.early_s3`). None where obstore is not installed or they do not map."""
+    if not _has_obstore():
+        return None
+    try:
+        import botocore.session
+        from botocore.configprovider import ConfiguredEndpointProvider
+
+        session = botocore.session.Session()
+        creds = session.get_credentials()
+        region = session.get_config_variable("region")
+        endpoint = None
+        if not session.get_config_variable("ignore_configured_endpoint_urls"):
+            endpoint = ConfiguredEndpointProvider(
+                full_config=session.full_config, scoped_config=session.get_scoped_config(),
+                client_name="s3").provide()
+    except Exception:  # noqa: BLE001 - any doubt: s3fs's client decides
+        return None
+    if endpoint is None:  # botocore's own: the region's public endpoint
+        endpoint = "https://s3.amazonaws.com"
+    return _settings(creds, region or "us-east-1", endpoint, True)
+
+
+def _has_obstore() -> bool:
+    try:
+        import obstore  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _settings(creds, region: str | None, endpoint: str, verify: bool) -> tuple | None:
+    """obstore's ``(config, client options)`` for a botocore client's credentials, region,
+    endpoint and TLS verification, as a hashable tuple (compared: :mod:`early_s3`); None
+    where they do not map."""
+    config: dict = {"region": region or "us-east-1"}
     if endpoint.startswith("https://") and os.environ.get("AWS_CA_BUNDLE"):
         return None  # TLS verified against a bundle botocore reads: s3fs's to honour
     host = endpoint.split("://", 1)[-1].split("/", 1)[0]
@@ -75,6 +117,16 @@ def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
     options = {"allow_http": endpoint.startswith("http://"), "pool_max_idle_per_host": "64"}
     if verify is False:
         options["allow_invalid_certificates"] = True
+    return tuple(sorted(config.items())), tuple(sorted(options.items()))
+
+
+def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
+    """The reader (and its ``find``) of obstore ``settings`` (:func:`s3_settings`)."""
+    import obstore
+    from obstore.exceptions import NotFoundError
+    from obstore.store import S3Store
+
+    config, options = dict(settings[0]), dict(settings[1])
     # about botocore's own retries (5 attempts), not object_store's default of 3 minutes
     retry = {"max_retries": 4, "retry_timeout": timedelta(seconds=30),
              "backoff": {"init_backoff": timedelta(milliseconds=100),

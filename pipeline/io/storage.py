@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from ..errors import PipelineError
+from .early_s3 import open_early
 from .local_storage import LocalStorage
 from .object_storage import FsspecStorage, _storage_errors
 
@@ -60,6 +61,9 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
             config = dict(kwargs.get("config_kwargs") or {})
             config.setdefault("max_pool_connections", 128)
             kwargs["config_kwargs"] = config
+            early = open_early(text, kwargs)
+            if early is not None:  # s3fs made on a thread while obstore plans
+                return early
         fs, inner = url_to_fs(text, **kwargs)
     except ImportError:
         extra = EXTRAS.get(scheme)

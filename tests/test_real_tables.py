@@ -76,6 +76,21 @@ def test_pandas_categorical_parquet_is_its_values_in_every_command(tmp_path, cap
     assert read_output(t).column("student").to_pylist() == frame["student"].tolist()
 
 
+def test_only_dictionary_columns_are_decoded_a_plain_table_is_passed_as_read():
+    """A chunk reads each file's table through decode_dictionaries: a table with no
+    dictionary column is returned itself (no cast per file, no pyarrow.compute)."""
+    import pyarrow as pa
+
+    from pipeline.io.formats import decode_dictionaries
+
+    plain = pa.table({"x": [1.0, 2.0], "s": ["a", "b"]})
+    assert decode_dictionaries(plain) is plain
+    coded = pa.table({"x": [1.0, 2.0], "s": pa.array(["a", "b"]).dictionary_encode()})
+    decoded = decode_dictionaries(coded)
+    assert decoded.schema == pa.schema([("x", pa.float64()), ("s", pa.string())])
+    assert decoded.column("s").to_pylist() == ["a", "b"]
+
+
 def test_library_string_label_dask_predictions_are_the_classes(tmp_path):
     frame = credit(2000)
     path = tmp_path / "credit.parquet"

@@ -69,8 +69,9 @@ def decoded_schema(schema: pa.Schema) -> pa.Schema:
 
 def decode_dictionaries(table: pa.Table) -> pa.Table:
     """``table`` with its dictionary-encoded columns decoded (see :func:`decoded_schema`)."""
-    schema = decoded_schema(table.schema)
-    return table if schema is table.schema else table.cast(schema)
+    schema = table.schema  # (each access makes a new object: compared as the one passed)
+    decoded = decoded_schema(schema)
+    return table if decoded is schema else table.cast(decoded)
 
 
 def input_format(path: str) -> tuple[str | None, str | None]:

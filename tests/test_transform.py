@@ -165,3 +165,32 @@ def test_transform_on_local_cluster_processes(tmp_path, data_dir):
     records = [json.loads(x) for x in (out / "_chunks.jsonl").read_text().splitlines()]
     assert all(r["worker"].startswith("tcp://127.0.0.1") for r in records)
     assert read_output(out).num_rows == 2000
+
+
+def test_a_chunk_of_many_small_files_is_transformed_in_a_few_calls_with_their_origins():
+    """The small batches of a chunk of many files are combined in groups before the op (one
+    call per few MiB, not one per file); each call gets the origin of its first row, and the
+    result is the per-file one's."""
+    from pipeline.io.chunking import RowOrigin
+    from pipeline.ops.transform import SigmoidOp
+    from pipeline.run import tasks
+
+    rng = np.random.default_rng(3)
+    files = [pa.table({"x": rng.normal(size=2000), "id": np.arange(2000)}) for _ in range(300)]
+    table = pa.concat_tables(files)
+    assert len(table.to_batches()) == 300
+    op = SigmoidOp(("x",))
+    calls = []
+
+    def recording(part, origin):
+        calls.append((part.num_rows, origin.offset))
+        return op(part, origin)
+
+    task = tasks.FileChunkTask(reader=None, chunk=None, op=recording)
+    out = task._apply(table, RowOrigin((), 0))
+    one_by_one = pa.concat_tables([op(t, RowOrigin((), 0)) for t in files])
+    assert out.equals(one_by_one)
+    group = tasks._GROUP_BYTES // (2000 * 16) + 1  # files of 32,000 bytes to a group
+    assert len(calls) == -(-300 // group) < 10
+    starts = np.cumsum([0] + [n for n, _ in calls])[:-1]
+    assert [o for _, o in calls] == list(starts) and sum(n for n, _ in calls) == 600_000

@@ -82,9 +82,12 @@ def test_botocore_alone_finds_the_settings_s3fs_s_client_has(moto_server, tmp_pa
     elif where == "service's variable":  # S3's own endpoint variable wins over the general
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.endpoint)
         monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        monkeypatch.setenv("AWS_SESSION_TOKEN", "a-session-token")
     found = rust_reads.botocore_settings()
     made = rust_reads.s3_settings(s3fs.S3FileSystem(skip_instance_cache=True))
     assert found is not None and found == made
+    # the environment's answer without botocore: the same, or None where a file decides
+    assert rust_reads.env_settings() == (None if where == "config file" else found)
     config = dict(found[0])
     assert config["endpoint"] == moto_server.endpoint
     assert config["region"] == ("eu-west-2" if where == "config file" else "us-east-1")

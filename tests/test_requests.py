@@ -51,6 +51,7 @@ def client(request, monkeypatch):
 
         monkeypatch.setattr(rust_reads, "s3_reader", lambda fs: None)
         monkeypatch.setattr(rust_reads, "botocore_settings", lambda: None)  # no early_s3
+        monkeypatch.setattr(rust_reads, "env_settings", lambda: None)
     return request.param
 
 

@@ -4,9 +4,10 @@ Importing s3fs (aiobotocore, aiohttp and its TLS contexts) and making its client
 0.35 s of a run's start, before its first request. Where obstore reads (rust_reads) and the
 store is opened with no options, a run needs s3fs only for its writes and the commit's
 conditional requests, which come after planning. So :func:`open_early` finds obstore's
-settings by botocore alone (:func:`rust_reads.botocore_settings`: the same credential chain,
-region and configured endpoint as the client s3fs makes) and makes the s3fs file system on a
-thread; the first call that needs it waits for it, and checks that its client's settings
+settings without s3fs (:func:`rust_reads.env_settings` where the environment alone decides
+them, else :func:`rust_reads.botocore_settings`: botocore's credential chain, region and
+configured endpoint, as the client s3fs makes finds them) and makes the s3fs file system on
+a thread; the first call that needs it waits for it, and checks that its client's settings
 are the ones obstore read with (else one error: nothing is written before that check).
 """
 
@@ -46,7 +47,7 @@ def open_early(text: str, kwargs: dict) -> tuple[FsspecStorage, str] | None:
         return None
     if importlib.util.find_spec("s3fs") is None:
         return None
-    settings = rust_reads.botocore_settings()
+    settings = rust_reads.env_settings() or rust_reads.botocore_settings()
     if settings is None:
         return None
     with _LOCK:

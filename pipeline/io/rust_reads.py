@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 # AWS's public S3 endpoints, which obstore derives from the region itself
@@ -85,6 +86,40 @@ def botocore_settings() -> tuple | None:
     if endpoint is None:  # botocore's own: the region's public endpoint
         endpoint = "https://s3.amazonaws.com"
     return _settings(creds, region or "us-east-1", endpoint, True)
+
+
+def env_settings() -> tuple | None:
+    """:func:`botocore_settings`' answer where the environment alone decides it, found
+    without importing botocore (0.15-0.2 s of a run's start): keys in ``AWS_ACCESS_KEY_ID``
+    and ``AWS_SECRET_ACCESS_KEY`` (the first place botocore's chain looks; no expiry), no
+    config file and no profile named (nothing else to read), the region and endpoint from
+    their variables as botocore reads them. None where botocore must look."""
+    env = os.environ
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not (key and secret) or not _has_obstore() or any(name in env for name in (
+            "AWS_CREDENTIAL_EXPIRATION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")):
+        return None
+    config = env.get("AWS_CONFIG_FILE", "~/.aws/config")
+    if config and os.path.exists(os.path.expanduser(config)):
+        return None
+    # botocore's order: S3's own variable, then the general one; an empty one is skipped
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    token = next((env[name] for name in ("AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+                  if name in env), None)
+    creds = _EnvKeys("env", key, secret, token)
+    return _settings(creds, env.get("AWS_DEFAULT_REGION"),
+                     endpoint or "https://s3.amazonaws.com", True)
+
+
+@dataclass(frozen=True)
+class _EnvKeys:
+    """Keys from the environment, as botocore's ``Credentials`` has them."""
+
+    method: str
+    access_key: str
+    secret_key: str
+    token: str | None
 
 
 def _has_obstore() -> bool:

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .local_storage import LocalStorage
+
 # AWS's public S3 endpoints, which obstore derives from the region itself
 _PUBLIC_S3 = re.compile(r"s3([.-][a-z0-9-]+)?\.amazonaws\.com")
 # botocore's credential sources whose keys do not change while a run lasts
@@ -101,7 +103,7 @@ def env_settings() -> tuple | None:
             "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")):
         return None
     config = env.get("AWS_CONFIG_FILE", "~/.aws/config")
-    if config and os.path.exists(os.path.expanduser(config)):
+    if config and LocalStorage().exists(os.path.expanduser(config)):
         return None
     # botocore's order: S3's own variable, then the general one; an empty one is skipped
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")

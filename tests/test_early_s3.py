@@ -100,3 +100,45 @@ def test_options_or_a_chained_url_make_s3fs_first(moto_server, bucket):
     chained, _ = open_storage(f"simplecache::{bucket}/d")
     assert not isinstance(chained, early_s3.EarlyS3Storage)
     assert isinstance(open_storage(f"{bucket}/d")[0], early_s3.EarlyS3Storage)
+
+
+def test_a_planned_input_is_checked_against_its_client_before_any_chunk(stored, moto_server,
+                                                                         monkeypatch):
+    """An input read through obstore alone (its output elsewhere) is checked at the end of
+    planning too: a client with other settings stops the run there, as one error."""
+    import s3fs
+
+    from pipeline.io import sources, storage
+
+    other = s3fs.S3FileSystem(key="another-key", secret="another-secret",
+                              client_kwargs={"endpoint_url": moto_server.endpoint},
+                              skip_instance_cache=True)
+
+    def with_other_client(text, kwargs):
+        opened = early_s3.open_early(text, kwargs)
+        opened[0]._making = Future()
+        opened[0]._making.set_result(other)
+        return opened
+
+    monkeypatch.setattr(storage, "open_early", with_other_client)
+    with pytest.raises(StorageError, match="disagree"):
+        sources.plan(stored)
+
+
+@pytest.mark.parametrize("extra", [
+    {"AWS_USE_FIPS_ENDPOINT": "true"}, {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
+    {"AWS_DEFAULT_REGION": ""}, {"AWS_SHARED_CREDENTIALS_FILE": "{creds}"}])
+def test_the_environment_is_not_read_alone_where_botocore_would_read_more(
+        moto_server, tmp_path, monkeypatch, extra):
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\nregion = eu-west-2\n")
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value.format(creds=creds))
+    assert rust_reads.env_settings() is None
+
+
+def test_an_empty_token_variable_is_skipped_as_botocore_skips_it(moto_server, monkeypatch):
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-session-token")
+    assert dict(rust_reads.env_settings()[0])["session_token"] == "a-session-token"
+    assert rust_reads.env_settings() == rust_reads.botocore_settings()

@@ -13,6 +13,7 @@ are the ones obstore read with (else one error: nothing is written before that c
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import threading
 from concurrent.futures import Future
@@ -26,6 +27,7 @@ _LOCK = threading.Lock()
 # credential or endpoint, e.g. set in the environment between two library calls, makes a
 # new one, as botocore would read it)
 _MADE: dict[tuple, Future] = {}
+_STARTED: list[Future] = []  # every one made, for settle()
 
 
 def open_early(text: str, kwargs: dict) -> tuple[FsspecStorage, str] | None:
@@ -52,8 +54,11 @@ def open_early(text: str, kwargs: dict) -> tuple[FsspecStorage, str] | None:
         return None
     with _LOCK:
         making = _MADE.get(settings)
-        if making is None:
-            making = Future()
+        if making is None or (making.done() and making.exception() is not None):
+            making = Future()  # (a failure is not kept: the next run tries again)
+            if not _STARTED:
+                atexit.register(settle)  # a library's process too: no import at shutdown
+            _STARTED.append(making)
             threading.Thread(target=_make, args=(making, text, kwargs), daemon=True,
                              name="pipeline-s3fs").start()
             _MADE.clear()
@@ -78,7 +83,7 @@ def settle() -> None:
     """Wait for a file system still being made (a run that ends before it needed s3fs: its
     thread must not import while the interpreter shuts down)."""
     with _LOCK:
-        making = list(_MADE.values())
+        making = [m for m in _STARTED if not m.done()]
     for m in making:
         m.exception()
 
@@ -119,6 +124,12 @@ class EarlyS3Storage(FsspecStorage):
             raise StorageError("s3fs's client and botocore's configuration disagree on the "
                                "store's credentials, region or endpoint; nothing was written")
         return fs
+
+    def verify(self) -> None:
+        """Wait for the s3fs client and check its settings (what planning ends with: an
+        input read through obstore alone, its output elsewhere, is checked too, before any
+        chunk runs or a task is sent to a cluster)."""
+        self.fs  # noqa: B018
 
     def __getstate__(self) -> dict:
         self.fs  # noqa: B018 - a task carries the file system itself

@@ -78,6 +78,11 @@ def botocore_settings() -> tuple | None:
         session = botocore.session.Session()
         creds = session.get_credentials()
         region = session.get_config_variable("region")
+        s3_config = session.get_config_variable("s3") or {}
+        if (session.get_config_variable("use_fips_endpoint")
+                or session.get_config_variable("use_dualstack_endpoint")
+                or s3_config.get("use_dualstack_endpoint")):
+            return None  # an endpoint botocore derives its own way: s3fs's client decides
         endpoint = None
         if not session.get_config_variable("ignore_configured_endpoint_urls"):
             endpoint = ConfiguredEndpointProvider(
@@ -98,17 +103,22 @@ def env_settings() -> tuple | None:
     their variables as botocore reads them. None where botocore must look."""
     env = os.environ
     key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-    if not (key and secret) or not _has_obstore() or any(name in env for name in (
-            "AWS_CREDENTIAL_EXPIRATION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")):
+    if not (key and secret) or not _has_obstore() or env.get("AWS_DEFAULT_REGION") == "" \
+            or any(name in env for name in (
+                "AWS_CREDENTIAL_EXPIRATION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_USE_FIPS_ENDPOINT",
+                "AWS_USE_DUALSTACK_ENDPOINT")):
         return None
-    config = env.get("AWS_CONFIG_FILE", "~/.aws/config")
-    if config and LocalStorage().exists(os.path.expanduser(config)):
-        return None
+    # botocore reads both files' profiles (a region or endpoint may be in either)
+    for name, default in (("AWS_CONFIG_FILE", "~/.aws/config"),
+                          ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")):
+        path = env.get(name, default)
+        if path and LocalStorage().exists(os.path.expanduser(os.path.expandvars(path))):
+            return None
     # botocore's order: S3's own variable, then the general one; an empty one is skipped
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     token = next((env[name] for name in ("AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
-                  if name in env), None)
+                  if env.get(name)), None)  # botocore skips an empty one
     creds = _EnvKeys("env", key, secret, token)
     return _settings(creds, env.get("AWS_DEFAULT_REGION"),
                      endpoint or "https://s3.amazonaws.com", True)

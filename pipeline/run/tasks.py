@@ -93,7 +93,8 @@ class FileChunkTask:
         return pa.concat_tables(out)
 
 
-# batches of a chunk combined into one table for the op: a copy of at most this many bytes
+# batches of a chunk combined into one table for the op: a group is closed once it holds this
+# many bytes (so a copy of at most about twice as many)
 _GROUP_BYTES = 8 << 20
 
 

@@ -142,3 +142,16 @@ def test_an_empty_token_variable_is_skipped_as_botocore_skips_it(moto_server, mo
     monkeypatch.setenv("AWS_SESSION_TOKEN", "a-session-token")
     assert dict(rust_reads.env_settings()[0])["session_token"] == "a-session-token"
     assert rust_reads.env_settings() == rust_reads.botocore_settings()
+
+
+def test_a_client_that_cannot_be_made_is_the_one_error_open_storage_gives(stored):
+    """The thread's failure to make s3fs is worded as opening the URL would word it."""
+    from pipeline.errors import PipelineError
+
+    storage, inner = open_storage(stored)
+    storage._making = Future()
+    storage._making.set_exception(ImportError("No module named 'aiobotocore'"))
+    with pytest.raises(PipelineError) as err:
+        storage.write_text(f"{inner}/c.txt", "never")
+    assert str(err.value) == (f"{stored}: no file system for s3:// is installed "
+                              "(pip install 'pipeline[s3]')")

@@ -18,16 +18,17 @@ import importlib.util
 import threading
 from concurrent.futures import Future
 
-from ..errors import PipelineError, StorageError
+from ..errors import StorageError
 from . import rust_reads
 from .object_storage import FsspecStorage
+from .urls import opening_error
 
 _LOCK = threading.Lock()
 # the file system being made for obstore's settings (the latest settings only: a new
 # credential or endpoint, e.g. set in the environment between two library calls, makes a
 # new one, as botocore would read it)
 _MADE: dict[tuple, Future] = {}
-_STARTED: list[Future] = []  # every one made, for settle()
+_STARTED: list[Future] = []  # those not finished when the last one started, for settle()
 
 
 def open_early(text: str, kwargs: dict) -> tuple[FsspecStorage, str] | None:
@@ -58,12 +59,12 @@ def open_early(text: str, kwargs: dict) -> tuple[FsspecStorage, str] | None:
             making = Future()  # (a failure is not kept: the next run tries again)
             if not _STARTED:
                 atexit.register(settle)  # a library's process too: no import at shutdown
-            _STARTED.append(making)
+            _STARTED[:] = [m for m in _STARTED if not m.done()] + [making]
             threading.Thread(target=_make, args=(making, text, kwargs), daemon=True,
                              name="pipeline-s3fs").start()
             _MADE.clear()
             _MADE[settings] = making
-    return EarlyS3Storage(making, settings), rest.rstrip("/")
+    return EarlyS3Storage(making, settings, rest.rstrip("/")), rest.rstrip("/")
 
 
 def _make(made: Future, text: str, kwargs: dict) -> None:
@@ -93,9 +94,9 @@ class EarlyS3Storage(FsspecStorage):
     obstore lists and reads, paths are named as s3fs names them, and anything else waits for
     the file system."""
 
-    def __init__(self, making: Future, settings: tuple) -> None:
+    def __init__(self, making: Future, settings: tuple, root: str) -> None:
         super().__init__(None, "s3")
-        self._making, self._settings = making, settings
+        self._making, self._settings, self._root = making, settings, root
         self._reader = rust_reads.reader_for(settings)
         self.pending_uploads = True  # s3fs's multipart uploads (pipeline.io.multipart)
 
@@ -115,11 +116,8 @@ class EarlyS3Storage(FsspecStorage):
     def _made(self):
         try:
             fs = self._making.result()
-        except ImportError:
-            raise PipelineError("no file system for s3:// is installed "
-                                "(pip install 'pipeline[s3]')") from None
-        except (ValueError, TypeError) as exc:
-            raise PipelineError(f"cannot open this URL ({exc})") from None
+        except (ImportError, ValueError, TypeError) as exc:  # as open_storage words them
+            raise opening_error(exc, self.url(self._root)) from None
         if rust_reads.s3_settings(fs) != self._settings:
             raise StorageError("s3fs's client and botocore's configuration disagree on the "
                                "store's credentials, region or endpoint; nothing was written")

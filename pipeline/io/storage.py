@@ -22,9 +22,7 @@ from ..errors import PipelineError
 from .early_s3 import open_early
 from .local_storage import LocalStorage
 from .object_storage import FsspecStorage, _storage_errors
-
-# URL schemes and the extra that brings their file system.
-from .urls import EXTRAS, is_local, is_url, refuse_secret_url
+from .urls import is_local, is_url, opening_error, refuse_secret_url
 
 for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
               "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
@@ -65,12 +63,7 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
             if early is not None:  # s3fs made on a thread while obstore plans
                 return early
         fs, inner = url_to_fs(text, **kwargs)
-    except ImportError:
-        extra = EXTRAS.get(scheme)
-        hint = f"pip install 'pipeline[{extra}]'" if extra else "install its fsspec package"
-        raise PipelineError(f"no file system for {scheme}:// is installed ({hint})",
-                            path=text) from None
-    except (ValueError, TypeError) as exc:
-        raise PipelineError(f"cannot open this URL ({exc})", path=text) from None
+    except (ImportError, ValueError, TypeError) as exc:
+        raise opening_error(exc, text) from None
     fs.invalidate_cache()  # listings cached by an earlier command of this process are stale
     return FsspecStorage(fs, scheme), inner

@@ -22,6 +22,20 @@ _SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "sas", "credent
                  "credentials", "connection", "signature")
 
 
+def opening_error(exc: BaseException, text: str) -> PipelineError | None:
+    """The one error for a URL whose fsspec file system could not be made (``exc``, raised
+    while making it): no package for its scheme (the extra to install), or options it does
+    not take; None for any other failure."""
+    scheme = text.split("://", 1)[0].lower()
+    if isinstance(exc, ImportError):
+        extra = EXTRAS.get(scheme)
+        hint = f"pip install 'pipeline[{extra}]'" if extra else "install its fsspec package"
+        return PipelineError(f"no file system for {scheme}:// is installed ({hint})", path=text)
+    if isinstance(exc, (ValueError, TypeError)):
+        return PipelineError(f"cannot open this URL ({exc})", path=text)
+    return None
+
+
 def is_url(path: str | os.PathLike) -> bool:
     text = os.fspath(path)
     return "://" in text and text.split("://", 1)[0].isidentifier()

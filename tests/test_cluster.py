@@ -70,3 +70,59 @@ def test_a_clusters_records_are_written_concurrently_and_a_failed_write_is_raise
     with pytest.raises(OSError, match="record 7"):
         writes.drain()
     assert counted == []
+
+
+def _ctrl_c_before_the_coroutine_starts(monkeypatch):
+    """distributed's own ``sync``, with the Ctrl-C landing in its first wait (before its
+    coroutine has set ``future``): the race a real Ctrl-C hits now and then."""
+    import threading
+    import types
+
+    import distributed.utils as du
+
+    class FirstWaitInterrupted(threading.Event):
+        def wait(self, timeout=None):
+            if not getattr(self, "interrupted", False):
+                self.interrupted = True
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    runner = du.LoopRunner(asynchronous=False)
+    runner.start()
+    patched = types.ModuleType("threading")
+    patched.__dict__.update(threading.__dict__)
+    patched.Event = FirstWaitInterrupted
+    monkeypatch.setattr(du, "threading", patched)
+
+    async def work():
+        return 1
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            du.sync(runner.loop, work)
+        done = threading.Event()
+        runner.loop.add_callback(done.set)  # after the cancel callback
+        assert done.wait(10)
+    finally:
+        monkeypatch.undo()
+        runner.stop()
+
+
+def test_the_ctrl_c_race_in_distributed_sync_logs_nothing_on_a_cluster(monkeypatch, caplog):
+    import logging
+
+    from pipeline.run import cluster
+
+    logger = logging.getLogger("tornado.application")
+    for f in [f for f in logger.filters if isinstance(f, cluster._CtrlCRace)]:
+        logger.removeFilter(f)
+    _ctrl_c_before_the_coroutine_starts(monkeypatch)  # without the filter: logged
+    assert [r for r in caplog.records if r.name == "tornado.application"
+            and isinstance(r.exc_info[1], NameError)]
+    caplog.clear()
+    cluster._drop_ctrl_c_race_log()
+    _ctrl_c_before_the_coroutine_starts(monkeypatch)
+    assert not [r for r in caplog.records if r.name == "tornado.application"]
+    # any other failure of a callback is still logged
+    logger.error("Exception in callback %r", "other", exc_info=NameError("name 'x'"))
+    assert [r.getMessage() for r in caplog.records] == ["Exception in callback 'other'"]

@@ -4,6 +4,7 @@ record Dask's performance report of the run when asked (``--performance-report F
 
 from __future__ import annotations
 
+import logging
 import sys
 from contextlib import contextmanager
 
@@ -25,6 +26,7 @@ def dashboard_address(client) -> str | None:
 def cluster_session(client, *, quiet: bool = False, performance_report: str | None = None):
     """Print the dashboard's address on stderr (not when ``quiet``) and, with
     ``performance_report``, write ``distributed.performance_report`` of what runs inside."""
+    _drop_ctrl_c_race_log()
     if not quiet:
         link = dashboard_address(client)
         print(f"dask dashboard: {link}" if link else
@@ -39,6 +41,26 @@ def cluster_session(client, *, quiet: bool = False, performance_report: str | No
             yield
     except ImportError as exc:  # bokeh, which the report draws with
         raise PipelineError(f"--performance-report needs bokeh>=3.1 ({exc})") from None
+
+
+class _CtrlCRace(logging.Filter):
+    """Drops the one log record of a race in ``distributed.utils.sync``: a Ctrl-C that lands
+    before the call's coroutine has started schedules a ``cancel`` that reads the unset
+    ``future`` (a ``NameError``), which tornado logs as "Exception in callback" next to the
+    command's one ``error: interrupted`` line. Nothing else is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, NameError) and "'future'" in str(exc)
+                    and "sync.<locals>.cancel" in record.getMessage())
+
+
+def _drop_ctrl_c_race_log() -> None:
+    """Install :class:`_CtrlCRace` on tornado's callback logger, once per process (the
+    callback may run after the command's cluster block has ended)."""
+    logger = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _CtrlCRace) for f in logger.filters):
+        logger.addFilter(_CtrlCRace())
 
 
 def require_cluster_for_report(performance_report: str | None) -> None:

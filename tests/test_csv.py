@@ -147,7 +147,7 @@ def test_a_bom_in_one_file_of_two_is_not_a_different_header(tmp_path):
 
 def test_a_passed_through_column_that_changes_type_late_is_one_error_naming_dtype(
         tmp_path, capsys):
-    n = 40000
+    n = 150_000  # 1.6 MB: more than the 1 MiB typed from all its rows
     rows = [f"{i},{i % 7 * 0.5}" for i in range(n)]
     rows[15000] = "17.5,1.0"  # after the start's type sample, before the middle's
     (tmp_path / "a.csv").write_text("id,x\n" + "\n".join(rows) + "\n")
@@ -161,6 +161,19 @@ def test_a_passed_through_column_that_changes_type_late_is_one_error_naming_dtyp
     out = tmp_path / "out"
     schemas = {pq.read_schema(p) for p in out.glob("*.parquet")}
     assert len(schemas) == 1 and read_output(out)["id"][15000].as_py() == 17.5
+
+
+def test_a_file_up_to_1_mib_is_typed_from_all_its_rows(tmp_path):
+    """The same late value in a file of 0.4 MB: its three samples hold every row, so the
+    column is float64 and no --dtype is needed."""
+    n = 40000
+    rows = [f"{i},{i % 7 * 0.5}" for i in range(n)]
+    rows[15000] = "17.5,1.0"
+    (tmp_path / "a.csv").write_text("id,x\n" + "\n".join(rows) + "\n")
+    assert run_cli("transform", tmp_path / "a.csv", tmp_path / "out", "--columns", "x",
+                   "--quiet") == 0
+    ids = read_output(tmp_path / "out")["id"]
+    assert ids.type == pa.float64() and ids[15000].as_py() == 17.5 and ids[1].as_py() == 1
 
 
 # --- 8. duplicate names, undecodable headers ---
@@ -215,7 +228,7 @@ def test_lines_over_1_mib_are_read(name, tmp_path):
 
 
 def test_non_utf8_bytes_in_a_passed_through_text_column_never_fail_the_job(tmp_path):
-    n = 30000
+    n = 80000  # 1.8 MB: more than the 1 MiB typed from all its rows
     lines = [f"{i},{i * 0.5},name{i}".encode() for i in range(n)]
     lines[n // 2 + 8000] = f"{n // 2 + 8000},1.0,caf".encode() + b"\xe9"
     (tmp_path / "a.csv").write_bytes(b"id,x,name\n" + b"\n".join(lines) + b"\n")

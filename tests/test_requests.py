@@ -198,6 +198,60 @@ def test_csv_planning_fetches_each_small_file_once_concurrently_and_reads_from_i
     assert table.column("s")[3 * 2000 + 7].as_py() == "w\n7"  # the quoted line end
 
 
+def test_a_small_csv_files_table_from_planning_is_used_where_its_types_are_planned(
+        moto_server, bucket, tmp_path, monkeypatch):
+    """Planning parses each small file whole (its types from all its rows) and keeps the
+    table: its chunk parses again only the files whose own types are not the planned ones
+    (here integers and an empty column where the plan says float64), and reads what a local
+    disk reads."""
+    import pyarrow.csv as pacsv
+
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    n = 16000  # over 192 KiB a file: three samples, parsed as one (all numbers)
+    for i in range(6):
+        a = [f"{j}" if i == 2 else f"{j}.5" for j in range(n)]
+        b = ["" if i == 4 else f"{j * 0.25}" for j in range(n)]
+        (folder / f"f{i}.csv").write_text("a,b\n" + "".join(
+            f"{x},{y}\n" for x, y in zip(a, b, strict=True)))
+    s3fs_client(moto_server).put(str(folder) + "/", f"{bucket}/mixed/", recursive=True)
+    source = plan(f"{bucket}/mixed")
+    assert source.csv_types == {"a": pa.float64(), "b": pa.float64()}
+    parses = []
+    real = pacsv.read_csv
+    monkeypatch.setattr(pacsv, "read_csv", lambda *a, **k: parses.append(1) or real(*a, **k))
+    table = file_tasks(source)[0].read()
+    assert len(parses) == 2  # f2 (integers) and f4 (an empty column) only
+    monkeypatch.undo()
+    assert table.equals(file_tasks(plan(str(folder)))[0].read())
+    assert table.column("a")[2 * n + 3].as_py() == 3.0 and table.column("a")[3].as_py() == 3.5
+    assert table.column("b")[4 * n].as_py() is None and table.num_rows == 6 * n
+
+
+def test_a_csv_file_up_to_1_mib_is_typed_alike_on_s3_and_on_a_disk(moto_server, bucket,
+                                                                     tmp_path, capsys):
+    """0.5 MB with a text column and one odd value in a numeric one: typed sample by sample
+    (three that hold every record) on both, so the odd value is the reader's one error."""
+    from pipeline.io.sources import plan
+
+    folder = tmp_path / "text"
+    folder.mkdir()
+    rows = [f"{j * 0.5},name{j}" for j in range(30000)]
+    rows[27000] = "oops,name27000"
+    (folder / "t.csv").write_text("a,s\n" + "\n".join(rows) + "\n")
+    s3fs_client(moto_server).put(str(folder) + "/", f"{bucket}/text/", recursive=True)
+    types = {"a": pa.float64(), "s": pa.string()}
+    assert plan(f"{bucket}/text").csv_types == plan(str(folder)).csv_types == types
+    for where in (folder, f"{bucket}/text"):
+        capsys.readouterr()
+        assert run_cli("transform", where, tmp_path / "out", "--quiet") == 2
+        err = capsys.readouterr().err
+        assert "column 'a'" in err and "row 27001" in err and "'oops'" in err, err
+
+
 def test_a_csv_chunk_on_a_worker_fetches_its_pieces_concurrently(small_csv, proxy,
                                                                   monkeypatch):
     """As a Dask worker does, which did not plan: no file's bytes kept from planning."""

@@ -293,7 +293,7 @@ def test_integer_beyond_2_53_is_an_error_naming_its_row(tmp_path, capsys):
 
 def test_csv_integer_feature_beyond_2_53_is_an_error_and_a_late_decimal_is_read(tmp_path,
                                                                                capsys):
-    n = 60000  # type samples: the first, middle and last 64 KiB of the data
+    n = 150_000  # 1.3 MB; type samples: the first, middle and last 64 KiB of the data
     rows = [f"{i},{i % 3},{i % 2}" for i in range(n)]
     rows[n // 4] = f"{n // 4},1.5,0"  # outside every sample: this chunk reads k as float
     (tmp_path / "a.csv").write_text("id,k,label\n" + "\n".join(rows) + "\n")

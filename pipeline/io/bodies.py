@@ -3,20 +3,38 @@
 On an object store a small file costs one request whichever part of it is needed, so
 planning (a Parquet footer, a CSV header and its type samples) fetches it whole and keeps
 the bytes: a chunk read in the same process then makes no request for it (a Dask worker
-fetches its own). Kept bytes are given up when a chunk takes them or the next plan starts,
-and never exceed ``BUDGET`` bytes in all.
+fetches its own). A CSV file's table, parsed whole at planning to infer its types, is kept
+beside its bytes: its chunk uses it where the planned types are the file's own, and parses
+the bytes only where they are not. What is kept is given up when a chunk takes it or the
+next plan starts, and never exceeds ``BUDGET`` bytes in all (tables counted too).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
+
+import pyarrow as pa
 
 # an object up to WHOLE_AT_PLANNING bytes is fetched whole by planning's one GET
 WHOLE_AT_PLANNING = 1 << 20
 # the bytes kept at once, all plans of the process together
 BUDGET = 256 << 20
 
-_KEPT: dict[str, bytes] = {}
+
+
+class Kept(NamedTuple):
+    """An object's bytes, and for a CSV file its table as parsed at planning (or None)."""
+
+    body: bytes
+    table: pa.Table | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.body) + (self.table.nbytes if self.table is not None else 0)
+
+
+_KEPT: dict[str, Kept] = {}
 _LOCK = threading.Lock()
 _HELD = [0]  # bytes kept or reserved
 
@@ -37,21 +55,26 @@ def release(size: int) -> None:
         _HELD[0] -= size
 
 
-def keep(path: str, body: bytes, reserved: int) -> None:
-    """Keep ``path``'s bytes (fetched under a reservation of ``reserved`` bytes)."""
+def keep(path: str, body: bytes, reserved: int, table: pa.Table | None = None) -> None:
+    """Keep ``path``'s bytes (fetched under a reservation of ``reserved`` bytes) and, for a
+    CSV file, its ``table`` (kept only while the budget holds it)."""
     with _LOCK:
-        old = _KEPT.get(path)
-        _KEPT[path] = body
-        _HELD[0] += len(body) - reserved - (len(old) if old is not None else 0)
+        old = _KEPT.pop(path, None)
+        _HELD[0] -= reserved + (old.nbytes if old is not None else 0)
+        kept = Kept(body, table)
+        if table is not None and _HELD[0] + kept.nbytes > BUDGET:
+            kept = Kept(body)
+        _KEPT[path] = kept
+        _HELD[0] += kept.nbytes
 
 
-def take(path: str) -> bytes | None:
-    """The bytes of ``path`` kept at planning (once: they are given up), or None."""
+def take(path: str) -> Kept | None:
+    """What was kept of ``path`` at planning (once: it is given up), or None."""
     with _LOCK:
-        body = _KEPT.pop(path, None)
-        if body is not None:
-            _HELD[0] -= len(body)
-        return body
+        kept = _KEPT.pop(path, None)
+        if kept is not None:
+            _HELD[0] -= kept.nbytes
+        return kept
 
 
 def drop_all() -> None:

@@ -125,24 +125,55 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
                                           scan=local or whole)
                 pieces = [Piece(path, byte_range=(a, b), size=b - a, line_end=eol)
                           for a, b in itertools.pairwise([start, *cuts, size]) if b > a]
+        header = first.rstrip(b"\r\n") + b"\n"
+        partial = len(samples) > 1 or bool(compression)
+        # planning's threads parse one sample each: no thread pool of pyarrow's beside them
+        tables = _whole_table(path, header, samples, null_values) if whole else None
+        tables = tables or [_sample_table(path, header + sample, null_values, partial,
+                                          threads=local) for sample in samples]
         if whole and compression is None and len(pieces) == 1:
-            bodies.keep(path, raw, size)
+            # the samples hold every record (the data is at most 1 MiB): where they agree on
+            # the types, together they are the file's table, kept for its chunk
+            bodies.keep(path, raw, size, _one_table(tables))
             kept = True
     except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
         raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
     finally:
         if whole and not kept:
             bodies.release(size)
-    header = first.rstrip(b"\r\n") + b"\n"
-    partial = len(samples) > 1 or bool(compression)
-    return first, pieces, [_sample_types(path, header + sample, null_values, partial)
-                           for sample in samples]
+    return first, pieces, [t.schema if isinstance(t, pa.Table) else t for t in tables]
 
 
-def _sample_types(path: str, sample: bytes, null_values, partial: bool
-                  ) -> pa.Schema | PipelineError | None:
+def _whole_table(path: str, header: bytes, samples: list[bytes], null_values
+                 ) -> list[pa.Table] | None:
+    """Samples that hold every record (a file fetched whole) parsed as one, in one call:
+    the types are those merging theirs gives (:func:`_merge_types`) where each column is
+    null, int64, float64 or bool (a text column is typed sample by sample: None)."""
+    if len(samples) < 2:
+        return None
+    table = _sample_table(path, header + b"".join(samples), null_values, True, threads=False)
+    if not isinstance(table, pa.Table) or not all(
+            f.type in _SAME_WHEN_MERGED for f in table.schema):
+        return None
+    return [table]
+
+
+# types inferred from all records that the samples' own types merge to, whatever the samples
+_SAME_WHEN_MERGED = (pa.null(), pa.int64(), pa.float64(), pa.bool_())
+
+
+def _one_table(tables: list) -> pa.Table | None:
+    """The samples' tables as one, where each parsed and all have the same types."""
+    if not tables or not all(isinstance(t, pa.Table) and t.schema.equals(tables[0].schema)
+                             for t in tables):
+        return None
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _sample_table(path: str, sample: bytes, null_values, partial: bool, *, threads: bool
+                  ) -> pa.Table | PipelineError | None:
     try:
-        return _csv_sample_schema(path, sample, null_values, partial=partial)
+        return _csv_sample_table(path, sample, null_values, partial=partial, threads=threads)
     except PipelineError as exc:
         return exc
 
@@ -166,7 +197,10 @@ def _check_header(header: bytes, path: str) -> bytes:
 def _csv_cuts(f, start: int, size: int, blocksize: int, eol: bytes, *, scan: bool
               ) -> tuple[list[int], list[bytes]]:
     """Cut points of about ``blocksize`` bytes at record ends, and type samples of whole
-    records at the start, the middle and the end of the file's data.
+    records: data up to ``3 * _CSV_SAMPLE`` bytes is one sample; data up to
+    ``bodies.WHOLE_AT_PLANNING`` bytes, three consecutive samples holding every record (each
+    typed on its own, as any sample is); larger data, samples of ``_CSV_SAMPLE`` bytes at
+    its start, its middle and its end.
 
     With ``scan`` (a local file) the record ends are found by counting quotes from the data's
     start: a line end is outside quotes where the quotes before it are even in number (RFC
@@ -175,23 +209,30 @@ def _csv_cuts(f, start: int, size: int, blocksize: int, eol: bytes, *, scan: boo
     odd in number is an error when read (:func:`_check_quotes`).
     """
     cuts = list(range(start + blocksize, size, blocksize))
-    if size - start <= 3 * _CSV_SAMPLE:
+    n = size - start
+    if n <= 3 * _CSV_SAMPLE:
         cuts = _record_ends(f, start, size, cuts, eol) if scan else [
             _next_line_end(f, c, size, eol) for c in cuts]
         f.seek(start)
         return cuts, [f.read()]
-    at = [start, (start + size) // 2, size - _CSV_SAMPLE]
-    marks = sorted({*cuts, *at, *(a + _CSV_SAMPLE for a in at)})
+    if n <= bodies.WHOLE_AT_PLANNING:
+        starts = [start, start + n // 3, start + 2 * n // 3]
+        stops = [*starts[1:], size]
+    else:
+        starts = [start, (start + size) // 2, size - _CSV_SAMPLE]
+        stops = [a + _CSV_SAMPLE for a in starts]
+    marks = sorted({*cuts, *starts, *stops})
     if scan:
         ends = dict(zip(marks, _record_ends(f, start, size, marks, eol), strict=True))
     else:
         ends = {m: _next_line_end(f, m, size, eol) for m in marks}
     ends[start] = start
     samples = []
-    for a in at:
-        lo, hi = ends[a], ends[a + _CSV_SAMPLE]
-        f.seek(lo)
-        samples.append(f.read(hi - lo))
+    for a, b in zip(starts, stops, strict=True):
+        lo, hi = ends[a], ends[b]
+        if hi > lo:
+            f.seek(lo)
+            samples.append(f.read(hi - lo))
     return [ends[c] for c in cuts], samples
 
 
@@ -252,13 +293,15 @@ def _record_ends(f, start: int, size: int, targets: list[int], eol: bytes) -> li
     return out + [size] * len(todo)
 
 
-def _csv_sample_schema(path: str, sample: bytes, null_values=(), *, partial: bool = False
-                       ) -> pa.Schema | None:
-    """The types pyarrow infers from a sample; None for a part of the file that does not
-    parse on its own (it may begin or end inside quotes: the reader reports what is wrong)."""
+def _csv_sample_table(path: str, sample: bytes, null_values=(), *, partial: bool = False,
+                      threads: bool = True) -> pa.Table | None:
+    """A sample parsed with the types pyarrow infers; None for a part of the file that does
+    not parse on its own (it may begin or end inside quotes: the reader reports what is
+    wrong)."""
     try:
-        return pacsv.read_csv(io.BytesIO(sample), parse_options=_parse_options(sample),
-                              convert_options=_convert_options(null_values)).schema
+        return pacsv.read_csv(pa.BufferReader(sample), parse_options=_parse_options(sample),
+                              read_options=pacsv.ReadOptions(use_threads=threads),
+                              convert_options=_convert_options(null_values))
     except pa.ArrowInvalid as exc:
         if partial:
             return None

@@ -45,7 +45,7 @@ def chunk_bytes(storage: Storage, chunk: Chunk):
         ahead = _AHEAD.pop(_chunk_key(chunk), None)
     if ahead is not None:
         try:
-            return _Fetched(ahead.result())
+            return _Fetched(*ahead.result())
         except Exception:  # noqa: BLE001 - fetched again: the error comes from there
             pass
     return _start(storage, chunk)
@@ -71,8 +71,10 @@ class _Fetched:
     """A chunk's bytes by piece key: ``got`` at hand, the others arriving in the pieces'
     order from ``arriving`` (key, bytes) as the reader asks for them."""
 
-    def __init__(self, got: dict, keys: list | None = None, arriving=None) -> None:
+    def __init__(self, got: dict, parsed: dict | None = None, keys: list | None = None,
+                 arriving=None) -> None:
         self.got, self.keys, self.arriving = got, set(keys or ()), arriving
+        self.parsed = parsed or {}  # CSV pieces' tables kept from planning, by key
 
     def get(self, key):
         while key in self.keys and key not in self.got:
@@ -92,11 +94,11 @@ class _Fetched:
             self.arriving.close()
 
 
-def _fetch(storage: Storage, chunk: Chunk) -> dict:
-    """The chunk's bytes, all of them (what a fetch ahead keeps)."""
+def _fetch(storage: Storage, chunk: Chunk) -> tuple[dict, dict]:
+    """The chunk's bytes, all of them, and its kept tables (what a fetch ahead keeps)."""
     fetched = _start(storage, chunk)
     try:
-        return fetched.all()
+        return fetched.all(), fetched.parsed
     finally:
         fetched.close()
 
@@ -112,17 +114,19 @@ def _start(storage: Storage, chunk: Chunk) -> _Fetched:
                   if 0 < p.file_size <= SMALL_FILE}
     else:
         wanted = {(p.path, p.byte_range): (p.path, *p.byte_range) for p in chunk.pieces}
-    got, todo = {}, []
+    got, parsed, todo = {}, {}, []
     for key, request in wanted.items():
-        body = bodies.take(request[0])
-        if body is not None:
-            got[key] = body if chunk.fmt == "parquet" else body[request[1]:request[2]]
-        else:
+        kept = bodies.take(request[0])
+        if kept is None:
             todo.append(key)
+            continue
+        got[key] = kept.body if chunk.fmt == "parquet" else kept.body[request[1]:request[2]]
+        if kept.table is not None:
+            parsed[key] = kept.table
     if not todo:
-        return _Fetched(got)
+        return _Fetched(got, parsed)
     where = _on_worker()  # (in this thread: the worker's task's)
-    return _Fetched(got, todo, storage.imap(
+    return _Fetched(got, parsed, todo, storage.imap(
         lambda k: (k, _get(storage, *wanted[k], where)), todo))
 
 

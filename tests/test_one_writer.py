@@ -441,3 +441,78 @@ def test_a_pending_upload_gone_before_the_commit_is_one_error_and_nothing_commit
     assert not fs.exists(f"{name}/out/_SUCCESS")
     assert run_cli("transform", data, f"{bucket}/out", *_flags(2), "--resume") == 0
     assert pipeline.read(f"{bucket}/out").compute().shape[0] == ROWS
+
+
+# --- OUT on an object store opened while the input is planned ----------------------------------
+
+
+def _locks(bucket) -> list[str]:
+    fs = s3fs_client_cached()
+    return [p for p in fs.find(bucket.removeprefix("s3://")) if p.endswith(".pipeline-lock")]
+
+
+def _planning_sees_the_lease(monkeypatch, bucket, fail: bool):
+    """Planning waits (up to 30 s) for OUT's lease to appear on the store: it appears only
+    where OUT is opened while the input is planned. With ``fail``, the input is refused."""
+    from pipeline.io import sources
+
+    seen = []
+    real = sources._plan_parquet
+
+    def planning(*args, **kwargs):
+        seen.append(wait_until(lambda: bool(_locks(bucket)), timeout=30))
+        if fail:
+            raise PipelineError("a refused input", path="in")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "_plan_parquet", planning)
+    return seen
+
+
+def test_outs_lease_and_listing_are_taken_while_the_input_is_planned(
+        data, bucket, tmp_path, monkeypatch):
+    seen = _planning_sees_the_lease(monkeypatch, bucket, fail=False)
+    out = f"{bucket}/out"
+    assert run_cli("transform", data, out, *_flags(1)) == 0
+    assert seen == [True]
+    assert _locks(bucket) == []  # given up at the end
+    monkeypatch.undo()
+    clean = str(tmp_path / "clean")
+    assert run_cli("transform", data, clean, *_flags(1)) == 0
+    assert plain_readers(out) == plain_readers(clean)
+
+
+def test_a_refused_input_gives_up_outs_early_lease_and_leaves_nothing(
+        data, bucket, monkeypatch, capsys):
+    seen = _planning_sees_the_lease(monkeypatch, bucket, fail=True)
+    assert run_cli("transform", data, f"{bucket}/out", *_flags(1)) == 2
+    assert seen == [True]
+    assert "a refused input" in capsys.readouterr().err
+    fs = s3fs_client_cached()
+    assert fs.find(bucket.removeprefix("s3://")) == []  # no lease, no OUT
+
+
+def test_a_refused_input_is_the_error_even_where_another_run_holds_out(
+        data, bucket, tmp_path, capsys):
+    """The input's error comes first, as when OUT was opened after planning; the other
+    run's lease is untouched."""
+    out = f"{bucket}/out"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.csv").write_text("x,y\n1,2\n")
+    (bad / "b.csv").write_text("x,z\n1,2\n")  # another header
+    flag = tmp_path / "paused"
+    holder = _start(data, out, *_flags(3),
+                    env=_env(PIPELINE_PAUSE_AT="before-copy", PIPELINE_PAUSE_FILE=flag))
+    try:
+        assert wait_until(flag.exists, timeout=120), holder.communicate()
+        lock = _locks(bucket)
+        before = _snapshot(out)
+        capsys.readouterr()
+        assert run_cli("transform", bad, out, "--quiet") == 2
+        err = capsys.readouterr().err
+        assert "header differs" in err and "another run" not in err, err
+        assert _locks(bucket) == lock and _snapshot(out) == before
+    finally:
+        flag.unlink(missing_ok=True)
+    assert holder.wait(120) == 0

@@ -11,7 +11,7 @@ from ..config.exec_options import ExecOptions
 from ..errors import PipelineError, nearest_columns
 from ..io.formats import default_blocksize, is_numeric_type, parse_dtypes
 from ..io.sources import plan
-from ..io.writer import job_identity
+from ..io.writer import EarlyOutput, job_identity
 from ..model.estimator import LogisticModel
 from ..ops.design import is_categorical_type
 from ..ops.transform import left_out_columns
@@ -25,20 +25,23 @@ from ..run.execution import open_executor
 Path = str | os.PathLike  # a local path or a URL
 
 
-def write_tasks(command, tasks, source, out, params, options, client, device):
+def write_tasks(command, tasks, source, out, params, options, client, device, early=None):
     job = job_identity(command, params, source.fingerprint())
     with open_executor(options, client) as ex:
         return write_parts(tasks, out, executor=ex, job=job, overwrite=options.overwrite,
                            resume=options.resume, device=device, progress=not options.quiet,
                            total_rows=source.total_rows,
-                           storage_options=options.storage_options)
+                           storage_options=options.storage_options, early=early)
 
 
-def plan_input(input_path, options: ExecOptions, dtype, out=None, null_values=None):
+def plan_input(input_path, options: ExecOptions, dtype, out=None, null_values=None,
+               early: EarlyOutput | None = None):
+    """INPUT planned; ``early`` (OUT on an object store) surveyed meanwhile."""
     blocksize = options.blocksize_bytes() or default_blocksize(input_path, out)
     return plan(input_path, blocksize=blocksize, dtype=dtype, null_values=null_values,
                 storage_options=options.storage_options,
-                io_concurrency=options.io_concurrency)
+                io_concurrency=options.io_concurrency,
+                listed=early.start if early is not None else None)
 
 
 def dtype_param(dtype) -> dict:

@@ -15,7 +15,7 @@ from ..config.params import MISSING_NO_KEEP, check
 from ..errors import PipelineError
 from ..io.formats import parse_null_values
 from ..io.parts import write_json
-from ..io.writer import refuse_overlap
+from ..io.writer import early_output, refuse_overlap
 from ..model.estimator import LogisticModel
 from ..ops.device import resolve_device
 from ..ops.score import EvalOp, ScoreOp, add_eval, combine_eval
@@ -63,23 +63,25 @@ def transform_files(input_path: Path, out: Path, *, columns: Sequence[str] | Non
     validate_sigmoid_options(temperature, feature_range, output)
     validate_missing(missing)
     device = resolve_device(options.device)
-    source = plan_input(input_path, options, dtype, out, null_values)
-    refuse_overlap(out, source.paths, input_arg=input_path)
-    cols = tuple(columns) if columns else default_columns(source.schema)
-    if not cols:
-        raise PipelineError("no floating-point columns to transform; name them with "
-                            "columns=NAMES", path=source.paths[0], params=("columns",))
-    source.require_columns(cols)
-    if not columns:
-        note_left_out(note, source, cols)
-    op = SigmoidOp(cols, float(temperature), feature_range, output, device, missing)
-    params = {"columns": list(cols), "temperature": float(temperature),
-              "range": list(feature_range), "output": output, "missing": missing,
-              "dtype": dtype_param(dtype),
-              "null_values": list(parse_null_values(null_values))}
-    tasks = file_tasks(source, op, numeric=cols, drops_rows=missing == "drop",
-                       batch_bytes=options.blocksize_bytes())
-    return write_tasks("transform", tasks, source, out, params, options, client, device)
+    with early_output(out, input_path, options.storage_options) as early:
+        source = plan_input(input_path, options, dtype, out, null_values, early)
+        refuse_overlap(out, source.paths, input_arg=input_path)
+        cols = tuple(columns) if columns else default_columns(source.schema)
+        if not cols:
+            raise PipelineError("no floating-point columns to transform; name them with "
+                                "columns=NAMES", path=source.paths[0], params=("columns",))
+        source.require_columns(cols)
+        if not columns:
+            note_left_out(note, source, cols)
+        op = SigmoidOp(cols, float(temperature), feature_range, output, device, missing)
+        params = {"columns": list(cols), "temperature": float(temperature),
+                  "range": list(feature_range), "output": output, "missing": missing,
+                  "dtype": dtype_param(dtype),
+                  "null_values": list(parse_null_values(null_values))}
+        tasks = file_tasks(source, op, numeric=cols, drops_rows=missing == "drop",
+                           batch_bytes=options.blocksize_bytes())
+        return write_tasks("transform", tasks, source, out, params, options, client, device,
+                           early)
 
 
 def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
@@ -101,24 +103,26 @@ def score_files(input_path: Path, model: Path | LogisticModel, out: Path, *,
     check("threshold", threshold, constraint("score", "threshold"))
     validate_missing(missing)
     device = resolve_device(options.device)
-    source = plan_input(input_path, options, dtype, out, null_values)
-    refuse_overlap(out, source.paths, input_arg=input_path)
-    require_model_features(source, model)
-    keep = tuple(keep) if keep is not None else tuple(
-        n for n in source.schema.names if n not in model.features_
-        and n not in model.categories_)
-    source.require_columns(keep, numeric=False)
-    op = ScoreOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
-                 float(np.ravel(model.intercept_)[0]), keep, float(threshold), device, missing,
-                 model_categories(model))
-    columns = tuple(dict.fromkeys([*keep, *model.features_, *model.categories_]))
-    params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
-              "keep": list(keep), "threshold": float(threshold), "missing": missing,
-              "dtype": dtype_param(dtype),
-              "null_values": list(parse_null_values(null_values))}
-    tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_),
-                       drops_rows=missing == "drop", batch_bytes=options.blocksize_bytes())
-    return write_tasks("score", tasks, source, out, params, options, client, device)
+    with early_output(out, input_path, options.storage_options) as early:
+        source = plan_input(input_path, options, dtype, out, null_values, early)
+        refuse_overlap(out, source.paths, input_arg=input_path)
+        require_model_features(source, model)
+        keep = tuple(keep) if keep is not None else tuple(
+            n for n in source.schema.names if n not in model.features_
+            and n not in model.categories_)
+        source.require_columns(keep, numeric=False)
+        op = ScoreOp(tuple(model.features_), tuple(map(float, np.ravel(model.coef_))),
+                     float(np.ravel(model.intercept_)[0]), keep, float(threshold), device, missing,
+                     model_categories(model))
+        columns = tuple(dict.fromkeys([*keep, *model.features_, *model.categories_]))
+        params = {"model": model.to_dict() | {"history": None}, "model_path": model_path,
+                  "keep": list(keep), "threshold": float(threshold), "missing": missing,
+                  "dtype": dtype_param(dtype),
+                  "null_values": list(parse_null_values(null_values))}
+        tasks = file_tasks(source, op, columns=columns, numeric=tuple(model.features_),
+                           drops_rows=missing == "drop", batch_bytes=options.blocksize_bytes())
+        return write_tasks("score", tasks, source, out, params, options, client, device,
+                           early)
 
 
 def evaluate_files(input_path: Path, model: Path | LogisticModel, *, label: str = "label",

@@ -58,6 +58,9 @@ class ManifestFolder(Committer):
         self.success_etag: str | None = None  # the _SUCCESS this run started from
         self.lease = None
         self.uploads: dict[str, set[str]] = {}  # S3's pending uploads under OUT, by object
+        self.current: dict | None = None  # the _SUCCESS this run started from, read
+        self.attempts: dict[str, dict] = {}  # interrupted attempts' identities, by id
+        self.surveyed = False
 
     @property
     def folder(self) -> str:
@@ -76,7 +79,10 @@ class ManifestFolder(Committer):
     def _name(self, path: str) -> str:
         return path[len(self.root):].lstrip("/")
 
-    def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
+    def survey(self) -> None:
+        """What opening OUT reads before the job is known: the lease, one listing of OUT, the
+        ``_SUCCESS`` the run starts from, the interrupted attempts and S3's pending uploads
+        (:func:`pipeline.io.writer.early_output` runs it while the input is planned)."""
         self.lease = hold(self.storage, self.root, self.display)
         # one listing of OUT answers what is there: requests cost more than bytes here
         self.listing = {self._name(p) for p in self.storage.find(self.root)}
@@ -90,11 +96,18 @@ class ManifestFolder(Committer):
                 except ValueError:
                     current = None
                 current = current if isinstance(current, dict) else None
-        attempts = _attempts(self)
+        self.current = current
+        self.attempts = _attempts(self)
         # an earlier attempt was cut short: its unfinished uploads, but those a resumed
         # attempt keeps (S3's pending parts), are dead (this run holds the lease)
         self.uploads = _our_uploads(self, list_pending(self.storage, self.root)) \
-            if attempts and self.storage.pending_uploads else {}
+            if self.attempts and self.storage.pending_uploads else {}
+        self.surveyed = True
+
+    def open(self, expected_rows: dict[int, int | None], fmt: str = "parquet") -> None:
+        if not self.surveyed:
+            self.survey()
+        current, attempts = self.current, self.attempts
         if self.resume:
             if current is not None and self._same_job(current):
                 self.complete_manifest = current  # killed after its commit: finish up

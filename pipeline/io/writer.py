@@ -18,6 +18,9 @@ lease (:mod:`pipeline.io.lease`): one writer per output.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PipelineError
@@ -29,15 +32,90 @@ from .urls import is_local, is_url
 
 
 def open_output(out: str | os.PathLike, job: dict, *, overwrite: bool = False,
-                resume: bool = False, storage_options: dict | None = None
-                ) -> OutputFolder | ManifestFolder:
+                resume: bool = False, storage_options: dict | None = None,
+                early: EarlyOutput | None = None) -> OutputFolder | ManifestFolder:
     """The output folder OUT, by what its store can do: renamed parts on a local disk
-    (:class:`OutputFolder`), a manifest commit on an object store (:class:`ManifestFolder`)."""
+    (:class:`OutputFolder`), a manifest commit on an object store (:class:`ManifestFolder`;
+    surveyed already where ``early`` did it while the input was planned)."""
+    folder = early.take(job, overwrite=overwrite, resume=resume) if early else None
+    if folder is not None:
+        return folder
     storage, root = open_storage(out, storage_options)
     if storage.atomic_rename:
         return OutputFolder(Path(root), job, overwrite=overwrite, resume=resume)
     return ManifestFolder(storage, root, job, overwrite=overwrite, resume=resume,
                           display=os.fspath(out))
+
+
+class EarlyOutput:
+    """OUT on an object store surveyed (:meth:`ManifestFolder.survey`: its lease, its
+    listing, what it holds) on a thread while the input is planned: its requests wait on the
+    store's latency, planning's on its throughput. :meth:`start` once the input is listed
+    (the lease object is never in that listing); :meth:`take` when the job is known raises
+    what the survey raised, where opening OUT would have; :meth:`close` waits for the thread
+    and gives up a lease not taken (the input or a parameter was refused)."""
+
+    def __init__(self, out: str | os.PathLike, storage_options: dict | None) -> None:
+        self.out, self.storage_options = os.fspath(out), storage_options
+        self.folder: ManifestFolder | None = None
+        self.error: BaseException | None = None
+        self.taken = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._survey, daemon=True,
+                                            name="pipeline-open-out")
+            self._thread.start()
+
+    def _survey(self) -> None:
+        try:
+            storage, root = open_storage(self.out, self.storage_options)
+            if storage.atomic_rename:
+                return  # renamed parts: opened after planning, as on a local disk
+            self.folder = ManifestFolder(storage, root, {}, display=self.out)
+            self.folder.survey()
+        except BaseException as exc:  # noqa: BLE001 - raised by take(), on the caller's thread
+            self.error = exc
+
+    def take(self, job: dict, *, overwrite: bool, resume: bool) -> ManifestFolder | None:
+        """The surveyed folder, now for ``job`` (None: not started, or not an object store)."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        if self.folder is None:
+            return None
+        self.folder.job, self.folder.overwrite, self.folder.resume = job, overwrite, resume
+        self.taken = True
+        return self.folder
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.join()
+        if not self.taken and self.folder is not None:
+            self.folder.release()
+
+
+@contextmanager
+def early_output(out, input_arg, storage_options: dict | None = None
+               ) -> Iterator[EarlyOutput | None]:
+    """An :class:`EarlyOutput` for OUT where it is a URL (not a local path) apart from the
+    input; closed at the end of the block, however it ends."""
+    early = None
+    if out is not None and is_url(out) and not is_local(out):
+        try:
+            refuse_overlap(out, [], input_arg=input_arg)
+            early = EarlyOutput(out, storage_options)
+        except PipelineError:
+            pass  # refused after planning, where the input's files are known
+    try:
+        yield early
+    finally:
+        if early is not None:
+            early.close()
 
 
 def build_manifest(job: dict, records: dict[int, dict], sources: dict[int, str], *,

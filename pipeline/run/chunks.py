@@ -102,13 +102,14 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
                 overwrite: bool = False, resume: bool = False, device: str = "cpu",
                 progress: bool = False, total_rows: int | None = None,
                 fmt: str = "parquet", extras: dict | None = None,
-                storage_options: dict | None = None) -> dict:
+                storage_options: dict | None = None, early=None) -> dict:
     """Run every chunk task through ``executor``, writing one part each; return the manifest.
 
     The job's identity (``job``, with the chunk plan and the device added here) is what
     ``resume`` compares; ``extras`` are JSON files written just before ``_SUCCESS``. OUT on
     a store without rename (an object store) is committed by its manifest
-    (:class:`~pipeline.io.writer.ManifestFolder`).
+    (:class:`~pipeline.io.writer.ManifestFolder`), surveyed already where ``early``
+    (:class:`~pipeline.io.writer.EarlyOutput`) did it while the input was planned.
     """
     validate_exec_options({"overwrite": overwrite, "resume": resume})
     t0 = time.perf_counter()
@@ -116,7 +117,7 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
     if storage_options:
         job["storage_options"] = redact(storage_options)
     folder = open_output(out, job, overwrite=overwrite, resume=resume,
-                         storage_options=storage_options)
+                         storage_options=storage_options, early=early)
     if executor.kind == "local" and not resume:  # (an object store) the first chunks'
         for task in tasks[:executor.slots]:  # bytes come while OUT is opened
             getattr(task, "prefetch", lambda: None)()

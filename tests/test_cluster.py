@@ -120,7 +120,7 @@ def test_the_ctrl_c_race_in_distributed_sync_logs_nothing_on_a_cluster(monkeypat
     assert [r for r in caplog.records if r.name == "tornado.application"
             and isinstance(r.exc_info[1], NameError)]
     caplog.clear()
-    cluster._drop_ctrl_c_race_log()
+    cluster.drop_ctrl_c_race_log()
     _ctrl_c_before_the_coroutine_starts(monkeypatch)
     assert not [r for r in caplog.records if r.name == "tornado.application"]
     # any other failure of a callback is still logged

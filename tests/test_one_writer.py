@@ -516,3 +516,19 @@ def test_a_refused_input_is_the_error_even_where_another_run_holds_out(
     finally:
         flag.unlink(missing_ok=True)
     assert holder.wait(120) == 0
+
+
+def test_an_out_holding_a_glob_inputs_files_is_refused_without_taking_its_lease(
+        bucket, tmp_path, monkeypatch, capsys):
+    """INPUT ``s3://b/out/*.csv`` and OUT ``s3://b/out``: OUT contains the input, which
+    only the listing shows; it is refused before OUT's lease is taken or OUT listed."""
+    from pipeline.io import commit_store
+
+    (tmp_path / "a.csv").write_text("x\n1.5\n")
+    s3fs_client_cached().put(str(tmp_path / "a.csv"), f"{bucket}/out/a.csv".removeprefix("s3://"))
+    held = []
+    real = commit_store.hold
+    monkeypatch.setattr(commit_store, "hold", lambda *a, **k: held.append(a) or real(*a, **k))
+    assert run_cli("transform", f"{bucket}/out/*.csv", f"{bucket}/out", "--quiet") == 2
+    assert "contains the input" in capsys.readouterr().err
+    assert held == [] and _locks(bucket) == []

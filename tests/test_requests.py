@@ -231,6 +231,25 @@ def test_a_small_csv_files_table_from_planning_is_used_where_its_types_are_plann
     assert table.column("b")[4 * n].as_py() is None and table.num_rows == 6 * n
 
 
+def test_a_column_of_0_and_1_then_true_and_false_is_typed_alike_on_s3_and_on_a_disk(
+        moto_server, bucket, tmp_path):
+    """pyarrow reads 0 and 1 as bool where a whole file also holds true and false, but a
+    sample of 0 and 1 alone as int64: the file fetched whole is typed sample by sample too,
+    as on a disk (not bool from one parse of it all)."""
+    from pipeline.io.sources import plan
+
+    folder = tmp_path / "flags"
+    folder.mkdir()
+    n = 30000
+    rows = [f"{j * 0.5},{j % 2 if j > n // 4 else ('true', 'false')[j % 2]}"
+            for j in range(n)]
+    (folder / "f.csv").write_text("a,flag\n" + "\n".join(rows) + "\n")
+    s3fs_client(moto_server).put(str(folder) + "/", f"{bucket}/flags/", recursive=True)
+    local = plan(str(folder)).csv_types
+    assert plan(f"{bucket}/flags").csv_types == local
+    assert local["a"] == pa.float64() and local["flag"] != pa.bool_()
+
+
 def test_a_csv_file_up_to_1_mib_is_typed_alike_on_s3_and_on_a_disk(moto_server, bucket,
                                                                      tmp_path, capsys):
     """0.5 MB with a text column and one odd value in a numeric one: typed sample by sample

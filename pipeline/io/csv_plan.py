@@ -148,7 +148,7 @@ def _whole_table(path: str, header: bytes, samples: list[bytes], null_values
                  ) -> list[pa.Table] | None:
     """Samples that hold every record (a file fetched whole) parsed as one, in one call:
     the types are those merging theirs gives (:func:`_merge_types`) where each column is
-    null, int64, float64 or bool (a text column is typed sample by sample: None)."""
+    null, int64 or float64 (else the file is typed sample by sample: None)."""
     if len(samples) < 2:
         return None
     table = _sample_table(path, header + b"".join(samples), null_values, True, threads=False)
@@ -159,7 +159,8 @@ def _whole_table(path: str, header: bytes, samples: list[bytes], null_values
 
 
 # types inferred from all records that the samples' own types merge to, whatever the samples
-_SAME_WHEN_MERGED = (pa.null(), pa.int64(), pa.float64(), pa.bool_())
+# (not bool: pyarrow reads 0 and 1 as bool, where a sample of them alone is int64)
+_SAME_WHEN_MERGED = (pa.null(), pa.int64(), pa.float64())
 
 
 def _one_table(tables: list) -> pa.Table | None:

@@ -107,19 +107,19 @@ def _manifest_parts(storage: Storage, folder: str) -> list[str] | None:
 
 def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
          storage_options: dict | None = None, null_values=None,
-         io_concurrency: int | None = None, listed: Callable[[], None] | None = None
+         io_concurrency: int | None = None, listed: Callable[[list[str]], None] | None = None
          ) -> Source:
     """Discover INPUT, check that every file has the same schema, and cut it into chunks.
 
     ``dtype`` maps CSV column names to types (``pyarrow`` types or names such as ``"int64"``)
     that replace the inferred ones. ``null_values`` are the CSV texts read as null besides
     the empty cell (``"NA,N/A"`` or a list); by default only empty cells are null.
-    ``listed`` is called once INPUT's files are known, before they are read.
+    ``listed`` is called with INPUT's files once they are known, before they are read.
     """
     blocksize = blocksize or default_blocksize(input_path)
     paths, fmt, storage = discover(input_path, storage_options)
     if listed is not None:
-        listed()
+        listed(paths)
     if io_concurrency and not isinstance(storage, LocalStorage):
         storage.io_concurrency = io_concurrency
     bodies.drop_all()  # bytes kept by an earlier plan of this process

@@ -51,18 +51,27 @@ class EarlyOutput:
     """OUT on an object store surveyed (:meth:`ManifestFolder.survey`: its lease, its
     listing, what it holds) on a thread while the input is planned: its requests wait on the
     store's latency, planning's on its throughput. :meth:`start` once the input is listed
-    (the lease object is never in that listing); :meth:`take` when the job is known raises
-    what the survey raised, where opening OUT would have; :meth:`close` waits for the thread
-    and gives up a lease not taken (the input or a parameter was refused)."""
+    (the lease object is never in that listing), where OUT is apart from the input's files
+    (else it is refused after planning, as before, having touched nothing); :meth:`take`
+    when the job is known raises what the survey raised, where opening OUT would have;
+    :meth:`close` waits for the thread and gives up a lease not taken (the input or a
+    parameter was refused)."""
 
-    def __init__(self, out: str | os.PathLike, storage_options: dict | None) -> None:
-        self.out, self.storage_options = os.fspath(out), storage_options
+    def __init__(self, out: str | os.PathLike, input_arg, storage_options: dict | None
+                 ) -> None:
+        self.out, self.input_arg = os.fspath(out), input_arg
+        self.storage_options = storage_options
         self.folder: ManifestFolder | None = None
         self.error: BaseException | None = None
         self.taken = False
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, paths: list[str]) -> None:
+        """Survey OUT on a thread, given the input's files (``paths``)."""
+        try:
+            refuse_overlap(self.out, paths, input_arg=self.input_arg)
+        except PipelineError:
+            return  # refused after planning, where it was refused before
         if self._thread is None:
             self._thread = threading.Thread(target=self._survey, daemon=True,
                                             name="pipeline-open-out")
@@ -102,15 +111,11 @@ class EarlyOutput:
 @contextmanager
 def early_output(out, input_arg, storage_options: dict | None = None
                ) -> Iterator[EarlyOutput | None]:
-    """An :class:`EarlyOutput` for OUT where it is a URL (not a local path) apart from the
-    input; closed at the end of the block, however it ends."""
+    """An :class:`EarlyOutput` for OUT where it is a URL (not a local path); closed at the
+    end of the block, however it ends."""
     early = None
     if out is not None and is_url(out) and not is_local(out):
-        try:
-            refuse_overlap(out, [], input_arg=input_arg)
-            early = EarlyOutput(out, storage_options)
-        except PipelineError:
-            pass  # refused after planning, where the input's files are known
+        early = EarlyOutput(out, input_arg, storage_options)
     try:
         yield early
     finally:

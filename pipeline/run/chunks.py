@@ -118,10 +118,10 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         job["storage_options"] = redact(storage_options)
     folder = open_output(out, job, overwrite=overwrite, resume=resume,
                          storage_options=storage_options, early=early)
-    if executor.kind == "local" and not resume:  # (an object store) the first chunks'
-        for task in tasks[:executor.slots]:  # bytes come while OUT is opened
-            getattr(task, "prefetch", lambda: None)()
-    try:  # the lease on OUT, taken by open(), is given up however the run ends
+    try:  # the lease on OUT (taken by open(), or by early) is given up however the run ends
+        if executor.kind == "local" and not resume:  # (an object store) the first chunks'
+            for task in tasks[:executor.slots]:  # bytes come while OUT is opened
+                getattr(task, "prefetch", lambda: None)()
         folder.open({t.index: t.rows for t in tasks}, fmt)
         if folder.complete_manifest is not None:
             folder.swap_in()  # an --overwrite killed between its _SUCCESS and the swap

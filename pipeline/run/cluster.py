@@ -26,7 +26,6 @@ def dashboard_address(client) -> str | None:
 def cluster_session(client, *, quiet: bool = False, performance_report: str | None = None):
     """Print the dashboard's address on stderr (not when ``quiet``) and, with
     ``performance_report``, write ``distributed.performance_report`` of what runs inside."""
-    _drop_ctrl_c_race_log()
     if not quiet:
         link = dashboard_address(client)
         print(f"dask dashboard: {link}" if link else
@@ -55,9 +54,9 @@ class _CtrlCRace(logging.Filter):
                     and "sync.<locals>.cancel" in record.getMessage())
 
 
-def _drop_ctrl_c_race_log() -> None:
-    """Install :class:`_CtrlCRace` on tornado's callback logger, once per process (the
-    callback may run after the command's cluster block has ended)."""
+def drop_ctrl_c_race_log() -> None:
+    """Install :class:`_CtrlCRace` on tornado's callback logger, once per process, before
+    any client is made (the callback may run after the command's cluster block has ended)."""
     logger = logging.getLogger("tornado.application")
     if not any(isinstance(f, _CtrlCRace) for f in logger.filters):
         logger.addFilter(_CtrlCRace())

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ..config.exec_options import ExecOptions
 from ..errors import PipelineError
-from .cluster import cluster_session, require_cluster_for_report
+from .cluster import cluster_session, drop_ctrl_c_race_log, require_cluster_for_report
 
 
 class Executor:
@@ -319,6 +319,7 @@ def open_executor(opts: ExecOptions | None = None, client=None):
     - otherwise: threads in this process (fastest here, measured: no start-up, no copies).
     """
     opts = opts or ExecOptions()
+    drop_ctrl_c_race_log()  # (a cluster's Ctrl-C)
     client = current_client(client)
     if client is not None:
         yield DaskExecutor(client)

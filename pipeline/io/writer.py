@@ -67,9 +67,11 @@ class EarlyOutput:
         self._thread: threading.Thread | None = None
 
     def start(self, paths: list[str]) -> None:
-        """Survey OUT on a thread, given the input's files (``paths``)."""
+        """Survey OUT on a thread, given the input's files (``paths``; a local input's
+        cannot be inside OUT, a URL)."""
         try:
-            refuse_overlap(self.out, paths, input_arg=self.input_arg)
+            if is_url(self.input_arg):
+                refuse_overlap(self.out, paths, input_arg=self.input_arg)
         except PipelineError:
             return  # refused after planning, where it was refused before
         if self._thread is None:

@@ -529,6 +529,8 @@ def test_an_out_holding_a_glob_inputs_files_is_refused_without_taking_its_lease(
     held = []
     real = commit_store.hold
     monkeypatch.setattr(commit_store, "hold", lambda *a, **k: held.append(a) or real(*a, **k))
+    before = s3fs_client_cached().find(bucket.removeprefix("s3://"))
     assert run_cli("transform", f"{bucket}/out/*.csv", f"{bucket}/out", "--quiet") == 2
     assert "contains the input" in capsys.readouterr().err
     assert held == [] and _locks(bucket) == []
+    assert s3fs_client_cached().find(bucket.removeprefix("s3://")) == before  # the input

@@ -269,6 +269,7 @@ def test_a_csv_file_up_to_1_mib_is_typed_alike_on_s3_and_on_a_disk(moto_server, 
         assert run_cli("transform", where, tmp_path / "out", "--quiet") == 2
         err = capsys.readouterr().err
         assert "column 'a'" in err and "row 27001" in err and "'oops'" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_a_csv_chunk_on_a_worker_fetches_its_pieces_concurrently(small_csv, proxy,

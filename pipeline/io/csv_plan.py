@@ -128,9 +128,10 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
         header = first.rstrip(b"\r\n") + b"\n"
         partial = len(samples) > 1 or bool(compression)
         # planning's threads parse one sample each: no thread pool of pyarrow's beside them
-        tables = _whole_table(path, header, samples, null_values) if whole else None
-        tables = tables or [_sample_table(path, header + sample, null_values, partial,
-                                          threads=local) for sample in samples]
+        one = _whole_table(path, header, samples, null_values) if whole else None
+        tables = [one] if one is not None else [
+            _sample_table(path, header + sample, null_values, partial, threads=local)
+            for sample in samples]
         if whole and compression is None and len(pieces) == 1:
             # the samples hold every record (the data is at most 1 MiB): where they agree on
             # the types, together they are the file's table, kept for its chunk
@@ -145,7 +146,7 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
 
 
 def _whole_table(path: str, header: bytes, samples: list[bytes], null_values
-                 ) -> list[pa.Table] | None:
+                 ) -> pa.Table | None:
     """Samples that hold every record (a file fetched whole) parsed as one, in one call:
     the types are those merging theirs gives (:func:`_merge_types`) where each column is
     null, int64 or float64 (else the file is typed sample by sample: None)."""
@@ -155,7 +156,7 @@ def _whole_table(path: str, header: bytes, samples: list[bytes], null_values
     if not isinstance(table, pa.Table) or not all(
             f.type in _SAME_WHEN_MERGED for f in table.schema):
         return None
-    return [table]
+    return table
 
 
 # types inferred from all records that the samples' own types merge to, whatever the samples

@@ -326,7 +326,10 @@ def test_s3_reads_go_through_obstore_with_the_s3fs_clients_own_settings(small_fi
     assert s3_reader(extra) is None
     import pickle
 
-    assert pickle.loads(pickle.dumps(storage))._reader is False  # chosen again on a worker
+    # a task's copy is the store opened again where it runs: its settings found there
+    copy = pickle.loads(pickle.dumps(storage))
+    assert type(copy) is type(storage) and copy._settings == storage._settings
+    assert copy.read_range(name, 0, 8) == body[:8]
 
 
 def test_a_later_files_other_schema_is_one_error_when_read_and_nothing_is_left(
@@ -370,6 +373,37 @@ def test_a_chunk_waiting_for_a_thread_is_fetched_ahead_then_read_without_a_reque
     assert fetching._AHEAD == {}
     names = sorted({p.path.rsplit("/", 1)[1] for p in tasks[2].chunk.pieces})
     assert table.equals(pa.concat_tables(pq.read_table(folder / n) for n in names))
+
+
+def test_chunks_asked_ahead_beyond_two_start_as_soon_as_one_is_taken(small_files, proxy):
+    """Two chunks' bytes are held ahead at most; a third asked meanwhile waits its turn and
+    starts when a running chunk takes its own; one read before its turn is fetched there."""
+    from pipeline.io import bodies, fetching
+    from pipeline.io.sources import plan
+    from pipeline.run.tasks import file_tasks
+
+    folder, url = small_files
+    tasks = file_tasks(plan(url, blocksize=100_000))
+    assert len(tasks) >= 5
+    bodies.drop_all()
+    for task in tasks[:4]:
+        task.prefetch()
+    key = [fetching._chunk_key(t.chunk) for t in tasks]
+    assert list(fetching._AHEAD) == key[:2] and list(fetching._WAITING) == key[2:4]
+    first = tasks[0].read()  # takes its bytes: the third chunk's fetch starts
+    assert list(fetching._AHEAD) == [key[1], key[2]] and list(fetching._WAITING) == [key[3]]
+    for fetch in list(fetching._AHEAD.values()):
+        fetch.result()
+    proxy.reset()
+    fourth = tasks[3].read()  # its turn not come: fetched here, and no longer waiting
+    assert fetching._WAITING == {}
+    assert sorted(_input_requests(proxy, "GET range")) == sorted(
+        "/" + p.path.removeprefix("s3://") for p in tasks[3].chunk.pieces)
+    for task, table in ((tasks[0], first), (tasks[3], fourth)):
+        names = sorted({p.path.rsplit("/", 1)[1] for p in task.chunk.pieces})
+        assert table.equals(pa.concat_tables(pq.read_table(folder / n) for n in names))
+    fetching.drop_ahead()
+    assert fetching._AHEAD == {} and fetching._WAITING == {}
 
 
 def test_an_object_gone_after_planning_is_named_in_the_one_error(small_files, proxy,

@@ -12,7 +12,6 @@ import warnings
 
 from ..config.exec_options import validate_exec_options
 from ..errors import PipelineError, StorageError
-from ..io.early_s3 import settle
 from . import commands
 from .commands import execute
 from .jobs import RUN
@@ -107,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print("error: unexpected failure (see the traceback above)", file=sys.stderr)
         return 1
-    finally:
-        settle()  # an S3 client still being made on a thread (pipeline.io.early_s3)
 
 
 if __name__ == "__main__":  # pragma: no cover

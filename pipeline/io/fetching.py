@@ -18,19 +18,30 @@ from .storage import Storage
 # chunks whose bytes are fetched ahead at once, per process: two block sizes at most
 AHEAD = 2
 _AHEAD: dict = {}
+_WAITING: dict = {}  # chunks asked ahead while AHEAD were held: (storage, chunk) by key
 _LOCK = threading.Lock()
 _POOL: list[ThreadPoolExecutor] = []
 
 
 def fetch_ahead(storage: Storage, chunk: Chunk) -> None:
-    """Start fetching ``chunk``'s bytes (a chunk waiting for a thread while others compute);
-    :func:`chunk_bytes` takes them when it runs."""
+    """Fetch ``chunk``'s bytes ahead (a chunk waiting for a thread while others compute):
+    now, or, while ``AHEAD`` chunks' bytes are held already, as soon as a chunk takes its
+    own (in the order asked); :func:`chunk_bytes` takes them when it runs."""
     if isinstance(storage, LocalStorage) or chunk.streamed:
         return
     key = _chunk_key(chunk)
     with _LOCK:
-        if key in _AHEAD or len(_AHEAD) >= AHEAD:
+        if key in _AHEAD or key in _WAITING:
             return
+        _WAITING[key] = (storage, chunk)
+        _start_waiting()
+
+
+def _start_waiting() -> None:
+    """(under _LOCK) Start the fetches asked ahead while fewer than ``AHEAD`` are held."""
+    while _WAITING and len(_AHEAD) < AHEAD:
+        key = next(iter(_WAITING))
+        storage, chunk = _WAITING.pop(key)
         if not _POOL:
             _POOL.append(ThreadPoolExecutor(AHEAD, thread_name_prefix="pipeline-ahead"))
         _AHEAD[key] = _POOL[0].submit(_fetch, storage, chunk)
@@ -41,8 +52,11 @@ def chunk_bytes(storage: Storage, chunk: Chunk):
     ahead, or fetched now, each piece's bytes given as soon as they arrive so that the first
     pieces are parsed while the others download (a failed fetch ahead is tried again here,
     where its error is reported); nothing for a local disk."""
+    key = _chunk_key(chunk)
     with _LOCK:
-        ahead = _AHEAD.pop(_chunk_key(chunk), None)
+        ahead = _AHEAD.pop(key, None)
+        _WAITING.pop(key, None)  # asked ahead but not started: fetched here instead
+        _start_waiting()
     if ahead is not None:
         try:
             return _Fetched(*ahead.result())
@@ -55,6 +69,7 @@ def drop_ahead() -> None:
     """Give up bytes fetched ahead for chunks that did not run (a failed run's)."""
     with _LOCK:
         _AHEAD.clear()
+        _WAITING.clear()
 
 
 def piece_key(fmt: str, piece: Piece):
@@ -127,7 +142,7 @@ def _start(storage: Storage, chunk: Chunk) -> _Fetched:
         return _Fetched(got, parsed)
     where = _on_worker()  # (in this thread: the worker's task's)
     return _Fetched(got, parsed, todo, storage.imap(
-        lambda k: (k, _get(storage, *wanted[k], where)), todo))
+        lambda k: (k, _get(storage, *wanted[k], where)), todo, rank=chunk.index))
 
 
 def _get(storage: Storage, path: str, start: int, stop: int, where: str) -> bytes:

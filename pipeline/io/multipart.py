@@ -23,9 +23,8 @@ def put_pending(storage, path: str, local: str) -> dict:
     """Upload the local file ``local`` to ``path`` as a multipart upload left unfinished;
     returns its size, the upload's id and its parts' numbers and ETags (what completing it
     needs). On a failure the upload is aborted."""
-    fs = storage.fs
-    bucket, key, _ = fs.split_path(path)
-    upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+    bucket, key = storage.split(path)
+    upload = storage.s3_call("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
     parts: list[list] = []
     size = LOCAL.size(local)
     try:
@@ -35,14 +34,15 @@ def put_pending(storage, path: str, local: str) -> dict:
                 # it sent once would be sent again from where it stopped (a short part)
                 body = fh.read(PART_BYTES)
                 with storage._slots():
-                    out = fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload,
-                                     PartNumber=len(parts) + 1, Body=body)
+                    out = storage.s3_call("upload_part", Bucket=bucket, Key=key,
+                                          UploadId=upload, PartNumber=len(parts) + 1,
+                                          Body=body)
                 parts.append([len(parts) + 1, out["ETag"].strip('"')])
                 if len(body) < PART_BYTES or fh.tell() >= size:
                     break
     except BaseException as exc:
         try:
-            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+            storage.s3_call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
         except Exception:  # noqa: BLE001, S110 - the upload's own error is the one to raise
             pass
         if isinstance(exc, FileNotFoundError):  # NoSuchUpload: aborted meanwhile
@@ -59,10 +59,10 @@ def complete_pending(storage, paths: list[str], records: list[dict]) -> list[str
 
     def complete(item) -> str | None:
         path, rec = item
-        bucket, key, _ = storage.fs.split_path(path)
+        bucket, key = storage.split(path)
         try:
             with storage._slots():
-                out = storage.fs.call_s3(
+                out = storage.s3_call(
                     "complete_multipart_upload", Bucket=bucket, Key=key,
                     UploadId=rec["upload"],
                     MultipartUpload={"Parts": [{"PartNumber": int(n), "ETag": f'"{etag}"'}
@@ -78,20 +78,20 @@ def complete_pending(storage, paths: list[str], records: list[dict]) -> list[str
         return etag.strip('"') if etag else None
 
     result = storage.map(complete, list(zip(paths, records, strict=True)))
-    storage.fs.invalidate_cache()
+    storage._forget()
     return result
 
 
 @_storage_errors
 def list_pending(storage, folder: str) -> dict[str, set[str]]:
     """The unfinished multipart uploads under ``folder``: their ids by object path."""
-    fs = storage.fs
-    bucket, key, _ = fs.split_path(folder)
+    bucket, key = storage.split(folder)
     prefix = key.rstrip("/") + "/" if key.strip("/") else ""  # "": the whole bucket
     found: dict[str, set[str]] = {}
     markers: dict = {}
     while True:
-        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
+        page = storage.s3_call("list_multipart_uploads", Bucket=bucket, Prefix=prefix,
+                               **markers)
         for upload in page.get("Uploads", []):
             found.setdefault(f"{bucket}/{upload['Key']}", set()).add(upload["UploadId"])
         if not page.get("IsTruncated"):
@@ -113,11 +113,11 @@ def abort_pending(storage, folder: str, keep: set[str] = frozenset(), *,
 
     def abort(item) -> None:
         path, upload = item
-        bucket, key, _ = storage.fs.split_path(path)
+        bucket, key = storage.split(path)
         try:
             with storage._slots():
-                storage.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key,
-                                   UploadId=upload)
+                storage.s3_call("abort_multipart_upload", Bucket=bucket, Key=key,
+                                UploadId=upload)
         except FileNotFoundError:  # aborted or completed meanwhile: nothing to do
             pass
 

@@ -4,13 +4,12 @@ files, conditional writes, and the store's failures as one error naming the obje
 
 from __future__ import annotations
 
-import collections
 import functools
-import itertools
 import threading
 from typing import IO
 
 from ..errors import PipelineError, PreconditionFailed, RangeNotSatisfiable, StorageError
+from .request_slots import Slots, imap
 
 _LAZY_LOCK = threading.Lock()  # the reader and the semaphore, made on first use
 
@@ -48,16 +47,16 @@ class FsspecStorage:
         state.pop("_in_flight", None)  # each process bounds its own requests
         return state
 
-    def _slots(self) -> threading.BoundedSemaphore:
+    def _slots(self) -> Slots:
         """The process's requests in flight on this store, at most ``io_concurrency`` (the
-        chunks that run and those fetched ahead share them)."""
+        chunks that run and those fetched ahead share them, in chunk order: request_slots)."""
         held = self.__dict__.get("_in_flight")
         if held is not None and held[0] == self.io_concurrency:
             return held[1]
         with _LAZY_LOCK:
             held = self.__dict__.get("_in_flight")
             if held is None or held[0] != self.io_concurrency:
-                held = (self.io_concurrency, threading.BoundedSemaphore(self.io_concurrency))
+                held = (self.io_concurrency, Slots(self.io_concurrency))
                 self._in_flight = held
             return held[1]
 
@@ -75,28 +74,11 @@ class FsspecStorage:
             return [fn(item) for item in items]
         return list(self.imap(fn, items))
 
-    def imap(self, fn, items: list, *, ahead: int | None = None):
-        """:meth:`map`'s results one by one, each as soon as it and those before it are
-        done, so the caller works on the first while the others are fetched; with
-        ``ahead``, at most that many items are started beyond the one the caller is given
-        (their results are held until taken). Closed early (the caller failed), the calls
-        not started are not made and those under way are waited for."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        todo = iter(items)
-        pending: collections.deque = collections.deque()
-        pool = ThreadPoolExecutor(max(1, min(self.io_concurrency, len(items))),
-                                  thread_name_prefix="pipeline-io")
-        try:
-            for item in itertools.islice(todo, ahead if ahead is not None else len(items)):
-                pending.append(pool.submit(fn, item))
-            while pending:
-                first = pending.popleft()
-                for item in itertools.islice(todo, 1):
-                    pending.append(pool.submit(fn, item))
-                yield first.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    def imap(self, fn, items: list, *, ahead: int | None = None, rank: int | None = None):
+        """:meth:`map`'s results one by one (:func:`~pipeline.io.request_slots.imap`: each
+        as soon as it and those before it are done; ``ahead``, ``rank``), on up to
+        ``io_concurrency`` threads."""
+        return imap(fn, items, threads=self.io_concurrency, ahead=ahead, rank=rank)
 
     def url(self, path: str) -> str:
         return self.fs.unstrip_protocol(path) if self.protocol != "file" else path
@@ -176,6 +158,18 @@ class FsspecStorage:
 
     def read_text(self, path: str) -> str:
         return self.fs.cat_file(path).decode()
+
+    def split(self, path: str) -> tuple[str, str]:
+        """(S3) The bucket and key of ``path``."""
+        return tuple(self.fs.split_path(path)[:2])
+
+    def s3_call(self, name: str, **kwargs) -> dict:
+        """(S3) One request of botocore's name (the multipart uploads), as s3fs makes it."""
+        return self.fs.call_s3(name, **kwargs)
+
+    def _forget(self) -> None:
+        """Drop what the file system cached of listings (after a write)."""
+        self.fs.invalidate_cache()
 
     def write_text(self, path: str, text: str) -> None:
         self.fs.pipe_file(path, text.encode())  # one PUT: atomic per object

@@ -14,6 +14,7 @@ s3fs does. Otherwise s3fs reads, as before.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -68,7 +69,7 @@ def botocore_settings() -> tuple | None:
     found by botocore alone (its credential chain, region and configured endpoint, as the
     client s3fs makes would find them), without importing s3fs and aiohttp or making its
     client: what lets a run list and plan its input while s3fs is made on a thread
-    (:mod:`pipeline.io.early_s3`). None where obstore is not installed or they do not map."""
+    (:mod:`pipeline.io.obstore_s3`). None where obstore is not installed or they do not map."""
     if not _has_obstore():
         return None
     try:
@@ -144,7 +145,7 @@ def _has_obstore() -> bool:
 
 def _settings(creds, region: str | None, endpoint: str, verify: bool) -> tuple | None:
     """obstore's ``(config, client options)`` for a botocore client's credentials, region,
-    endpoint and TLS verification, as a hashable tuple (compared: :mod:`early_s3`); None
+    endpoint and TLS verification, as a hashable tuple (compared: :mod:`obstore_s3`); None
     where they do not map."""
     config: dict = {"region": region or "us-east-1"}
     if endpoint.startswith("https://") and os.environ.get("AWS_CA_BUNDLE"):
@@ -167,8 +168,11 @@ def _settings(creds, region: str | None, endpoint: str, verify: bool) -> tuple |
     return tuple(sorted(config.items())), tuple(sorted(options.items()))
 
 
+@functools.lru_cache(maxsize=8)
 def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
-    """The reader (and its ``find``) of obstore ``settings`` (:func:`s3_settings`)."""
+    """The reader (and its ``find``, and ``store(bucket)``: obstore's store) of obstore
+    ``settings`` (:func:`s3_settings`); one per settings in a process, its connections
+    kept between the storages opened with them (a cluster's tasks)."""
     import obstore
     from obstore.exceptions import NotFoundError
     from obstore.store import S3Store
@@ -227,6 +231,7 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
                 return None
 
     read.find = find
+    read.store = store
     return read
 
 

@@ -129,7 +129,5 @@ def plan(input_path, *, blocksize: int | None = None, dtype: dict | None = None,
     else:
         source = _plan_csv(paths, blocksize, parse_dtypes(dtype), storage,
                            parse_null_values(null_values))
-    # an s3fs client made while obstore planned: checked now (pipeline.io.early_s3)
-    getattr(storage, "verify", lambda: None)()
     source.storage = storage
     return source

@@ -19,15 +19,17 @@ from __future__ import annotations
 import os
 
 from ..errors import PipelineError
-from .early_s3 import open_early
 from .local_storage import LocalStorage
 from .object_storage import FsspecStorage, _storage_errors
+from .obstore_s3 import ObstoreS3Storage, open_obstore_s3
 from .urls import is_local, is_url, opening_error, refuse_secret_url
 
-for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open", "read_range",
-              "read_text", "write_text", "put_file", "rm", "rm_many", "copy_many",
-              "create_text", "replace_if", "read_versioned", "remove_if"):
-    setattr(FsspecStorage, _name, _storage_errors(getattr(FsspecStorage, _name)))
+for _cls in (FsspecStorage, ObstoreS3Storage):
+    for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open",
+                  "read_range", "read_text", "write_text", "put_file", "rm", "rm_many",
+                  "copy_many", "create_text", "replace_if", "read_versioned", "remove_if"):
+        if _name in vars(_cls):
+            setattr(_cls, _name, _storage_errors(getattr(_cls, _name)))
 
 
 Storage = LocalStorage | FsspecStorage
@@ -59,9 +61,9 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
             config = dict(kwargs.get("config_kwargs") or {})
             config.setdefault("max_pool_connections", 128)
             kwargs["config_kwargs"] = config
-            early = open_early(text, kwargs)
-            if early is not None:  # s3fs made on a thread while obstore plans
-                return early
+            through_obstore = open_obstore_s3(text, kwargs)
+            if through_obstore is not None:  # no s3fs: obstore and signed requests
+                return through_obstore
         fs, inner = url_to_fs(text, **kwargs)
     except (ImportError, ValueError, TypeError) as exc:
         raise opening_error(exc, text) from None

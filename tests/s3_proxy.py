@@ -132,6 +132,9 @@ class S3Proxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY: an answer written as headers, then a small body, would otherwise
+            # wait for the client's delayed ACK (40 ms on Linux) on top of ``delay``
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:
                 pass

@@ -205,6 +205,15 @@ def test_botocore_alone_finds_the_settings_s3fs_s_client_has(moto_server, tmp_pa
     assert config["access_key_id"] == "testing-access-key"
 
 
+def test_fsspec_s_own_s3_configuration_makes_s3fs_first(moto_server, bucket, monkeypatch):
+    """Options fsspec's configuration gives S3 are s3fs's to honour: no obstore storage."""
+    import fsspec.config
+
+    assert isinstance(open_storage(f"{bucket}/d")[0], obstore_s3.ObstoreS3Storage)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"anon": False})
+    assert not isinstance(open_storage(f"{bucket}/d")[0], obstore_s3.ObstoreS3Storage)
+
+
 def test_options_or_a_chained_url_make_s3fs_first(moto_server, bucket):
     plain, _ = open_storage(bucket, {"anon": False})
     assert not isinstance(plain, obstore_s3.ObstoreS3Storage)

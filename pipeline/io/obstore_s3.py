@@ -37,11 +37,7 @@ def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | N
     options = dict(kwargs)
     config = dict(options.pop("config_kwargs", None) or {})
     config.pop("max_pool_connections", None)  # ours (storage.open_storage)
-    if options or config:
-        return None
-    import fsspec.config
-
-    if fsspec.config.conf.get("s3") or fsspec.config.conf.get("s3a"):
+    if options or config or _fsspec_configures_s3():
         return None
     if importlib.util.find_spec("s3fs") is None:
         return None
@@ -49,6 +45,24 @@ def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | N
     if settings is None:
         return None
     return ObstoreS3Storage(settings, text, kwargs), rest.rstrip("/")
+
+
+def _fsspec_configures_s3() -> bool:
+    """Whether fsspec's configuration (``FSSPEC_*`` variables, its configuration folder)
+    gives S3 options, read without importing fsspec where there is none to read."""
+    import os
+    import sys
+
+    from .local_storage import LocalStorage
+
+    folder = os.environ.get("FSSPEC_CONFIG_DIR",
+                            os.path.join(os.path.expanduser("~"), ".config", "fsspec"))
+    if "fsspec" not in sys.modules and not LocalStorage().isdir(folder) and not any(
+            name.startswith("FSSPEC") for name in os.environ):
+        return False
+    import fsspec.config
+
+    return bool(fsspec.config.conf.get("s3") or fsspec.config.conf.get("s3a"))
 
 
 def _reopen(text: str, kwargs: dict, io_concurrency: int) -> FsspecStorage:

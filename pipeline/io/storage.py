@@ -51,19 +51,22 @@ def open_storage(path: str | os.PathLike, storage_options: dict | None = None
     if is_local(text):
         return LOCAL, text.split("://", 1)[1] if is_url(text) else text
     scheme = text.split("://", 1)[0].lower()
+    kwargs = dict(storage_options or {})
     try:
-        from fsspec.core import url_to_fs
-    except ImportError:  # pragma: no cover - fsspec comes with dask
-        raise PipelineError("URLs need fsspec (pip install fsspec)", path=text) from None
-    try:
-        kwargs = dict(storage_options or {})
         if scheme in ("s3", "s3a"):  # botocore's pool (10) would cap the requests in flight
             config = dict(kwargs.get("config_kwargs") or {})
             config.setdefault("max_pool_connections", 128)
             kwargs["config_kwargs"] = config
             through_obstore = open_obstore_s3(text, kwargs)
-            if through_obstore is not None:  # no s3fs: obstore and signed requests
+            if through_obstore is not None:  # no s3fs (nor fsspec): obstore, signed requests
                 return through_obstore
+    except (ImportError, ValueError, TypeError) as exc:
+        raise opening_error(exc, text) from None
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:  # pragma: no cover - fsspec comes with dask
+        raise PipelineError("URLs need fsspec (pip install fsspec)", path=text) from None
+    try:
         fs, inner = url_to_fs(text, **kwargs)
     except (ImportError, ValueError, TypeError) as exc:
         raise opening_error(exc, text) from None

@@ -29,7 +29,7 @@ def stored(bucket, moto_server):
     return f"{bucket}/d"
 
 
-def test_a_whole_run_on_s3_never_imports_s3fs(bucket, moto_server):
+def test_a_whole_run_on_s3_never_imports_s3fs(bucket, moto_server, tmp_path):
     """Listing, reading, the lease, the parts' multipart uploads and the commit: obstore and
     the signed requests only (a process of its own: the tests' fixtures import s3fs)."""
     fs = s3fs_client(moto_server)
@@ -38,10 +38,11 @@ def test_a_whole_run_on_s3_never_imports_s3fs(bucket, moto_server):
     stored = f"{bucket}/run"
     code = ("import sys; from pipeline.cli.parser import main; "
             f"rc = main(['transform', '{stored}', '{stored}-out', '--quiet']); "
-            "print(rc, sorted(m for m in ('s3fs', 'aiobotocore', 'aiohttp', 'botocore') "
-            "if m in sys.modules))")
+            "print(rc, sorted(m for m in ('s3fs', 'aiobotocore', 'aiohttp', 'botocore', "
+            "'fsspec') if m in sys.modules))")
+    env = {**os.environ, "FSSPEC_CONFIG_DIR": str(tmp_path / "no-fsspec-configuration")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=os.environ.copy(), timeout=120)
+                         env=env, timeout=120)
     assert out.stdout.split() == ["0", "[]"], out.stderr
     names = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{stored}-out"))
     assert "_SUCCESS" in names and any(n.startswith("part-") for n in names)
@@ -172,8 +173,11 @@ def test_an_s3fs_with_other_settings_is_refused_before_it_is_used(stored, moto_s
 
 def test_a_task_carries_no_keys_and_opens_the_store_again_where_it_runs(stored):
     storage, inner = open_storage(stored)
+    from conftest import S3_ENV
+
     text = pickle.dumps(storage)
-    assert b"testing-secret" not in text and b"testing-access-key" not in text
+    assert S3_ENV["AWS_SECRET_ACCESS_KEY"].encode() not in text
+    assert S3_ENV["AWS_ACCESS_KEY_ID"].encode() not in text
     copy = pickle.loads(pickle.loads(pickle.dumps(text)))  # a scheduler passes it on as it came
     assert isinstance(copy, obstore_s3.ObstoreS3Storage) and copy._settings == storage._settings
     assert copy.read_range(f"{inner}/a.csv", 0, 4) == b"x,y\n"
@@ -258,3 +262,27 @@ def test_an_s3fs_that_cannot_be_made_is_the_one_error_open_storage_gives(stored,
         storage.glob(f"{inner}/*.csv")
     assert str(err.value) == (f"{stored}: no file system for s3:// is installed "
                               "(pip install 'pipeline[s3]')")
+
+
+@pytest.mark.parametrize("name", ["AWS_SERVER_SIDE_ENCRYPTION", "AWS_REQUEST_PAYER",
+                                  "AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "AWS_ENDPOINT"])
+def test_a_variable_obstore_would_read_and_botocore_not_leaves_s3_to_s3fs(
+        moto_server, bucket, monkeypatch, name):
+    """obstore's store reads settings from the environment it is not given; where one
+    botocore's client would not read is set, s3fs makes every request."""
+    assert rust_reads.env_settings() is not None
+    monkeypatch.setenv(name, "true")
+    assert rust_reads.env_settings() is None and rust_reads.botocore_settings() is None
+    assert not isinstance(open_storage(f"{bucket}/d")[0], obstore_s3.ObstoreS3Storage)
+
+
+def test_a_session_token_in_the_environment_beside_keys_from_a_file_is_not_mixed(
+        moto_server, monkeypatch, tmp_path):
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = AKFILE\naws_secret_access_key = x\n")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    assert dict(rust_reads.botocore_settings()[0])["access_key_id"] == "AKFILE"
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-stray-token")  # botocore: not with file keys
+    assert rust_reads.botocore_settings() is None

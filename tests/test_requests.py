@@ -5,6 +5,7 @@ file, many requests in flight while planning and reading."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -311,7 +312,7 @@ def test_s3_reads_go_through_obstore_with_the_s3fs_clients_own_settings(small_fi
     folder, url = small_files
     source = plan(url)
     storage = source.storage
-    assert callable(storage._reader)  # chosen by the first read
+    assert callable(storage._reader)  # obstore's reader
     name = source.paths[0]
     body = storage.read_range(name, 0, storage.size(name))
     assert body == (folder / name.rsplit("/", 1)[1]).read_bytes()
@@ -692,3 +693,66 @@ def test_a_read_past_a_shrunk_objects_end_is_bad_input_not_a_store_failure(shrin
     with pytest.raises(PipelineError, match="cannot read") as err:
         file_tasks(source)[2].read()
     assert "f.parquet" in str(err.value)
+
+
+def test_the_attempt_s_job_is_put_while_chunks_compute_and_before_any_record(
+        small_files, proxy, bucket, moto_server):
+    """``_pending/<id>/_job.json`` is PUT while the first chunks compute and upload; no
+    record of a chunk is written before it has landed, and the run commits as before."""
+    import threading
+
+    folder, url = small_files
+    release = proxy.hold(lambda kind, path: kind == "PUT" and "/_pending/" in path
+                         and path.endswith("/_job.json"))
+    done = {}
+    run = threading.Thread(target=lambda: done.setdefault(
+        "rc", run_cli("transform", url, f"{bucket}/out", "--quiet")))
+    run.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                kind == "PUT part" for kind, _, _ in proxy.log):
+            time.sleep(0.01)
+        parts = [path for kind, path, _ in proxy.log if kind == "PUT part"]
+        records = [path for kind, path, _ in proxy.log
+                   if kind == "PUT" and "/_pending/" in path and path.endswith("0.json")]
+        assert parts and records == []  # a part uploads meanwhile; no record yet
+    finally:
+        release.set()
+        run.join(120)
+    assert done["rc"] == 0
+    log = [(kind, path) for kind, path, _ in proxy.log]
+    job = next(i for i, (k, p) in enumerate(log) if k == "PUT" and p.endswith("/_job.json"))
+    first_record = next(i for i, (k, p) in enumerate(log)
+                        if k == "PUT" and "/_pending/" in p and p.endswith("0.json"))
+    assert job < first_record
+    fs = s3fs_client(moto_server)
+    manifest = json.loads(fs.cat_file(f"{bucket}/out/_SUCCESS"))
+    assert sum(p["rows"] for p in manifest["parts"]) == FILES * 2000
+
+
+def test_a_part_s_upload_starts_while_it_is_computed_and_is_aborted_if_it_fails(
+        small_files, proxy, bucket):
+    """S3: a part's multipart upload is started before its file is written (the upload
+    then uses it: one start per part); a part that fails has its started upload aborted."""
+    from pipeline.io import multipart, parts
+    from pipeline.io.storage import open_storage
+
+    storage, root = open_storage(f"{bucket}/parts")
+    target = parts.PartTarget(root, "parquet", storage, "a1b2c3d4e5f6", pending=True)
+    table = pa.table({"x": np.arange(5.0)})
+    rows, _, rec = parts.write_part(table, target, 0)
+    starts = [p for k, p, _ in proxy.log if k == "multipart start"]
+    assert rows == 5 and len(starts) == 1 and rec["upload"]
+    assert not [p for p in multipart._STARTED if target.attempt in p]
+
+    def failing():
+        yield table
+        raise RuntimeError("the chunk failed midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        parts.write_part(failing(), target, 1)
+    assert len([p for k, p, _ in proxy.log if k == "multipart start"]) == 2
+    assert [p for k, p, _ in proxy.log if k == "multipart abort"] != []
+    assert not [p for p in multipart._STARTED if target.attempt in p]
+    assert set(multipart.list_pending(storage, root)) == {target.staged(0)}

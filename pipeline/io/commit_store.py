@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import PreconditionFailed
 from .lease import hold
-from .multipart import abort_pending, complete_pending, list_pending
+from .multipart import abort_pending, complete_pending, drop_started, list_pending
 from .parts import CHUNKS, JOB, STAGED, SUCCESS, PartTarget, crash_point
 from .resume import Committer, expected_part_rows, resume_refused
 
@@ -61,6 +62,8 @@ class ManifestFolder(Committer):
         self.current: dict | None = None  # the _SUCCESS this run started from, read
         self.attempts: dict[str, dict] = {}  # interrupted attempts' identities, by id
         self.surveyed = False
+        self.after_commit = None  # the last deletes, made while the lease is given up
+        self._job_written = None  # the attempt's _job.json PUT, under way (Future)
 
     @property
     def folder(self) -> str:
@@ -124,7 +127,7 @@ class ManifestFolder(Committer):
             for attempt, job in attempts.items():
                 if self._same_job(job):
                     self.attempt = attempt
-                    self._open_resume(expected_rows, fmt)
+                    _open_resume(self, expected_rows, fmt)
                     self._abort_dead()
                     return
             if attempts:
@@ -146,33 +149,17 @@ class ManifestFolder(Committer):
         self._abort_dead()
         self.attempt = uuid.uuid4().hex[:12]
         self.storage.makedirs(self._path(PENDING, self.attempt))
-        self.storage.write_text(self._path(PENDING, self.attempt, JOB),
-                                json.dumps({**self.job, "attempt": self.attempt}))
+        # PUT while the first chunks compute; a record is written only after it
+        put = ThreadPoolExecutor(1, thread_name_prefix="pipeline-job-put")
+        self._job_written = put.submit(self.storage.write_text,
+                                       self._path(PENDING, self.attempt, JOB),
+                                       json.dumps({**self.job, "attempt": self.attempt}))
+        put.shutdown(wait=False)
 
-    def _open_resume(self, expected_rows: dict[int, int | None], fmt: str) -> None:
-        target = self.target(fmt)
-        prefix = f"{PENDING}/{self.attempt}/"
-        for name in sorted(self.listing):
-            if not name.startswith(prefix) or not name.endswith(".json") or \
-                    name.endswith("/" + JOB):
-                continue
-            rec = self._read_json(self._path(name))
-            try:
-                index = int(rec["chunk"])
-            except (TypeError, KeyError, ValueError):
-                continue
-            if index not in expected_rows or rec.get("part") != target.name(index):
-                continue
-            if expected_part_rows(expected_rows[index], rec) is None:
-                continue
-            if rec.get("upload") in self.uploads.get(target.staged(index), ()):
-                self.kept[index] = rec  # its upload is still pending: completed at the commit
-                continue
-            head = self.storage.head(target.staged(index))
-            if head is None or head.get("size") != rec.get("size") or (
-                    rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
-                continue
-            self.kept[index] = rec
+    def _job_done(self) -> None:
+        """Wait for the attempt's ``_job.json`` (its failure raised here)."""
+        if self._job_written is not None:
+            self._job_written.result()
 
     def _abort_dead(self) -> None:
         """Abort the pending uploads that no kept record completes."""
@@ -188,9 +175,11 @@ class ManifestFolder(Committer):
 
     def marker(self) -> tuple[object, str]:
         """(storage, path) of a file this run wrote, that every worker must see."""
+        self._job_done()
         return self.storage, self._path(PENDING, self.attempt, JOB)
 
     def append_record(self, record: dict) -> None:
+        self._job_done()
         self.storage.write_text(self._path(PENDING, self.attempt, f"{record['chunk']:05d}.json"),
                                 json.dumps(record))
         self.written.append(f"{PENDING}/{self.attempt}/{record['chunk']:05d}.json")
@@ -199,6 +188,7 @@ class ManifestFolder(Committer):
                records: dict[int, dict] | None = None) -> None:
         # extras (``_truth.json``) describe the new output: kept with the attempt until the
         # commit, then published, so that the old output stays whole until then
+        self._job_done()
         texts = {name: json.dumps(obj, indent=1, default=str)
                  for name, obj in (extras or {}).items()}
         for name, text in texts.items():
@@ -219,8 +209,9 @@ class ManifestFolder(Committer):
         crash_point("before-success")
         self._commit(manifest, names)
         crash_point("after-success")
-        _publish(self, self.attempt, records, texts)
-        _cleanup(self, manifest)
+        self.storage.map(lambda step: step(), [  # the aborts (under the lease) meanwhile
+            lambda: _publish(self, self.attempt, records, texts),
+            lambda: _cleanup(self, manifest)])
 
     def _commit(self, manifest: dict, names: list[str]) -> None:
         """``_SUCCESS``, written only over the state this run started from: If-Match the
@@ -243,6 +234,8 @@ class ManifestFolder(Committer):
         """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
         deleted, parts and records; the old output is untouched. Other failures keep the
         attempt for --resume, as on a local disk."""
+        if self._job_written is not None:
+            self._job_written.exception()  # landed (or failed) before anything is deleted
         if not self.attempt or not (bad_input or self.overwrite):
             return
         if self.storage.pending_uploads:
@@ -256,6 +249,47 @@ class ManifestFolder(Committer):
 
     def swap_in(self) -> None:
         """Nothing to swap: the manifest PUT was the commit."""
+
+    def release(self) -> None:
+        """The lease given up; a committed run's last deletes made meanwhile (and uploads
+        started for parts never uploaded, a failed run's, aborted first)."""
+        if self._job_written is not None:
+            self._job_written.exception()  # no PUT of this run's lands after its lease went
+        if self.attempt and self.storage.pending_uploads:
+            drop_started(self.storage, f"-{self.attempt}.")
+        steps = [super().release]
+        if self.after_commit is not None:
+            steps.append(self.after_commit)
+            self.after_commit = None
+        self.storage.map(lambda step: step(), steps)
+
+
+def _open_resume(folder: ManifestFolder, expected_rows: dict[int, int | None], fmt: str) -> None:
+    """A resumed attempt's parts kept: those whose record and object (or pending upload)
+    agree."""
+    target = folder.target(fmt)
+    prefix = f"{PENDING}/{folder.attempt}/"
+    for name in sorted(folder.listing):
+        if not name.startswith(prefix) or not name.endswith(".json") or \
+                name.endswith("/" + JOB):
+            continue
+        rec = folder._read_json(folder._path(name))
+        try:
+            index = int(rec["chunk"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        if index not in expected_rows or rec.get("part") != target.name(index):
+            continue
+        if expected_part_rows(expected_rows[index], rec) is None:
+            continue
+        if rec.get("upload") in folder.uploads.get(target.staged(index), ()):
+            folder.kept[index] = rec  # its upload is still pending: completed at the commit
+            continue
+        head = folder.storage.head(target.staged(index))
+        if head is None or head.get("size") != rec.get("size") or (
+                rec.get("etag") is not None and head.get("etag") != rec.get("etag")):
+            continue
+        folder.kept[index] = rec
 
 
 def _attempts(folder: ManifestFolder) -> dict[str, dict]:
@@ -291,11 +325,11 @@ def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
     stale = [folder._path(name) for name in sorted(folder.listing | mine)
              if name.startswith(PENDING + "/") or (name.startswith("part-") and
                                                    name not in listed)]
-    steps = [lambda: folder.storage.rm_many(stale)]
-    if folder.storage.pending_uploads:  # a duplicated task's upload, never completed
-        steps.append(lambda: abort_pending(folder.storage, folder.root, found=_our_uploads(
-            folder, list_pending(folder.storage, folder.root))))
-    folder.storage.map(lambda step: step(), steps)
+    if folder.storage.pending_uploads:  # a duplicated task's upload, never completed: aborted
+        abort_pending(folder.storage, folder.root, found=_our_uploads(  # under the lease (a
+            folder, list_pending(folder.storage, folder.root)))  # later run's are not ours)
+    # the deletes name only what this run listed or wrote: made while the lease is given up
+    folder.after_commit = lambda: folder.storage.rm_many(stale)
 
 
 def _complete(folder: ManifestFolder, manifest: dict, records: dict[int, dict]) -> None:

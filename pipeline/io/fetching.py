@@ -57,6 +57,8 @@ def chunk_bytes(storage: Storage, chunk: Chunk):
         ahead = _AHEAD.pop(key, None)
         _WAITING.pop(key, None)  # asked ahead but not started: fetched here instead
         _start_waiting()
+    if ahead is not None and ahead.cancel():  # queued behind others: fetched here, now
+        ahead = None
     if ahead is not None:
         try:
             return _Fetched(*ahead.result())

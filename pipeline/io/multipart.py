@@ -10,6 +10,9 @@ copy (:mod:`pipeline.io.commit_store`).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from ..errors import StorageError
 from .object_storage import _first_line, _storage_errors
 from .storage import LOCAL
@@ -18,13 +21,60 @@ from .storage import LOCAL
 PART_BYTES = 50 * 2**20
 
 
+# uploads started while their parts are computed (start_pending), by path
+_STARTED: dict[str, Future] = {}
+_LOCK = threading.Lock()
+_STARTER: list[ThreadPoolExecutor] = []
+
+
+def _create(storage, path: str) -> str:
+    bucket, key = storage.split(path)
+    return storage.s3_call("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+
+
+def start_pending(storage, path: str) -> None:
+    """Start ``path``'s multipart upload (its first request) while its part is computed:
+    :func:`put_pending` takes it; :func:`drop_started` where the part is never written."""
+    with _LOCK:
+        if path not in _STARTED:
+            if not _STARTER:
+                _STARTER.append(ThreadPoolExecutor(4, thread_name_prefix="pipeline-start"))
+            _STARTED[path] = _STARTER[0].submit(_create, storage, path)
+
+
+def _take_started(path: str) -> str | None:
+    with _LOCK:
+        started = _STARTED.pop(path, None)
+    try:
+        return None if started is None else started.result()
+    except Exception:  # noqa: BLE001 - started again by the caller, where it is reported
+        return None
+
+
+def drop_started(storage, naming: str) -> None:
+    """Abort the uploads started for parts never uploaded (a part that failed, or parts a
+    failed run left on the local disk): those whose paths hold ``naming``."""
+    with _LOCK:
+        paths = [path for path in _STARTED if naming in path]
+    for path in paths:
+        upload = _take_started(path)
+        if upload is None:
+            continue
+        bucket, key = storage.split(path)
+        try:
+            storage.s3_call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+        except Exception:  # noqa: BLE001, S110 - the run's own error is the one to raise
+            pass
+
+
 @_storage_errors
 def put_pending(storage, path: str, local: str) -> dict:
-    """Upload the local file ``local`` to ``path`` as a multipart upload left unfinished;
-    returns its size, the upload's id and its parts' numbers and ETags (what completing it
-    needs). On a failure the upload is aborted."""
+    """Upload the local file ``local`` to ``path`` as a multipart upload left unfinished
+    (the one :func:`start_pending` started, if any); returns its size, the upload's id and
+    its parts' numbers and ETags (what completing it needs). On a failure the upload is
+    aborted."""
     bucket, key = storage.split(path)
-    upload = storage.s3_call("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+    upload = _take_started(path) or _create(storage, path)
     parts: list[list] = []
     size = LOCAL.size(local)
     try:
@@ -67,8 +117,15 @@ def complete_pending(storage, paths: list[str], records: list[dict]) -> list[str
                     UploadId=rec["upload"],
                     MultipartUpload={"Parts": [{"PartNumber": int(n), "ETag": f'"{etag}"'}
                                                for n, etag in rec["upload_parts"]]})
-        except FileNotFoundError as exc:  # NoSuchUpload: aborted (a lifecycle rule, another
-            raise StorageError(  # run that took the lease over)
+        except FileNotFoundError as exc:
+            # NoSuchUpload: completed by an attempt whose answer was lost (the object is
+            # there, a multipart one of its parts' number), else aborted (a lifecycle rule,
+            # another run that took the lease over)
+            done = storage.head(path)
+            if done is not None and str(done.get("etag") or "").endswith(
+                    f"-{len(rec['upload_parts'])}"):
+                return done["etag"]
+            raise StorageError(
                 f"{storage.url(path)}: its pending upload is gone, nothing committed "
                 f"({_first_line(exc)}); rerun with --resume to upload it again") from None
         except (OSError, ValueError, RuntimeError) as exc:

@@ -25,6 +25,7 @@ from .object_storage import FsspecStorage
 from .urls import opening_error
 
 _LOCK = threading.Lock()
+_REOPENED: dict[tuple, FsspecStorage] = {}  # a cluster task's stores, by their arguments
 
 
 def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | None:
@@ -58,7 +59,8 @@ def _fsspec_configures_s3() -> bool:
     folder = os.environ.get("FSSPEC_CONFIG_DIR",
                             os.path.join(os.path.expanduser("~"), ".config", "fsspec"))
     if "fsspec" not in sys.modules and not LocalStorage().isdir(folder) and not any(
-            name.startswith("FSSPEC") for name in os.environ):
+            name == f"FSSPEC_{p}" or name.startswith(f"FSSPEC_{p}_") for name in os.environ
+            for p in ("S3", "S3A")):  # fsspec's FSSPEC_<protocol>[_<option>] variables
         return False
     import fsspec.config
 
@@ -68,7 +70,21 @@ def _fsspec_configures_s3() -> bool:
 def _reopen(text: str, kwargs: dict, io_concurrency: int) -> FsspecStorage:
     """The storage a cluster's task opens ``text`` with where it runs: obstore's settings
     found again there (that process's credentials, as s3fs would find them), else s3fs (the
-    store as ``open_storage`` opens it there: the options are the same)."""
+    store as ``open_storage`` opens it there: the options are the same); one per process
+    and arguments, so that a worker's tasks share its requests in flight."""
+    key = (text, repr(sorted(kwargs.items())), io_concurrency)
+    with _LOCK:
+        storage = _REOPENED.get(key)
+    if storage is None:
+        storage = _open_again(text, kwargs, io_concurrency)
+        with _LOCK:
+            storage = _REOPENED.setdefault(key, storage)
+            while len(_REOPENED) > 16:
+                _REOPENED.pop(next(iter(_REOPENED)))
+    return storage
+
+
+def _open_again(text: str, kwargs: dict, io_concurrency: int) -> FsspecStorage:
     opened = open_obstore_s3(text, kwargs)
     if opened is not None:
         storage = opened[0]
@@ -238,12 +254,12 @@ class ObstoreS3Storage(FsspecStorage):
         """Replace ``path`` only if its version is still ``etag`` (If-Match; else
         PreconditionFailed, as where it is gone); returns the new ETag."""
         import obstore
-        from obstore.exceptions import PreconditionError
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         store, key = self._at(path)
         try:
             out = obstore.put(store, key, text.encode(), mode={"e_tag": f'"{etag}"'})
-        except (PreconditionError, FileNotFoundError):
+        except (PreconditionError, FileNotFoundError, AlreadyExistsError):  # (409: a race)
             raise PreconditionFailed(self.url(path)) from None
         return _etag(out.get("e_tag"))
 

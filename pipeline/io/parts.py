@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .multipart import put_pending
+from .multipart import drop_started, put_pending, start_pending
 from .storage import LOCAL, open_storage
 
 SUCCESS = "_SUCCESS"
@@ -58,14 +58,17 @@ def write_part_file(data, folder: str, index: int, fmt: str = "parquet") -> tupl
     try:
         with LOCAL.open(tmp, "wb") as fh:
             writer = None
-            for table in tables:
-                if writer is None:
-                    writer = (pq.ParquetWriter(fh, table.schema, **parquet_options(table.schema))
-                              if fmt == "parquet" else pacsv.CSVWriter(fh, table.schema))
-                writer.write_table(table)
-                rows += table.num_rows
-            if writer is not None:
-                writer.close()
+            try:
+                for table in tables:
+                    if writer is None:
+                        writer = (pq.ParquetWriter(fh, table.schema,
+                                                   **parquet_options(table.schema))
+                                  if fmt == "parquet" else pacsv.CSVWriter(fh, table.schema))
+                    writer.write_table(table)
+                    rows += table.num_rows
+            finally:  # (a failed chunk's too: its writer never closed after its file would
+                if writer is not None:  # print an error when collected)
+                    writer.close()
     except BaseException:
         LOCAL.rm(tmp)
         raise
@@ -146,7 +149,14 @@ def write_part(data, target: PartTarget, index: int) -> tuple[int, str | None, d
     if target.storage is None:
         tmp, rows = write_part_file(data, target.folder, index, target.fmt)
         return rows, tmp, {}
-    local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
+    if target.pending:  # S3: the upload's first request made while the part is computed
+        start_pending(target.storage, target.staged(index))
+    try:
+        local, rows = write_part_file(data, tempfile.gettempdir(), index, target.fmt)
+    except BaseException:
+        if target.pending:
+            drop_started(target.storage, target.staged(index))
+        raise
     if target.defer_upload:
         return rows, local, {}
     return rows, None, upload_part(local, target, index)

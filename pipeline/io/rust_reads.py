@@ -27,6 +27,19 @@ from .local_storage import LocalStorage
 
 # AWS's public S3 endpoints, which obstore derives from the region itself
 _PUBLIC_S3 = re.compile(r"s3([.-][a-z0-9-]+)?\.amazonaws\.com")
+# variables obstore's S3 store reads (what it is not given) that botocore's client does
+# not, or reads otherwise: where one is set, s3fs makes the requests
+_OBSTORE_ENV = (
+    "AWS_ENDPOINT", "AWS_BUCKET", "AWS_BUCKET_NAME", "AWS_CHECKSUM_ALGORITHM",
+    "AWS_CONDITIONAL_PUT", "AWS_COPY_IF_NOT_EXISTS", "AWS_DISABLE_BULK_DELETE",
+    "AWS_DISABLE_TAGGING", "AWS_IMDSV1_FALLBACK", "AWS_METADATA_ENDPOINT",
+    "AWS_REQUESTER_PAYS", "AWS_REQUEST_PAYER", "AWS_S3_EXPRESS", "AWS_SERVER_SIDE_ENCRYPTION",
+    "AWS_SKIP_SIGNATURE", "AWS_SSE_BUCKET_KEY_ENABLED", "AWS_SSE_CUSTOMER_KEY_BASE64",
+    "AWS_SSE_KMS_KEY_ID", "AWS_UNSIGNED_PAYLOAD", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+    "AWS_ALLOW_HTTP", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_STS_ENDPOINT")
 # botocore's credential sources whose keys do not change while a run lasts
 _STATIC = {"env", "explicit", "shared-credentials-file", "config-file"}
 
@@ -146,7 +159,13 @@ def _has_obstore() -> bool:
 def _settings(creds, region: str | None, endpoint: str, verify: bool) -> tuple | None:
     """obstore's ``(config, client options)`` for a botocore client's credentials, region,
     endpoint and TLS verification, as a hashable tuple (compared: :mod:`obstore_s3`); None
-    where they do not map."""
+    where they do not map, or where obstore would read from the environment a setting
+    botocore's client would not (``_OBSTORE_ENV``)."""
+    env = os.environ
+    if any(env.get(name) for name in _OBSTORE_ENV) or (
+            getattr(creds, "method", None) != "env" and any(
+                env.get(name) for name in ("AWS_SESSION_TOKEN", "AWS_TOKEN"))):
+        return None
     config: dict = {"region": region or "us-east-1"}
     if endpoint.startswith("https://") and os.environ.get("AWS_CA_BUNDLE"):
         return None  # TLS verified against a bundle botocore reads: s3fs's to honour
@@ -225,7 +244,7 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
                 if obj is not None:
                     return {f"{bucket}/{key}": _info(bucket, obj)} if obj["size"] else None
                 return found
-            except NotFoundError:  # no such bucket
+            except (NotFoundError, FileNotFoundError):  # no such bucket
                 raise FileNotFoundError(folder) from None
             except Exception:  # noqa: BLE001 - an odd key or answer: s3fs lists as before
                 return None

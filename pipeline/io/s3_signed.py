@@ -32,6 +32,14 @@ def _quote(text: str, safe: str = "-_.~") -> str:
     return urllib.parse.quote(text, safe=safe)
 
 
+def _is_error(body: bytes) -> bool:
+    """Whether an answer's body is S3's ``<Error>`` document (whitespace may precede it)."""
+    text = body.lstrip()
+    if text.startswith(b"<?xml"):
+        text = text.split(b"?>", 1)[-1].lstrip()
+    return text.startswith(b"<Error>")
+
+
 def _text(node, tag: str) -> str | None:
     found = node.find(f"{{*}}{tag}")
     if found is None:
@@ -47,25 +55,40 @@ class S3Requests:
         self.region = config["region"]
         self.endpoint = (config.get("endpoint")
                          or f"https://s3.{self.region}.amazonaws.com").rstrip("/")
+        parts = urllib.parse.urlsplit(self.endpoint)
+        # an endpoint's own path (a gateway's prefix) is part of what is signed
+        self._origin, self._prefix = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
         self.keys = (None if config.get("skip_signature") else
                      (config["access_key_id"], config["secret_access_key"],
                       config.get("session_token")))
-        handlers = []
-        if options.get("allow_invalid_certificates"):
-            handlers.append(urllib.request.HTTPSHandler(
-                context=ssl._create_unverified_context()))  # as the reads' client is told
-        self._opener = urllib.request.build_opener(*handlers)  # (the environment's proxies)
+        if options.get("allow_invalid_certificates"):  # as the reads' client is told
+            context = ssl._create_unverified_context()
+        else:  # botocore's certificate authorities (certifi's), where installed
+            try:
+                import certifi
+
+                context = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:
+                context = ssl.create_default_context()
+        # (the environment's proxies honoured: urllib's default handlers)
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(
+            context=context))
 
     def call(self, name: str, **kw) -> dict:
         """``s3fs.call_s3(name, **kw)``'s answer for the five multipart requests."""
         bucket, key = kw["Bucket"], kw.get("Key", "")
         if name == "create_multipart_upload":
             root = self._xml(self._send("POST", bucket, key, {"uploads": ""})[1])
+            if not _text(root, "UploadId"):
+                raise OSError(f"{bucket}/{key}: the store gave no upload id")
             return {"UploadId": _text(root, "UploadId")}
         if name == "upload_part":
             headers, _ = self._send("PUT", bucket, key, {
                 "partNumber": str(kw["PartNumber"]), "uploadId": kw["UploadId"]}, kw["Body"])
-            return {"ETag": headers.get("ETag", "")}
+            if not headers.get("etag"):
+                raise OSError(f"{bucket}/{key}: the store gave no ETag for part "
+                              f"{kw['PartNumber']}")
+            return {"ETag": headers["etag"]}
         if name == "complete_multipart_upload":
             parts = "".join(f"<Part><PartNumber>{p['PartNumber']}</PartNumber>"
                             f"<ETag>{p['ETag']}</ETag></Part>"
@@ -73,6 +96,9 @@ class S3Requests:
             body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
             root = self._xml(self._send("POST", bucket, key, {"uploadId": kw["UploadId"]},
                                         body)[1])
+            if not root.tag.endswith("CompleteMultipartUploadResult") or not _text(root, "ETag"):
+                raise OSError(f"{bucket}/{key}: the store's answer to completing its upload "
+                              f"is not a completion ({root.tag})")
             return {"ETag": _text(root, "ETag")}
         if name == "abort_multipart_upload":
             self._send("DELETE", bucket, key, {"uploadId": kw["UploadId"]})
@@ -93,15 +119,16 @@ class S3Requests:
 
     @staticmethod
     def _xml(body: bytes):
-        return ET.fromstring(body)
+        return ET.fromstring(body.lstrip())  # (a completion's answer may be padded)
 
     def _send(self, method: str, bucket: str, key: str, query: dict[str, str],
               body: bytes = b"") -> tuple[dict, bytes]:
         """One request, retried on the store's transient failures; (headers, body)."""
-        path = "/" + _quote(bucket) + ("/" + _quote(key, "-_.~/") if key else "")
+        path = self._prefix + "/" + _quote(bucket) + ("/" + _quote(key, "-_.~/") if key else "")
         canonical_query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(query.items()))
-        url = f"{self.endpoint}{path}?{canonical_query}"
+        url = f"{self._origin}{path}?{canonical_query}"
         for attempt in range(ATTEMPTS):
+            last = attempt + 1 == ATTEMPTS
             if attempt:
                 time.sleep(min(0.1 * 2 ** (attempt - 1), 5.0))
             headers = self._signed(method, url, path, canonical_query, body)
@@ -113,30 +140,29 @@ class S3Requests:
             try:
                 with self._opener.open(request, timeout=120) as response:
                     answer = response.read()
-                    headers = dict(response.headers)
-                # S3 may answer a completion with 200 and an error in the body
-                if answer.lstrip().startswith(b"<?xml") and b"<Error>" in answer[:400]:
-                    error = self._error(0, answer)
-                    if isinstance(error, _Transient) and attempt + 1 < ATTEMPTS:
-                        continue
-                    raise error
-                return headers, answer
+                    got = {k.lower(): v for k, v in response.headers.items()}
+                # S3 may answer 200 with an error in the body (after whitespace it sends
+                # while a completion runs)
+                error = self._error(200, answer) if _is_error(answer) else None
             except urllib.error.HTTPError as exc:
-                error = self._error(exc.code, exc.read())
-                if isinstance(error, _Transient) and attempt + 1 < ATTEMPTS:
-                    continue
-                raise error from None
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
-                    TimeoutError) as exc:
-                if attempt + 1 < ATTEMPTS:
-                    continue
+                try:
+                    error = self._error(exc.code, exc.read())
+                except OSError as lost:  # the error's body itself cut short
+                    error = _Transient(f"{exc.code}: {lost}")
+            except ssl.SSLCertVerificationError as exc:  # another attempt meets it again
                 raise OSError(f"{method} {url.split('?')[0]}: {exc}") from None
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                error = _Transient(f"{method} {url.split('?')[0]}: {exc}")
+            if error is None:
+                return got, answer
+            if not isinstance(error, _Transient) or last:
+                raise OSError(str(error)) if type(error) is _Transient else error
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _error(status: int, body: bytes) -> OSError:
         try:
-            root = ET.fromstring(body)
+            root = ET.fromstring(body.lstrip())
             code, message = _text(root, "Code") or "", _text(root, "Message") or ""
         except ET.ParseError:
             code, message = "", body[:200].decode(errors="replace")

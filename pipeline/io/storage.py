@@ -27,7 +27,8 @@ from .urls import is_local, is_url, opening_error, refuse_secret_url
 for _cls in (FsspecStorage, ObstoreS3Storage):
     for _name in ("exists", "isdir", "find", "glob", "fingerprint", "size", "open",
                   "read_range", "read_text", "write_text", "put_file", "rm", "rm_many",
-                  "copy_many", "create_text", "replace_if", "read_versioned", "remove_if"):
+                  "copy_many", "create_text", "replace_if", "read_versioned", "remove_if",
+                  "head"):
         if _name in vars(_cls):
             setattr(_cls, _name, _storage_errors(getattr(_cls, _name)))
 

@@ -88,7 +88,8 @@ def test_listing_sizes_reads_and_conditional_writes_need_no_s3fs(stored, moto_se
     storage.write_text(f"{inner}/c.txt", "written")
     assert storage.read_text(f"{inner}/c.txt") == "written" == fs.cat(f"{inner}/c.txt").decode()
     storage.rm_many([f"{inner}/c.txt", f"{inner}/never-there"])
-    storage.rm(f"{inner}/sub", recursive=True)
+    storage.rm(f"{inner}/sub/b.csv")
+    storage.rm(f"{inner}/never-there")
     fs.invalidate_cache()
     assert sorted(fs.find(inner)) == [f"{inner}/a.csv"]
     assert storage.__dict__.get("_fs") is None  # none of it made s3fs

@@ -269,14 +269,12 @@ class ObstoreS3Storage(FsspecStorage):
         self.rm(path)
 
     def rm(self, path: str, recursive: bool = False) -> None:
+        if recursive:  # a prefix, directory markers and all: s3fs's
+            return super().rm(path, recursive=True)
         import obstore
 
         store, key = self._at(path)
-        keys = [key]
-        if recursive:
-            keys += [obj["path"] for batch in obstore.list(store, key.rstrip("/") + "/")
-                     for obj in batch]
-        obstore.delete(store, keys)  # (a missing object is no error)
+        obstore.delete(store, key)  # (a missing object is no error)
         self._forget()
 
     def rm_many(self, paths: list[str]) -> None:

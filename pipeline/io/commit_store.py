@@ -156,10 +156,12 @@ class ManifestFolder(Committer):
                                        json.dumps({**self.job, "attempt": self.attempt}))
         put.shutdown(wait=False)
 
-    def _job_done(self) -> None:
-        """Wait for the attempt's ``_job.json`` (its failure raised here)."""
+    def _job_done(self, *, raising: bool = True) -> None:
+        """Wait for the attempt's ``_job.json`` PUT (its failure raised here, or not)."""
         if self._job_written is not None:
-            self._job_written.result()
+            error = self._job_written.exception()
+            if error is not None and raising:
+                raise error
 
     def _abort_dead(self) -> None:
         """Abort the pending uploads that no kept record completes."""
@@ -234,8 +236,7 @@ class ManifestFolder(Committer):
         """A failed run (not interrupted): an --overwrite's or a bad input's attempt is
         deleted, parts and records; the old output is untouched. Other failures keep the
         attempt for --resume, as on a local disk."""
-        if self._job_written is not None:
-            self._job_written.exception()  # landed (or failed) before anything is deleted
+        self._job_done(raising=False)  # landed (or failed) before anything is deleted
         if not self.attempt or not (bad_input or self.overwrite):
             return
         if self.storage.pending_uploads:
@@ -253,8 +254,7 @@ class ManifestFolder(Committer):
     def release(self) -> None:
         """The lease given up; a committed run's last deletes made meanwhile (and uploads
         started for parts never uploaded, a failed run's, aborted first)."""
-        if self._job_written is not None:
-            self._job_written.exception()  # no PUT of this run's lands after its lease went
+        self._job_done(raising=False)  # no PUT of this run's lands after its lease went
         if self.attempt and self.storage.pending_uploads:
             drop_started(self.storage, f"-{self.attempt}.")
         steps = [super().release]

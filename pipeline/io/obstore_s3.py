@@ -17,10 +17,13 @@ before it is used.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 import threading
 
 from ..errors import PreconditionFailed, StorageError
 from . import rust_reads
+from .local_storage import LocalStorage
 from .object_storage import FsspecStorage
 from .urls import opening_error
 
@@ -51,11 +54,6 @@ def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | N
 def _fsspec_configures_s3() -> bool:
     """Whether fsspec's configuration (``FSSPEC_*`` variables, its configuration folder)
     gives S3 options, read without importing fsspec where there is none to read."""
-    import os
-    import sys
-
-    from .local_storage import LocalStorage
-
     folder = os.environ.get("FSSPEC_CONFIG_DIR",
                             os.path.join(os.path.expanduser("~"), ".config", "fsspec"))
     if "fsspec" not in sys.modules and not LocalStorage().isdir(folder) and not any(

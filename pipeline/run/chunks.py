@@ -87,10 +87,7 @@ def plan_digest(tasks: list[ChunkTask]) -> dict:
 def _require_workers_see(folder, executor) -> None:
     """Before any work: the workers write the parts into OUT, so each must see it (a local
     folder of the client is not on a cluster's other machines); else nothing is left."""
-    if executor.kind == "local":  # threads of this process see what it sees
-        return
-    storage, path = folder.marker()
-    worker = executor.worker_not_seeing(storage, path)
+    worker = executor.worker_not_seeing(folder.marker)
     if worker is None:
         return
     if not folder.resume:  # a resumed run's folder holds an earlier run's work: kept

@@ -50,11 +50,13 @@ class Executor:
     def cache(self, fn: Callable, items: list) -> tuple[list, list]:
         raise NotImplementedError
 
-    def worker_not_seeing(self, storage, path: str) -> str | None:
-        """A worker that does not see ``path`` on ``storage`` (its address), or None.
+    def worker_not_seeing(self, marker) -> str | None:
+        """A worker that does not see the file ``marker()`` names, ``(storage, path)`` (its
+        address), or None.
 
-        Threads of this process see what it sees; a cluster's workers may run on machines
-        without this one's disk (or memory).
+        Threads of this process see what it sees (``marker`` is not called: it may wait for
+        the file's write); a cluster's workers may run on machines without this one's disk
+        (or memory).
         """
         return None
 
@@ -199,8 +201,8 @@ class DaskExecutor(Executor):
         dwait(kept)
         return kept, results
 
-    def worker_not_seeing(self, storage, path: str) -> str | None:
-        seen = self.client.run(_sees, storage, path)
+    def worker_not_seeing(self, marker) -> str | None:
+        seen = self.client.run(_sees, *marker())
         return next((addr for addr, yes in sorted(seen.items()) if not yes), None)
 
 

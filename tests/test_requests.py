@@ -251,6 +251,33 @@ def test_a_column_of_0_and_1_then_true_and_false_is_typed_alike_on_s3_and_on_a_d
     assert local["a"] == pa.float64() and local["flag"] != pa.bool_()
 
 
+def test_a_lone_quote_in_a_small_csv_file_is_the_same_error_on_s3_as_on_a_disk(
+        moto_server, bucket, tmp_path, capsys):
+    """A small file's bytes kept from planning are viewed, not copied, by its chunk: its
+    quotes are still counted there (a lone one is the error a disk gives), and a file whose
+    quotes pair up is read whole."""
+    from pipeline.io.formats import quote_count
+
+    text = b'x,s\n0.5,ab"c\n0.25,d\n'
+    assert quote_count(text) == quote_count(memoryview(text)[4:]) == 1
+    assert quote_count(memoryview(text), stop_at_one=True) == 1
+    assert quote_count(memoryview(b"x\n1\n")) == 0
+    folder = tmp_path / "quotes"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(text)
+    (folder / "b.csv").write_bytes(b'x,s\n0.5,"q ""r"""\n0.25,d\n')
+    s3fs_client(moto_server).put(str(folder) + "/", f"{bucket}/quotes/", recursive=True)
+    errors = []
+    for where in (folder / "a.csv", f"{bucket}/quotes/a.csv"):
+        assert run_cli("transform", where, tmp_path / "out", "--quiet") == 2
+        errors.append(capsys.readouterr().err.strip())
+        assert not (tmp_path / "out").exists()
+    assert errors[0].replace(str(folder), f"{bucket}/quotes") == errors[1]
+    assert "near byte 4" in errors[1] and errors[1].count("\n") == 0
+    assert run_cli("transform", f"{bucket}/quotes/b.csv", tmp_path / "b", "--quiet") == 0
+    assert read_output(tmp_path / "b")["s"].to_pylist() == ['q "r"', "d"]
+
+
 def test_a_csv_file_up_to_1_mib_is_typed_alike_on_s3_and_on_a_disk(moto_server, bucket,
                                                                      tmp_path, capsys):
     """0.5 MB with a text column and one odd value in a numeric one: typed sample by sample

@@ -137,7 +137,10 @@ def _start(storage: Storage, chunk: Chunk) -> _Fetched:
         if kept is None:
             todo.append(key)
             continue
-        got[key] = kept.body if chunk.fmt == "parquet" else kept.body[request[1]:request[2]]
+        # a CSV piece's range of the kept bytes: a view, not a copy (150 files of 200 KiB:
+        # 20 ms of CPU, holding the GIL, for copies)
+        got[key] = kept.body if chunk.fmt == "parquet" else \
+            memoryview(kept.body)[request[1]:request[2]]
         if kept.table is not None:
             parsed[key] = kept.table
     if not todo:

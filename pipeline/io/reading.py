@@ -28,6 +28,7 @@ from .formats import (
     is_numeric_type,
     open_input,
     parquet_schema,
+    quote_count,
 )
 from .local_storage import LocalStorage
 from .storage import LOCAL, Storage
@@ -211,7 +212,7 @@ def _column_types(types: dict, numeric) -> dict:
 
 
 def _read_piece(source, fmt: str, piece: Piece, columns, numeric, used=(),
-                body: bytes | None = None, parsed: pa.Table | None = None) -> pa.Table:
+                body: bytes | memoryview | None = None, parsed: pa.Table | None = None) -> pa.Table:
     try:
         if fmt == "parquet":
             if isinstance(source.storage, LocalStorage):
@@ -315,7 +316,7 @@ def _check_quotes(body: bytes, piece: Piece) -> None:
     """A piece whose quotes are odd in number was cut inside a quoted field (a cut that the
     planner could not place by a quote scan, or quotes that are not RFC 4180): one error
     naming the byte, never a wrong row."""
-    if b'"' in body and body.count(b'"') % 2:
+    if quote_count(body) % 2:
         raise PipelineError(f"a quoted field holds a line end at a chunk cut near byte "
                             f"{piece.byte_range[0]} (or a quote is not doubled inside quotes); "
                             "copy the file to a local disk, or give a --blocksize larger than "

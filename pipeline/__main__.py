@@ -1,3 +1,3 @@
-from .cli.parser import main
+from .cli.entry import run
 
-raise SystemExit(main())
+run()

@@ -15,7 +15,7 @@ def test_the_import_graph_has_no_cycle_and_runs_from_the_cli_down_by_layer():
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout  # no cycle, no import against the layers
     lines = res.stdout.splitlines()
-    assert lines[0].startswith("cli.parser ")
+    assert lines[0].startswith("cli.entry ") and lines[1].startswith("cli.parser ")
     order = [line.split()[0] for line in lines]
     assert order.index("cli.commands") < order.index("api") < order.index("ops.kernels")
     assert order.index("cli.jobs") < order.index("cli.commands")  # jobs run commands

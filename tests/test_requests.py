@@ -510,6 +510,37 @@ def test_s3_parts_are_pending_uploads_completed_at_the_commit_no_copy_no_head(
     assert remote.equals(pipeline.read(tmp_path / "local").compute().reset_index(drop=True))
 
 
+def test_a_lease_written_moments_ago_is_released_by_one_delete_an_older_one_compared_first(
+        small_files, proxy, bucket, moto_server, monkeypatch):
+    """The commit renews the lease just before it: its release is one DELETE, no HEAD. A
+    lease this run wrote more than half the timeout ago may have been taken over since: it is
+    compared (HEAD) first, and another run's is left."""
+    from pipeline.io.lease import hold
+    from pipeline.io.storage import open_storage
+
+    _, url = small_files
+    proxy.reset()
+    assert run_cli("transform", url, f"{bucket}/out", "--quiet") == 0
+    on_lease = [k for k, path, _ in proxy.log if path.endswith("/.out.pipeline-lock")]
+    assert on_lease == ["PUT", "PUT"]  # taken, renewed at the commit; no HEAD
+    fs = s3fs_client(moto_server)
+    name = bucket.split("://")[1]
+    assert not fs.exists(f"{name}/.out.pipeline-lock")
+    monkeypatch.setenv("PIPELINE_LEASE_TIMEOUT", "600")
+    storage, key = open_storage(f"{bucket}/other")
+    for written_ago, kept in ((0, False), (400, True)):
+        lease = hold(storage, key, "other")
+        lease._written -= written_ago
+        fs.pipe_file(f"{name}/.other.pipeline-lock", b'{"attempt": "another run"}')
+        proxy.reset()
+        lease.release()
+        assert fs.exists(f"{name}/.other.pipeline-lock") == kept
+        # (obstore deletes one object by the batch request)
+        assert [k for k, *_ in proxy.log] == (["HEAD"] if kept else ["DELETE (batch)"])
+        fs.rm(f"{name}/.other.pipeline-lock") if kept else None
+        fs.invalidate_cache()
+
+
 def test_a_part_upload_that_keeps_failing_is_one_error_and_leaves_nothing(
         small_files, proxy, bucket, moto_server, tmp_path, capsys, monkeypatch):
     """An upload on the upload threads fails (after the client's retries): one error line,

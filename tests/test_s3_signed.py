@@ -99,3 +99,22 @@ def test_no_such_upload_is_file_not_found_and_not_retried(scripted):
     with pytest.raises(FileNotFoundError, match="NoSuchUpload"):
         requests.call("abort_multipart_upload", Bucket="b", Key="k", UploadId="gone")
     assert len(asked) == 1
+
+
+def test_tls_is_set_up_for_an_https_endpoint_only_with_the_reads_certificate_setting():
+    """An http endpoint (a local server) makes no TLS context; an https one verifies
+    certificates unless the reads' client is told not to (``allow_invalid_certificates``)."""
+    import ssl
+    import urllib.request
+
+    def contexts(endpoint, **options):
+        requests = S3Requests(({"region": "us-east-1", "endpoint": endpoint,
+                                "skip_signature": True}, options))
+        return [h._context for h in requests._opener.handlers
+                if isinstance(h, urllib.request.HTTPSHandler)]
+
+    assert all(c is None for c in contexts("http://127.0.0.1:9"))  # urllib's own, unused
+    (verified,) = contexts("https://s3.example.com")
+    assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
+    (loose,) = contexts("https://s3.example.com", allow_invalid_certificates=True)
+    assert loose.verify_mode == ssl.CERT_NONE

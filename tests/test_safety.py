@@ -411,3 +411,52 @@ def test_bad_usage_is_one_error_line_and_nothing_written(case, tmp_path, data_di
     assert len(err) == 1 and err[0].startswith("error:")
     after = _snapshot(out) if out.is_dir() else (out.read_bytes() if out.exists() else None)
     assert after == before
+
+
+def test_the_command_ends_with_its_status_and_all_it_wrote(tmp_path):
+    """The process ends right after the run, without the interpreter's teardown of every
+    object: with the run's status and all it wrote (a usage error 2, --help 0 with its whole
+    text, a bad input 2 with its one line, a run 0 with its output whole), the exit handlers
+    registered during the run still called; where one was registered before the command
+    started (coverage.py's, say), the process ends as usual and that one is called too."""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="console_scripts", name="pipeline")] == \
+        ["pipeline.cli.entry:run"]
+    assert run_proc("transform").returncode == 2
+    help_ = run_proc("transform", "--help")
+    assert help_.returncode == 0 and help_.stdout.rstrip().endswith(
+        run_proc("transform", "--help").stdout.rstrip().splitlines()[-1]) and \
+        "--io-concurrency" in help_.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x\n0.5\nabc\n")
+    proc = run_proc("transform", bad, tmp_path / "out", "--columns", "x", "--quiet")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and \
+        proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+    good = tmp_path / "good.csv"
+    good.write_text("x\n" + "\n".join(str(i / 7) for i in range(5000)) + "\n")
+    proc = run_proc("transform", good, tmp_path / "out", "--quiet")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert read_output(tmp_path / "out").num_rows == 5000
+    marks = {name: tmp_path / name for name in ("during", "before")}
+    script = """
+import atexit, sys
+{first}
+from pipeline.cli import entry, parser
+
+def main(argv=None):
+    atexit.register(lambda: open({during!r}, "w").write("called"))
+    print("out" * 20000)
+    return 3
+
+parser.main = main
+entry.run()
+"""
+    for first in ("", f"atexit.register(lambda: open({str(marks['before'])!r}, 'w').write('x'))"):
+        text = script.format(first=first, **{k: str(v) for k, v in marks.items()})
+        proc = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 3 and proc.stdout == "out" * 20000 + "\n"
+        assert marks["during"].read_text() == "called"
+        assert marks["before"].exists() == bool(first)
+        marks["during"].unlink()

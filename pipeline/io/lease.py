@@ -85,6 +85,7 @@ class Lease:
         self.lost: dict | None = None  # the holder that took this run's lease over
         self._fd: int | None = None
         self._etag: str | None = None
+        self._written = 0.0  # when this run last wrote its version of the lease (time.time())
         self._stop = threading.Event()
         self._renewing = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -133,7 +134,12 @@ class Lease:
             self._thread.join()
         if self.lost is None:
             try:
-                self.storage.remove_if(self.key, self._etag)
+                if time.time() - self._written < lease_timeout() / 2:
+                    # written by this run less than half the timeout ago: no other run may
+                    # have taken it over since (one DELETE, not a HEAD to compare first)
+                    self.storage.rm(self.key)
+                else:
+                    self.storage.remove_if(self.key, self._etag)
             except (PreconditionFailed, OSError, StorageError):
                 pass  # taken over since: the new holder's
 
@@ -162,8 +168,9 @@ class Lease:
 
     def _acquire_object(self) -> None:
         for _ in range(5):
+            now = time.time()
             try:
-                self._etag = self.storage.create_text(self.key, self._body())
+                self._etag, self._written = self.storage.create_text(self.key, self._body()), now
                 break
             except FileExistsError:
                 pass
@@ -181,7 +188,8 @@ class Lease:
             if not stale:
                 raise self._held_error(holder)
             try:
-                self._etag = self.storage.replace_if(self.key, self._body(), etag)
+                self._etag, self._written = self.storage.replace_if(self.key, self._body(),
+                                                                    etag), now
                 break
             except PreconditionFailed:
                 continue  # another run renewed or took it meanwhile: look again
@@ -204,8 +212,10 @@ class Lease:
         with self._renewing:
             if self.lost is not None:
                 return
+            now = time.time()
             try:
                 self._etag = self.storage.replace_if(self.key, self._body(), self._etag)
+                self._written = now
             except PreconditionFailed:
                 found = self.storage.read_versioned(self.key)
                 try:

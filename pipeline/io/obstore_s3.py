@@ -103,6 +103,7 @@ class ObstoreS3Storage(FsspecStorage):
         self._settings, self._text, self._kwargs = settings, text, kwargs
         self._reader = rust_reads.reader_for(settings)
         self._requests = None  # the signed multipart requests, made on first use
+        self._requests_made = threading.Lock()  # (once, where two parts start together)
         self.pending_uploads = True  # multipart uploads completed at the commit
 
     def __reduce__(self):
@@ -291,10 +292,11 @@ class ObstoreS3Storage(FsspecStorage):
     # S3's multipart uploads (pipeline.io.multipart)
 
     def s3_call(self, name: str, **kwargs) -> dict:
-        if self._requests is None:
-            from .s3_signed import S3Requests
+        with self._requests_made:
+            if self._requests is None:
+                from .s3_signed import S3Requests
 
-            self._requests = S3Requests(self._settings)
+                self._requests = S3Requests(self._settings)
         return self._requests.call(name, **kwargs)
 
 

@@ -278,6 +278,65 @@ def test_a_lone_quote_in_a_small_csv_file_is_the_same_error_on_s3_as_on_a_disk(
     assert read_output(tmp_path / "b")["s"].to_pylist() == ['q "r"', "d"]
 
 
+def test_later_files_parsed_with_the_types_so_far_are_typed_as_on_a_disk(
+        moto_server, bucket, tmp_path, monkeypatch, capsys):
+    """Small files fetched whole are parsed with the number types of the files merged
+    before them (cheaper than inferring): where a value does not parse so, or the types
+    merged since would take the file's own inferred types otherwise, the file is typed by
+    its own rows. Columns that turn from int to float, from float to text and back to int,
+    stay empty in some files, or hold an int beyond 2**53: the plan and the output are a
+    local disk's, whatever the requests in flight."""
+    from pipeline.io import csv_plan
+    from pipeline.io.sources import plan
+
+    folder = tmp_path / "drift"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(24):
+        n = 9000 if i % 5 == 0 else 300  # (over 192 KiB: three samples parsed as one)
+        cols = {"a": rng.normal(size=n).round(6),
+                "b": np.arange(n) + i if i < 8 else rng.normal(size=n),
+                "c": ([0.5] * n if i == 0 else ["true"] * n if i == 1 else np.arange(n)),
+                "d": [None] * n if i % 3 else rng.normal(size=n),
+                "e": [2**53 + 1 if i == 20 else 7] * n,
+                "t": [f"w{j}" for j in range(n)]}
+        pa.csv.write_csv(pa.table(cols), folder / f"f{i:03d}.csv")
+    s3fs_client(moto_server).put(str(folder) + "/", f"{bucket}/drift/", recursive=True)
+    local = plan(str(folder))
+    assert local.csv_types["b"] == pa.float64() and local.csv_types["c"] == pa.int64()
+    seen = []
+    alike = csv_plan._typed_alike
+    monkeypatch.setattr(csv_plan, "_typed_alike",
+                        lambda hinted, types: seen.append(alike(hinted, types)) or seen[-1])
+    for concurrency in (1, 3, 32):
+        remote = plan(f"{bucket}/drift", io_concurrency=concurrency)
+        assert remote.csv_types == local.csv_types and remote.schema == local.schema
+    assert True in seen  # files were parsed with the types so far
+    errors = []  # "c" holds 0.5 in its first file, where the plan says int64
+    for where in (folder, f"{bucket}/drift"):
+        assert run_cli("transform", where, tmp_path / "out", "--columns", "a", "b", "d",
+                       "--quiet", "--io-concurrency", "3") == 2
+        errors.append(capsys.readouterr().err.replace(str(folder), f"{bucket}/drift"))
+    assert errors[0] == errors[1] and "value '0.5' is not int64" in errors[0]
+    for where, name in ((folder, "local"), (f"{bucket}/drift", "s3")):
+        assert run_cli("transform", where, tmp_path / name, "--columns", "a", "b", "d",
+                       "--dtype", "c=string", "--quiet", "--io-concurrency", "3") == 0
+    s3 = read_output(tmp_path / "s3")
+    assert s3.equals(read_output(tmp_path / "local")) and s3.num_rows == 5 * 9000 + 19 * 300
+
+
+def test_a_file_typed_with_a_hint_is_typed_again_where_the_merge_since_differs():
+    from pipeline.io.csv_plan import _typed_alike
+
+    f64, i64 = pa.float64(), pa.int64()
+    assert _typed_alike({"x": f64}, {"x": f64}) and _typed_alike({"x": i64}, {"x": i64})
+    assert _typed_alike({"x": i64}, {"x": f64})  # int64 or null rows merge into float64
+    assert not _typed_alike({"x": f64}, {"x": i64})  # int64 rows would keep it int64
+    assert not _typed_alike({"x": f64}, {"x": pa.string()})  # (text gives way to either)
+    assert not _typed_alike({"x": i64}, {"x": pa.string()})
+    assert _typed_alike({}, {"x": pa.string()})
+
+
 def test_a_csv_file_up_to_1_mib_is_typed_alike_on_s3_and_on_a_disk(moto_server, bucket,
                                                                      tmp_path, capsys):
     """0.5 MB with a text column and one odd value in a numeric one: typed sample by sample

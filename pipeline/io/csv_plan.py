@@ -35,20 +35,26 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
               storage: Storage = LOCAL, null_values: tuple[str, ...] = ()) -> Source:
     header = None
     types: dict[str, pa.DataType | None] = {}
+    numbers: list[dict] = [{}]  # the number columns' types so far: the hint of later files
     pieces: list[Piece] = []
-    for path, (first, file_pieces, sample_schemas) in zip(
-            paths, _planned_files(paths, blocksize, storage, null_values), strict=True):
+    for path, (first, file_pieces, sample_schemas, hinted) in zip(
+            paths, _planned_files(paths, blocksize, storage, null_values, numbers),
+            strict=True):
         if header is None:
             header = _check_header(first.rstrip(b"\r\n") + b"\n", path)
         elif first.rstrip(b"\r\n") != header.rstrip(b"\n"):
             raise PipelineError(f"CSV header differs from {paths[0]}: "
                                 f"{first.decode(errors='replace').strip()!r}", path=path)
+        if hinted and not _typed_alike(hinted, types):  # typed again by its own rows
+            sample_schemas = _plan_csv_file(path, blocksize, storage, null_values,
+                                            raw=bodies.peek(path))[2]
         pieces.extend(file_pieces)
         for sample_schema in sample_schemas:
             if isinstance(sample_schema, PipelineError):
                 raise sample_schema
             for f_ in sample_schema or ():
                 types[f_.name] = _merge_types(types.get(f_.name), f_.type)
+        numbers[0] = {name: typ for name, typ in types.items() if typ in _HINTED}
     names = pacsv.read_csv(io.BytesIO(header)).column_names
     for name in dtype:
         if name not in names:
@@ -69,13 +75,15 @@ def _plan_csv(paths: list[str], blocksize: int, dtype: dict[str, pa.DataType],
 
 
 def _planned_files(paths: list[str], blocksize: int, storage: Storage,
-                   null_values: tuple[str, ...]):
+                   null_values: tuple[str, ...], numbers: list[dict]):
     """Each file's plan, in order; on an object store the files' requests and their samples'
     parsing concurrently, ``io_concurrency`` at once, a sliding window of a few times that
     many files planned ahead of the one merged (only their header lines and sample types are
-    held until merged, so memory stays bounded whatever the number of files)."""
+    held until merged, so memory stays bounded whatever the number of files). ``numbers[0]``:
+    the number columns' types of the files merged so far, the hint a file fetched whole is
+    parsed with (:func:`_typed_alike`)."""
     def plan(path):
-        return _plan_csv_file(path, blocksize, storage, null_values)
+        return _plan_csv_file(path, blocksize, storage, null_values, hint=numbers[0])
 
     if isinstance(storage, LocalStorage):
         yield from map(plan, paths)
@@ -83,15 +91,17 @@ def _planned_files(paths: list[str], blocksize: int, storage: Storage,
     yield from storage.imap(plan, paths, ahead=4 * storage.io_concurrency)
 
 
-def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tuple[str, ...]):
-    """One CSV file's header line, pieces, and the types inferred from each of its samples
+def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tuple[str, ...],
+                   *, hint: dict | None = None, raw: bytes | None = None):
+    """One CSV file's header line, pieces, the types inferred from each of its samples
     (parsed under the file's own header line; a sample that cannot be parsed gives None where
     it is only a part of the file, else the error, raised when the file's plan is merged, after
-    its header is checked).
+    its header is checked), and the ``hint`` its samples were parsed with (or {}).
 
-    On an object store a small file is fetched whole in one request, its cuts found by
-    counting quotes as on a local disk, and its bytes kept for the chunk that reads it when
-    it is one piece; a larger object is read where needed."""
+    On an object store a small file is fetched whole in one request (``raw``: its bytes,
+    fetched already), its cuts found by counting quotes as on a local disk, and its bytes
+    kept for the chunk that reads it when it is one piece; a larger object is read where
+    needed. A kept file is parsed with ``hint``'s types where they hold its values."""
     compression = input_format(path)[1]
     local = isinstance(storage, LocalStorage)
     whole = kept = False
@@ -100,7 +110,7 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
         size = storage.size(path)
         whole = not local and 0 < size and bodies.reserve(size)
         if whole:
-            raw = storage.read_range(path, 0, size)
+            raw = raw if raw is not None else storage.read_range(path, 0, size)
             stream = io.BytesIO(raw) if compression is None else (
                 lzma.open(io.BytesIO(raw), "rb") if compression == "xz"
                 else pa.input_stream(pa.BufferReader(raw), compression=compression))
@@ -127,36 +137,64 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
                           for a, b in itertools.pairwise([start, *cuts, size]) if b > a]
         header = first.rstrip(b"\r\n") + b"\n"
         partial = len(samples) > 1 or bool(compression)
-        # planning's threads parse one sample each: no thread pool of pyarrow's beside them
-        one = _whole_table(path, header, samples, null_values) if whole else None
-        tables = [one] if one is not None else [
-            _sample_table(path, header + sample, null_values, partial, threads=local)
-            for sample in samples]
-        if whole and compression is None and len(pieces) == 1:
+        keeps = whole and compression is None and len(pieces) == 1
+        hinted = (hint or {}) if keeps else {}
+        tables = _file_tables(path, header, samples, null_values, partial, whole=whole,
+                              threads=local, hint=hinted)
+        if hinted and not all(isinstance(t, pa.Table) for t in tables):
+            hinted = {}  # a value the hint does not hold: typed by the file's own rows
+            tables = _file_tables(path, header, samples, null_values, partial, whole=whole,
+                                  threads=local)
+        if keeps:
             # the samples hold every record (the data is at most 1 MiB): where they agree on
-            # the types, together they are the file's table, kept for its chunk
-            bodies.keep(path, raw, size, _one_table(tables))
+            # the types, together they are the file's table, kept for its chunk where its
+            # quotes pair up (else the chunk's check of them reports where)
+            table = _one_table(tables)
+            if raw.find(b'"', start) >= 0 and raw.count(b'"', start) % 2:
+                table = None
+            bodies.keep(path, raw, size, table)
             kept = True
     except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
         raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
     finally:
         if whole and not kept:
             bodies.release(size)
-    return first, pieces, [t.schema if isinstance(t, pa.Table) else t for t in tables]
+    return first, pieces, [t.schema if isinstance(t, pa.Table) else t for t in tables], hinted
 
 
-def _whole_table(path: str, header: bytes, samples: list[bytes], null_values
-                 ) -> pa.Table | None:
-    """Samples that hold every record (a file fetched whole) parsed as one, in one call:
-    the types are those merging theirs gives (:func:`_merge_types`) where each column is
-    null, int64 or float64 (else the file is typed sample by sample: None)."""
-    if len(samples) < 2:
-        return None
-    table = _sample_table(path, header + b"".join(samples), null_values, True, threads=False)
-    if not isinstance(table, pa.Table) or not all(
-            f.type in _SAME_WHEN_MERGED for f in table.schema):
-        return None
-    return table
+def _file_tables(path: str, header: bytes, samples: list[bytes], null_values, partial: bool,
+                 *, whole: bool, threads: bool, hint: dict | None = None) -> list:
+    """A file's samples parsed. Samples that hold every record (a file fetched whole) are
+    parsed as one, in one call, where each column is then null, int64 or float64 (the types
+    that merging theirs gives, :func:`_merge_types`); else each alone (planning's threads
+    parse one sample each: no thread pool of pyarrow's beside them where the file is not
+    local). With ``hint``, [None] where a value does not parse as its type."""
+    if whole and len(samples) > 1:
+        table = _sample_table(path, header + b"".join(samples), null_values, True,
+                              threads=False, hint=hint)
+        if isinstance(table, pa.Table) and all(f.type in _SAME_WHEN_MERGED
+                                               for f in table.schema):
+            return [table]
+        if hint and table is None:
+            return [None]
+    return [_sample_table(path, header + sample, null_values, partial, threads=threads,
+                          hint=hint) for sample in samples]
+
+
+# the types a later file is parsed with where the files before it agree on them
+_HINTED = (pa.int64(), pa.float64())
+
+
+def _typed_alike(hinted: dict, types: dict) -> bool:
+    """Whether a file whose samples all parsed with the ``hinted`` types (those of the files
+    merged before it was parsed) merges into ``types`` (those merged before it now) as its
+    own inferred types would: a column that parses as float64 infers as int64, float64 or
+    null (all merge into a float64 alike), one that parses as int64 infers as int64 or null
+    (alike into int64 or float64). Parsing with known types costs 20-25% less CPU than
+    inferring them (measured: 1.02 against 1.2-1.36 ms for a file of 200 KiB)."""
+    return all(types.get(name) == pa.float64() or
+               (typ == pa.int64() and types.get(name) == pa.int64())
+               for name, typ in hinted.items())
 
 
 # types inferred from all records that the samples' own types merge to, whatever the samples
@@ -172,8 +210,16 @@ def _one_table(tables: list) -> pa.Table | None:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _sample_table(path: str, sample: bytes, null_values, partial: bool, *, threads: bool
-                  ) -> pa.Table | PipelineError | None:
+def _sample_table(path: str, sample: bytes, null_values, partial: bool, *, threads: bool,
+                  hint: dict | None = None) -> pa.Table | PipelineError | None:
+    if hint:
+        try:
+            return pacsv.read_csv(pa.BufferReader(sample), parse_options=_parse_options(sample),
+                                  read_options=pacsv.ReadOptions(use_threads=threads),
+                                  convert_options=_convert_options(null_values,
+                                                                   column_types=hint))
+        except pa.ArrowInvalid:
+            return None
     try:
         return _csv_sample_table(path, sample, null_values, partial=partial, threads=threads)
     except PipelineError as exc:

@@ -415,19 +415,18 @@ def test_bad_usage_is_one_error_line_and_nothing_written(case, tmp_path, data_di
 
 def test_the_command_ends_with_its_status_and_all_it_wrote(tmp_path):
     """The process ends right after the run, without the interpreter's teardown of every
-    object: with the run's status and all it wrote (a usage error 2, --help 0 with its whole
-    text, a bad input 2 with its one line, a run 0 with its output whole), the exit handlers
-    registered during the run still called; where one was registered before the command
-    started (coverage.py's, say), the process ends as usual and that one is called too."""
+    object: with the run's status and all it wrote (a usage error 2, --help 0, a bad input 2
+    with its one line, a run 0 with its output whole, an exception escaping the command 1),
+    the exit handlers registered during the run still called; where one was registered
+    before the command started (coverage.py's, say), the process ends as usual and that one
+    is called too."""
     from importlib.metadata import entry_points
 
     assert [e.value for e in entry_points(group="console_scripts", name="pipeline")] == \
         ["pipeline.cli.entry:run"]
     assert run_proc("transform").returncode == 2
     help_ = run_proc("transform", "--help")
-    assert help_.returncode == 0 and help_.stdout.rstrip().endswith(
-        run_proc("transform", "--help").stdout.rstrip().splitlines()[-1]) and \
-        "--io-concurrency" in help_.stdout
+    assert help_.returncode == 0 and "--io-concurrency" in help_.stdout
     bad = tmp_path / "bad.csv"
     bad.write_text("x\n0.5\nabc\n")
     proc = run_proc("transform", bad, tmp_path / "out", "--columns", "x", "--quiet")
@@ -438,25 +437,49 @@ def test_the_command_ends_with_its_status_and_all_it_wrote(tmp_path):
     proc = run_proc("transform", good, tmp_path / "out", "--quiet")
     assert proc.returncode == 0 and proc.stderr == ""
     assert read_output(tmp_path / "out").num_rows == 5000
-    marks = {name: tmp_path / name for name in ("during", "before")}
+    marks = {name: tmp_path / name for name in ("during", "before", "ended")}
+    # os._exit watched: the fast end writes the status it ends with
     script = """
-import atexit, sys
+import atexit, os, sys, types
 {first}
-from pipeline.cli import entry, parser
-
+real_exit = os._exit
+def ended(status):
+    open({ended!r}, "w").write(str(status))
+    real_exit(status)
+os._exit = ended
 def main(argv=None):
     atexit.register(lambda: open({during!r}, "w").write("called"))
     print("out" * 20000)
     return 3
-
-parser.main = main
+sys.modules["pipeline.cli.parser"] = {parser}
+from pipeline.cli import entry
 entry.run()
 """
-    for first in ("", f"atexit.register(lambda: open({str(marks['before'])!r}, 'w').write('x'))"):
-        text = script.format(first=first, **{k: str(v) for k, v in marks.items()})
-        proc = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True,
+
+    def run(first="", parser="types.SimpleNamespace(main=main)"):
+        for mark in marks.values():
+            mark.unlink(missing_ok=True)
+        text = script.format(first=first, parser=parser,
+                             **{k: str(v) for k, v in marks.items()})
+        return subprocess.run([sys.executable, "-c", text], capture_output=True, text=True,
                               timeout=60)
-        assert proc.returncode == 3 and proc.stdout == "out" * 20000 + "\n"
-        assert marks["during"].read_text() == "called"
-        assert marks["before"].exists() == bool(first)
-        marks["during"].unlink()
+
+    proc = run()
+    assert proc.returncode == 3 and proc.stdout == "out" * 20000 + "\n"
+    assert marks["during"].read_text() == "called" and marks["ended"].read_text() == "3"
+    proc = run(first=f"atexit.register(lambda: open({str(marks['before'])!r}, 'w').write('x'))")
+    assert proc.returncode == 3 and proc.stdout == "out" * 20000 + "\n"
+    assert marks["during"].exists() and marks["before"].exists()
+    assert not marks["ended"].exists()  # the usual end
+    proc = run(parser="None")  # the parser cannot be imported: a traceback, status 1
+    assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr
+    assert marks["ended"].read_text() == "1"
+    # python -m pipeline itself ends so
+    text = (f"import os, runpy, sys\nreal = os._exit\n"
+            f"os._exit = lambda s: (open({str(marks['ended'])!r}, 'w').write(str(s)), real(s))\n"
+            f"sys.argv = ['pipeline', 'transform', {str(bad)!r}, {str(tmp_path / 'out2')!r}, "
+            f"'--columns', 'x', '--quiet']\nrunpy.run_module('pipeline', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and marks["ended"].read_text() == "2"
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1

@@ -18,7 +18,9 @@ import atexit
 import os
 import sys
 
-_STATUS = [0]
+# the status the process ends with: an exception escaping the command (a failed import, an
+# error in an error's report) ends it as the interpreter would, 1 (130 for Ctrl-C)
+_STATUS = [1]
 
 
 def _end() -> None:
@@ -33,12 +35,15 @@ def _end() -> None:
 def run() -> None:
     if getattr(atexit, "_ncallbacks", lambda: 1)() == 0:
         atexit.register(_end)
-    from .parser import main
-
     try:
+        from .parser import main
+
         status = main()
     except SystemExit as exc:  # argparse's usage errors (2) and --help (0)
         status = exc.code
+    except KeyboardInterrupt:  # (main reports its own: this one came before or after it)
+        _STATUS[0] = 130
+        raise
     if status is None:
         status = 0
     elif not isinstance(status, int):

@@ -99,18 +99,19 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
     its header is checked), and the ``hint`` its samples were parsed with (or {}).
 
     On an object store a small file is fetched whole in one request (``raw``: its bytes,
-    fetched already), its cuts found by counting quotes as on a local disk, and its bytes
-    kept for the chunk that reads it when it is one piece; a larger object is read where
-    needed. A kept file is parsed with ``hint``'s types where they hold its values."""
+    kept already, typed again), its cuts found by counting quotes as on a local disk, and its
+    bytes kept for the chunk that reads it when it is one piece; a larger object is read
+    where needed. A kept file is parsed with ``hint``'s types where they hold its values."""
     compression = input_format(path)[1]
     local = isinstance(storage, LocalStorage)
-    whole = kept = False
-    size = 0
+    kept = False
+    size = reserved = 0
     try:
         size = storage.size(path)
-        whole = not local and 0 < size and bodies.reserve(size)
+        whole = raw is not None or (not local and 0 < size and bodies.reserve(size))
         if whole:
-            raw = raw if raw is not None else storage.read_range(path, 0, size)
+            if raw is None:
+                reserved, raw = size, storage.read_range(path, 0, size)
             stream = io.BytesIO(raw) if compression is None else (
                 lzma.open(io.BytesIO(raw), "rb") if compression == "xz"
                 else pa.input_stream(pa.BufferReader(raw), compression=compression))
@@ -152,13 +153,13 @@ def _plan_csv_file(path: str, blocksize: int, storage: Storage, null_values: tup
             table = _one_table(tables)
             if raw.find(b'"', start) >= 0 and raw.count(b'"', start) % 2:
                 table = None
-            bodies.keep(path, raw, size, table)
+            bodies.keep(path, raw, reserved, table)
             kept = True
     except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
         raise PipelineError(f"cannot read ({_short(exc)})", path=path) from None
     finally:
-        if whole and not kept:
-            bodies.release(size)
+        if reserved and not kept:
+            bodies.release(reserved)
     return first, pieces, [t.schema if isinstance(t, pa.Table) else t for t in tables], hinted
 
 

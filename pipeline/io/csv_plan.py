@@ -213,14 +213,9 @@ def _one_table(tables: list) -> pa.Table | None:
 
 def _sample_table(path: str, sample: bytes, null_values, partial: bool, *, threads: bool,
                   hint: dict | None = None) -> pa.Table | PipelineError | None:
-    if hint:
-        try:
-            return pacsv.read_csv(pa.BufferReader(sample), parse_options=_parse_options(sample),
-                                  read_options=pacsv.ReadOptions(use_threads=threads),
-                                  convert_options=_convert_options(null_values,
-                                                                   column_types=hint))
-        except pa.ArrowInvalid:
-            return None
+    if hint:  # a value the hint does not hold: None (the file is parsed again without it)
+        return _csv_sample_table(path, sample, null_values, partial=True, threads=threads,
+                                 column_types=hint)
     try:
         return _csv_sample_table(path, sample, null_values, partial=partial, threads=threads)
     except PipelineError as exc:
@@ -343,14 +338,16 @@ def _record_ends(f, start: int, size: int, targets: list[int], eol: bytes) -> li
 
 
 def _csv_sample_table(path: str, sample: bytes, null_values=(), *, partial: bool = False,
-                      threads: bool = True) -> pa.Table | None:
-    """A sample parsed with the types pyarrow infers; None for a part of the file that does
-    not parse on its own (it may begin or end inside quotes: the reader reports what is
-    wrong)."""
+                      threads: bool = True, column_types: dict | None = None
+                      ) -> pa.Table | None:
+    """A sample parsed with the types pyarrow infers (but ``column_types``); None for a part
+    of the file that does not parse on its own (it may begin or end inside quotes: the
+    reader reports what is wrong)."""
     try:
         return pacsv.read_csv(pa.BufferReader(sample), parse_options=_parse_options(sample),
                               read_options=pacsv.ReadOptions(use_threads=threads),
-                              convert_options=_convert_options(null_values))
+                              convert_options=_convert_options(
+                                  null_values, column_types=column_types or {}))
     except pa.ArrowInvalid as exc:
         if partial:
             return None

@@ -157,7 +157,7 @@ class ObstoreS3Storage(FsspecStorage):
 
     def _at(self, path: str):
         """obstore's store of ``path``'s bucket, and its key."""
-        bucket, _, key = self._strip(path).partition("/")
+        bucket, key = self.split(path)
         return self._reader.store(bucket), key
 
     def split(self, path: str) -> tuple[str, str]:

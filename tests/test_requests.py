@@ -326,6 +326,7 @@ def test_later_files_parsed_with_the_types_so_far_are_typed_as_on_a_disk(
         assert run_cli("transform", where, tmp_path / "out", "--columns", "a", "b", "d",
                        "--quiet", "--io-concurrency", "3") == 2
         errors.append(capsys.readouterr().err.replace(str(folder), f"{bucket}/drift"))
+        assert not (tmp_path / "out").exists()  # nothing left
     assert errors[0] == errors[1] and "value '0.5' is not int64" in errors[0]
     for where, name in ((folder, "local"), (f"{bucket}/drift", "s3")):
         assert run_cli("transform", where, tmp_path / name, "--columns", "a", "b", "d",

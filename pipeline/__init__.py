@@ -1,13 +1,13 @@
 """pipeline: out-of-core sigmoid transforms and logistic regression over Parquet/CSV.
 
-The kernels import only NumPy; everything that needs pyarrow or Dask is loaded on first use,
-so ``import pipeline`` stays cheap.
+Everything but the errors is loaded on first use (the kernels: NumPy; the rest: pyarrow or
+Dask), so ``import pipeline`` stays cheap, and the command can list an object-store input
+before it imports them (:mod:`pipeline.cli.entry`).
 """
 
 from __future__ import annotations
 
 from .errors import PipelineError
-from .ops.kernels import log_sigmoid, sigmoid, sigmoid_derivative
 
 __version__ = "0.1.0"
 
@@ -16,10 +16,11 @@ _LAZY = {
     "evaluate_files": "api", "train_files": "api", "ExecOptions": "config.exec_options",
     "sigmoid_columns": "ops.transform", "LogisticModel": "model.estimator",
     "ConvergenceWarning": "model.estimator", "SigmoidTransformer": "model.sklearn_compat",
-    "generate": "run.synthetic",
+    "generate": "run.synthetic", "sigmoid": "ops.kernels", "log_sigmoid": "ops.kernels",
+    "sigmoid_derivative": "ops.kernels",
 }
 
-__all__ = ["sigmoid", "log_sigmoid", "sigmoid_derivative", "PipelineError", *_LAZY]
+__all__ = ["PipelineError", *_LAZY]
 
 
 def __dir__() -> list[str]:

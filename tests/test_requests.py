@@ -882,3 +882,95 @@ def test_a_part_s_upload_starts_while_it_is_computed_and_is_aborted_if_it_fails(
     assert [p for k, p, _ in proxy.log if k == "multipart abort"] != []
     assert not [p for p in multipart._STARTED if target.attempt in p]
     assert set(multipart.list_pending(storage, root)) == {target.staged(0)}
+
+
+def test_a_command_s_input_is_listed_ahead_once_and_that_listing_answers_the_run(
+        small_files, proxy, bucket, moto_server, tmp_path):
+    """The CLI lists an s3:// INPUT while it imports what it plans with: the run takes that
+    listing (one LIST, what was there then), once; the next run lists again."""
+    from pipeline.cli.entry import _list_ahead
+
+    folder, url = small_files
+    _list_ahead(["transform", url, str(tmp_path / "out1")])
+    deadline = time.monotonic() + 30
+    while not any(k == "LIST" and "prefix=in" in p for k, p, _ in proxy.log):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # the listing answered (the proxy waits 20 ms)
+    s3fs_client(moto_server).put(str(folder / "f000.parquet"), f"{url}/late.parquet")
+    assert run_cli("transform", url, tmp_path / "out1", "--quiet") == 0
+    listed = [p for k, p, _ in proxy.log if k == "LIST" and "prefix=in" in p]
+    assert len(listed) == 1
+    assert read_output(tmp_path / "out1").num_rows == FILES * 2000  # not the late file
+    assert run_cli("transform", url, tmp_path / "out2", "--quiet") == 0
+    assert read_output(tmp_path / "out2").num_rows == (FILES + 1) * 2000
+    assert len([p for k, p, _ in proxy.log if k == "LIST" and "prefix=in" in p]) == 2
+
+
+def test_a_listing_ahead_stands_only_for_a_while(small_files, proxy, moto_server, tmp_path,
+                                                 monkeypatch):
+    from pipeline.cli.entry import _list_ahead
+    from pipeline.io import rust_reads
+
+    folder, url = small_files
+    monkeypatch.setattr(rust_reads, "_AHEAD_FOR", 0.0)
+    _list_ahead(["score", url, "model.json", str(tmp_path / "out")])
+    time.sleep(0.5)
+    s3fs_client(moto_server).put(str(folder / "f000.parquet"), f"{url}/late.parquet")
+    assert run_cli("transform", url, tmp_path / "out", "--quiet") == 0
+    assert read_output(tmp_path / "out").num_rows == (FILES + 1) * 2000
+    assert len([p for k, p, _ in proxy.log if k == "LIST" and "prefix=in" in p]) == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "s3://b/in", "--rows", "5"],  # not an INPUT
+    ["transform", "s3://b/in/*.parquet", "s3://b/out"],  # a glob: fsspec's
+    ["transform", "s3://key:secret@b/in", "s3://b/out"],  # refused by the command
+    ["transform", "s3://b/in?versionId=1", "s3://b/out"],
+    ["transform", "s3://b/in::file", "s3://b/out"],
+    ["transform", "/data/in", "s3://b/out"],
+    ["transform", "--quiet", "s3://b/in", "s3://b/out"],  # INPUT not first: listed as before
+    ["run", "s3://b/job.toml"],
+])
+def test_only_a_plain_s3_input_given_first_is_listed_ahead(args, monkeypatch):
+    from pipeline.cli.entry import _list_ahead
+    from pipeline.io import rust_reads
+
+    asked = []
+    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: asked.append(settings))
+    _list_ahead(args)
+    assert asked == []
+
+
+def test_a_plain_s3_input_is_listed_ahead_with_the_environments_settings(monkeypatch):
+    from pipeline.cli.entry import _list_ahead
+    from pipeline.io import rust_reads
+
+    class Reader:
+        def find_ahead(self, folder):
+            asked.append(folder)
+
+    asked = []
+    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: Reader())
+    monkeypatch.setattr(rust_reads, "env_settings", lambda: ("settings",))
+    _list_ahead(["evaluate", "s3a://b/in/", "model.json", "--label", "y"])
+    assert asked == ["b/in"]
+    monkeypatch.setattr(rust_reads, "env_settings", lambda: None)  # botocore must look
+    _list_ahead(["train", "s3://b/in", "model.json"])
+    assert asked == ["b/in"]
+
+
+def test_the_multipart_requests_client_is_made_while_the_input_is_planned(small_files, proxy,
+                                                                          bucket):
+    """(its imports would otherwise hold the GIL while the first parts compute)"""
+    from pipeline.io.writer import EarlyOutput
+
+    _, url = small_files
+    early = EarlyOutput(f"{bucket}/out", url, None)
+    early.start([f"{url}/f000.parquet"])
+    folder = early.take({"command": "transform"}, overwrite=False, resume=False)
+    try:
+        assert folder.storage._requests is not None
+    finally:
+        early.close()
+        folder.release()

@@ -32,10 +32,24 @@ def _end() -> None:
     os._exit(_STATUS[0])
 
 
+def _list_ahead(args: list[str]) -> None:
+    """A data command's object-store INPUT (its first argument) listed while the command's
+    modules are imported (see :func:`pipeline.io.obstore_s3.list_ahead`)."""
+    if len(args) > 1 and args[0] in _INPUT_FIRST and args[1].startswith(("s3://", "s3a://")):
+        from ..io.obstore_s3 import list_ahead
+
+        list_ahead(args[1])
+
+
+# the commands whose first argument is INPUT
+_INPUT_FIRST = ("transform", "score", "evaluate", "train")
+
+
 def run() -> None:
     if getattr(atexit, "_ncallbacks", lambda: 1)() == 0:
         atexit.register(_end)
     try:
+        _list_ahead(sys.argv[1:])
         from .parser import main
 
         status = main()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import threading
 
@@ -49,6 +50,23 @@ def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | N
     if settings is None:
         return None
     return ObstoreS3Storage(settings, text, kwargs), rest.rstrip("/")
+
+
+def list_ahead(text: str) -> None:
+    """List the folder (or object) at the plain ``s3://bucket/key`` URL ``text`` on a
+    thread of its own, where obstore lists it with settings from the environment alone, for
+    the store :func:`open_obstore_s3` opens with no options to find: what a command calls
+    before it imports what it plans with. Anything else: nothing."""
+    if not _PLAIN_S3.fullmatch(text) or _fsspec_configures_s3() or \
+            importlib.util.find_spec("s3fs") is None:
+        return
+    settings = rust_reads.env_settings()
+    if settings is not None:
+        rust_reads.reader_for(settings).find_ahead(text.split("://", 1)[1].rstrip("/"))
+
+
+# a URL that names only a bucket and a key (no glob, query, credentials or chained URL)
+_PLAIN_S3 = re.compile(r"s3a?://[a-z0-9][a-z0-9.-]*(/[^*?\[\]#@:]*)?")
 
 
 def _fsspec_configures_s3() -> bool:
@@ -292,12 +310,22 @@ class ObstoreS3Storage(FsspecStorage):
     # S3's multipart uploads (pipeline.io.multipart)
 
     def s3_call(self, name: str, **kwargs) -> dict:
+        return self._signed().call(name, **kwargs)
+
+    def prepare_writes(self) -> None:
+        """The multipart requests' client made now: its imports (http.client, email, xml)
+        hold the GIL for 20-30 ms, while the first parts compute where made on their first
+        request; made instead while the run waits on the store (OUT surveyed as the input is
+        planned: :class:`pipeline.io.writer.EarlyOutput`)."""
+        self._signed()
+
+    def _signed(self):
         with self._requests_made:
             if self._requests is None:
                 from .s3_signed import S3Requests
 
                 self._requests = S3Requests(self._settings)
-        return self._requests.call(name, **kwargs)
+        return self._requests
 
 
 def _etag(value: str | None) -> str | None:

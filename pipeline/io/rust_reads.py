@@ -18,8 +18,9 @@ import functools
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -42,6 +43,8 @@ _OBSTORE_ENV = (
     "AWS_STS_ENDPOINT")
 # botocore's credential sources whose keys do not change while a run lasts
 _STATIC = {"env", "explicit", "shared-credentials-file", "config-file"}
+# how long a listing started ahead stands for the folder's listing
+_AHEAD_FOR = 10.0
 
 
 def s3_reader(fs) -> Callable[[str, int, int], bytes] | None:
@@ -203,6 +206,7 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
                          "max_backoff": timedelta(seconds=5), "base": 2}}
     stores: dict[str, object] = {}
     lock = threading.Lock()
+    ahead: dict[str, tuple[float, Future]] = {}  # listings started ahead (find_ahead)
 
     def store(bucket: str):
         with lock:
@@ -223,12 +227,31 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
             raise FileNotFoundError(path) from None
         return got.to_bytes() if copy else got
 
+    def find_ahead(folder: str) -> None:
+        """Start ``find(folder)`` on a thread of its own; the next ``find(folder)`` within
+        :data:`_AHEAD_FOR` seconds answers with it (a command's input listed while the
+        process imports what it plans with)."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="pipeline-list-ahead")
+        with lock:
+            ahead[folder] = (time.monotonic(), pool.submit(listing, folder))
+        pool.shutdown(wait=False)
+
     def find(folder: str) -> dict[str, dict] | None:
         """What ``fs.find(folder, detail=True)`` answers (each object under ``folder``, or
         ``folder`` itself when it is an object), one LIST request per 1,000 keys parsed in
         Rust; None where s3fs must answer: object_store drops a key's trailing ``/``, which
         only a zero-byte directory marker has, so a listing with a zero-byte object is left
         to s3fs (as are keys that are not valid object_store paths)."""
+        with lock:
+            started, listed = ahead.pop(folder, (0.0, None))
+        if listed is not None and time.monotonic() - started < _AHEAD_FOR:
+            try:
+                return listed.result()
+            except Exception:  # noqa: BLE001, S110 - listed again: its error raised from there
+                pass
+        return listing(folder)
+
+    def listing(folder: str) -> dict[str, dict] | None:
         bucket, _, key = folder.split("://", 1)[-1].rstrip("/").partition("/")
         with ThreadPoolExecutor(1) as pool:
             # is ``folder`` itself an object? Asked while listing (one round trip for both)
@@ -250,6 +273,7 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
                 return None
 
     read.find = find
+    read.find_ahead = find_ahead
     read.store = store
     return read
 

@@ -86,6 +86,7 @@ class EarlyOutput:
                 return  # renamed parts: opened after planning, as on a local disk
             self.folder = ManifestFolder(storage, root, {}, display=self.out)
             self.folder.survey()
+            getattr(storage, "prepare_writes", lambda: None)()
         except BaseException as exc:  # noqa: BLE001 - raised by take(), on the caller's thread
             self.error = exc
 

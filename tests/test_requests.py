@@ -959,6 +959,13 @@ def test_a_plain_s3_input_is_listed_ahead_with_the_environments_settings(monkeyp
     _list_ahead(["train", "s3://b/in", "model.json"])
     assert asked == ["b/in"]
 
+    def broken():
+        raise RuntimeError("an odd environment")
+
+    monkeypatch.setattr(rust_reads, "env_settings", broken)  # never the command's failure
+    _list_ahead(["transform", "s3://b/in", "s3://b/out"])
+    assert asked == ["b/in"]
+
 
 def test_the_multipart_requests_client_is_made_while_the_input_is_planned(small_files, proxy,
                                                                           bucket):

@@ -36,9 +36,12 @@ def _list_ahead(args: list[str]) -> None:
     """A data command's object-store INPUT (its first argument) listed while the command's
     modules are imported (see :func:`pipeline.io.obstore_s3.list_ahead`)."""
     if len(args) > 1 and args[0] in _INPUT_FIRST and args[1].startswith(("s3://", "s3a://")):
-        from ..io.obstore_s3 import list_ahead
+        try:
+            from ..io.obstore_s3 import list_ahead
 
-        list_ahead(args[1])
+            list_ahead(args[1])
+        except Exception:  # noqa: BLE001, S110 - only a head start: the command lists anyway
+            pass
 
 
 # the commands whose first argument is INPUT

@@ -596,7 +596,8 @@ def test_a_lease_written_moments_ago_is_released_by_one_delete_an_older_one_comp
     name = bucket.split("://")[1]
     assert not fs.exists(f"{name}/.out.pipeline-lock")
     storage, key = open_storage(f"{bucket}/other")
-    for written_ago, kept in ((0, False), (10, True)):
+    for written_ago, kept, timeout in ((0, False, "120"), (10, True, "120"), (2, True, "8")):
+        monkeypatch.setenv("PIPELINE_LEASE_TIMEOUT", timeout)  # 8 s: fresh for 2 s only
         lease = hold(storage, key, "other")
         lease._written -= written_ago
         fs.pipe_file(f"{name}/.other.pipeline-lock", b'{"attempt": "another run"}')

@@ -33,10 +33,11 @@ from .storage import LOCAL
 
 TIMEOUT_ENV = "PIPELINE_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
-# seconds within which this run's last write of its lease makes the release one DELETE: a
-# run takes a lease over only when its heartbeat is older than the timeout (runs sharing an
-# output give the same timeout; their clocks agree to well within it); a later release
-# compares the lease's ETag with this run's first (a HEAD), and leaves another's
+# seconds within which this run's last write of its lease makes the release one DELETE (a
+# quarter of the timeout where that is shorter): a run takes a lease over only when its
+# heartbeat is older than the timeout (runs sharing an output give the same timeout; their
+# clocks agree to well within it); a later release compares the lease's ETag with this
+# run's first (a HEAD), and leaves another's
 FRESH = 5.0
 
 
@@ -139,7 +140,7 @@ class Lease:
             self._thread.join()
         if self.lost is None:
             try:
-                if time.time() - self._written < FRESH:
+                if time.time() - self._written < min(FRESH, lease_timeout() / 4):
                     # written by this run moments ago (the commit's renewal): no other run may
                     # have taken it over since (one DELETE, not a HEAD to compare first)
                     self.storage.rm(self.key)

@@ -893,11 +893,8 @@ def test_a_command_s_input_is_listed_ahead_once_and_that_listing_answers_the_run
 
     folder, url = small_files
     _list_ahead(["transform", url, str(tmp_path / "out1")])
-    deadline = time.monotonic() + 30
-    while not any(k == "LIST" and "prefix=in" in p for k, p, _ in proxy.log):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.3)  # the listing answered (the proxy waits 20 ms)
+    _listed_ahead()
+    assert any(k == "LIST" and "prefix=in" in p for k, p, _ in proxy.log)
     s3fs_client(moto_server).put(str(folder / "f000.parquet"), f"{url}/late.parquet")
     assert run_cli("transform", url, tmp_path / "out1", "--quiet") == 0
     listed = [p for k, p, _ in proxy.log if k == "LIST" and "prefix=in" in p]
@@ -916,7 +913,7 @@ def test_a_listing_ahead_stands_only_for_a_while(small_files, proxy, moto_server
     folder, url = small_files
     monkeypatch.setattr(rust_reads, "_AHEAD_FOR", 0.0)
     _list_ahead(["score", url, "model.json", str(tmp_path / "out")])
-    time.sleep(0.5)
+    _listed_ahead()
     s3fs_client(moto_server).put(str(folder / "f000.parquet"), f"{url}/late.parquet")
     assert run_cli("transform", url, tmp_path / "out", "--quiet") == 0
     assert read_output(tmp_path / "out").num_rows == (FILES + 1) * 2000
@@ -937,10 +934,27 @@ def test_only_a_plain_s3_input_given_first_is_listed_ahead(args, monkeypatch):
     from pipeline.cli.entry import _list_ahead
     from pipeline.io import rust_reads
 
+    class Reader:
+        def find_ahead(self, folder):
+            asked.append(folder)
+
     asked = []
-    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: asked.append(settings))
+    monkeypatch.setattr(rust_reads, "env_settings", lambda: ("settings",))
+    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: Reader())
     _list_ahead(args)
     assert asked == []
+    _list_ahead(["transform", "s3://b/in", "s3://b/out"])  # (the same calls list a plain one)
+    assert asked == ["b/in"]
+
+
+def _listed_ahead() -> None:
+    """Wait for the listing started ahead to have its answer."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "pipeline-list-ahead":
+            thread.join(60)
+            assert not thread.is_alive()
 
 
 def test_a_plain_s3_input_is_listed_ahead_with_the_environments_settings(monkeypatch):
@@ -982,3 +996,20 @@ def test_the_multipart_requests_client_is_made_while_the_input_is_planned(small_
     finally:
         early.close()
         folder.release()
+
+
+def test_a_command_that_ends_before_it_lists_does_not_wait_for_its_listing(tmp_path):
+    """The listing asked ahead runs on a daemon thread: a usage error (OUT missing) ends the
+    process at once, even where the store never answers (it took obstore's 30 s before)."""
+    import os
+    import socket
+
+    from conftest import S3_ENV, run_proc
+
+    with socket.socket() as silent:  # connections queue in its backlog; none is answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        env = {**os.environ, **S3_ENV,
+               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        done = run_proc("transform", "s3://bucket/in", timeout=20, env=env)
+    assert done.returncode == 2 and "required: out" in done.stderr, done.stderr

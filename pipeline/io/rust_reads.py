@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -230,11 +230,10 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
     def find_ahead(folder: str) -> None:
         """Start ``find(folder)`` on a thread of its own; the next ``find(folder)`` within
         :data:`_AHEAD_FOR` seconds answers with it (a command's input listed while the
-        process imports what it plans with)."""
-        pool = ThreadPoolExecutor(1, thread_name_prefix="pipeline-list-ahead")
+        process imports what it plans with). A daemon thread: a command that ends before it
+        lists (``--help``, a refused option) does not wait for the listing to end."""
         with lock:
-            ahead[folder] = (time.monotonic(), pool.submit(listing, folder))
-        pool.shutdown(wait=False)
+            ahead[folder] = (time.monotonic(), _on_daemon("pipeline-list-ahead", listing, folder))
 
     def find(folder: str) -> dict[str, dict] | None:
         """What ``fs.find(folder, detail=True)`` answers (each object under ``folder``, or
@@ -253,29 +252,44 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
 
     def listing(folder: str) -> dict[str, dict] | None:
         bucket, _, key = folder.split("://", 1)[-1].rstrip("/").partition("/")
-        with ThreadPoolExecutor(1) as pool:
-            # is ``folder`` itself an object? Asked while listing (one round trip for both)
-            itself = pool.submit(_head, obstore, store(bucket), key) if key else None
-            try:
-                found = {}
-                for batch in obstore.list(store(bucket), key or None, chunk_size=1000):
-                    for obj in batch:
-                        if not obj["size"]:
-                            return None
-                        found[f"{bucket}/{obj['path']}"] = _info(bucket, obj)
-                obj = itself.result() if itself is not None and not found else None
-                if obj is not None:
-                    return {f"{bucket}/{key}": _info(bucket, obj)} if obj["size"] else None
-                return found
-            except (NotFoundError, FileNotFoundError):  # no such bucket
-                raise FileNotFoundError(folder) from None
-            except Exception:  # noqa: BLE001 - an odd key or answer: s3fs lists as before
-                return None
+        # is ``folder`` itself an object? Asked while listing (one round trip for both), its
+        # answer waited for only where the listing finds nothing
+        itself = _on_daemon("pipeline-head", _head, obstore, store(bucket), key) if key else None
+        try:
+            found = {}
+            for batch in obstore.list(store(bucket), key or None, chunk_size=1000):
+                for obj in batch:
+                    if not obj["size"]:
+                        return None
+                    found[f"{bucket}/{obj['path']}"] = _info(bucket, obj)
+            obj = itself.result() if itself is not None and not found else None
+            if obj is not None:
+                return {f"{bucket}/{key}": _info(bucket, obj)} if obj["size"] else None
+            return found
+        except (NotFoundError, FileNotFoundError):  # no such bucket
+            raise FileNotFoundError(folder) from None
+        except Exception:  # noqa: BLE001 - an odd key or answer: s3fs lists as before
+            return None
 
     read.find = find
     read.find_ahead = find_ahead
     read.store = store
     return read
+
+
+def _on_daemon(name: str, fn: Callable, *args) -> Future:
+    """``fn(*args)`` on a daemon thread of its own: a process that ends meanwhile (a
+    command refused, a listing whose answer was not needed) does not wait for it."""
+    answer: Future = Future()
+
+    def run() -> None:
+        try:
+            answer.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - raised where it is taken
+            answer.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return answer
 
 
 def _head(obstore, store, key: str) -> dict | None:

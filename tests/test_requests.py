@@ -929,6 +929,9 @@ def test_a_listing_ahead_stands_only_for_a_while(small_files, proxy, moto_server
     ["transform", "/data/in", "s3://b/out"],
     ["transform", "--quiet", "s3://b/in", "s3://b/out"],  # INPUT not first: listed as before
     ["run", "s3://b/job.toml"],
+    ["transform", "s3://b/in", "s3://b/out", "--storage-option", "anon=true"],  # not env's
+    ["score", "s3://b/in", "m.json", "o", "--stor", "key=other"],  # (argparse's prefix)
+    ["train", "s3://b/in", "m.json", "--storage-option=anon=true"],
 ])
 def test_only_a_plain_s3_input_given_first_is_listed_ahead(args, monkeypatch):
     from pipeline.cli.entry import _list_ahead

@@ -35,7 +35,8 @@ def _end() -> None:
 def _list_ahead(args: list[str]) -> None:
     """A data command's object-store INPUT (its first argument) listed while the command's
     modules are imported (see :func:`pipeline.io.obstore_s3.list_ahead`)."""
-    if len(args) > 1 and args[0] in _INPUT_FIRST and args[1].startswith(("s3://", "s3a://")):
+    if len(args) > 1 and args[0] in _INPUT_FIRST and args[1].startswith(("s3://", "s3a://")) \
+            and not any(_names_storage_options(arg) for arg in args[2:]):
         try:
             from ..io.obstore_s3 import list_ahead
 
@@ -46,6 +47,14 @@ def _list_ahead(args: list[str]) -> None:
 
 # the commands whose first argument is INPUT
 _INPUT_FIRST = ("transform", "score", "evaluate", "train")
+
+
+def _names_storage_options(arg: str) -> bool:
+    """Whether ``arg`` is ``--storage-option`` (or a prefix argparse takes for it): the
+    store is then opened with options (other keys, anonymous), not from the environment,
+    and nothing is asked of it ahead with the environment's keys."""
+    flag = arg.split("=", 1)[0]
+    return len(flag) > 3 and "--storage-option".startswith(flag)
 
 
 def run() -> None:

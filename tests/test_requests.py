@@ -1016,3 +1016,33 @@ def test_a_command_that_ends_before_it_lists_does_not_wait_for_its_listing(tmp_p
                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
         done = run_proc("transform", "s3://bucket/in", timeout=20, env=env)
     assert done.returncode == 2 and "required: out" in done.stderr, done.stderr
+
+
+def test_a_run_on_this_process_s_threads_does_not_list_uploads_after_its_commit(
+        small_files, proxy, bucket, tmp_path):
+    """Its chunks ran once each: no task's upload can be left unfinished beside the parts
+    (the cluster's retried or duplicated tasks', looked for by the next test)."""
+    _, url = small_files
+    assert run_cli("transform", url, f"{bucket}/out", "--quiet") == 0
+    lists = [path for kind, path, _ in proxy.log if kind == "LIST"]
+    assert lists and not [path for path in lists if "uploads" in path], lists
+
+
+@pytest.mark.parametrize("repeated", [True, False])
+def test_a_repeated_task_s_unfinished_upload_is_aborted_after_the_commit(
+        small_files, bucket, repeated):
+    from pipeline.io import multipart
+    from pipeline.io.commit_store import ManifestFolder, _cleanup
+    from pipeline.io.storage import open_storage
+
+    storage, root = open_storage(f"{bucket}/out")
+    folder = ManifestFolder(storage, root, {"command": "transform"})
+    folder.attempt = "a1b2c3d4e5f6"
+    stray = f"{root}/part-00000-{folder.attempt}.parquet"  # a task run twice: one upload
+    multipart.start_pending(storage, stray)  # kept, the other never finished
+    assert multipart._take_started(stray)
+    assert set(multipart.list_pending(storage, root)) == {stray}
+    _cleanup(folder, {"parts": []}, repeated=repeated)
+    assert set(multipart.list_pending(storage, root)) == (set() if repeated else {stray})
+    if not repeated:
+        multipart.abort_pending(storage, root)

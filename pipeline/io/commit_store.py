@@ -213,7 +213,7 @@ class ManifestFolder(Committer):
         crash_point("after-success")
         self.storage.map(lambda step: step(), [  # the aborts (under the lease) meanwhile
             lambda: _publish(self, self.attempt, records, texts),
-            lambda: _cleanup(self, manifest)])
+            lambda: _cleanup(self, manifest, repeated=self.tasks_may_repeat)])
 
     def _commit(self, manifest: dict, names: list[str]) -> None:
         """``_SUCCESS``, written only over the state this run started from: If-Match the
@@ -315,7 +315,7 @@ def _our_uploads(folder: ManifestFolder, found: dict[str, set[str]]) -> dict[str
             if (name := folder._name(path)).startswith(PENDING + "/") or _PART.fullmatch(name)}
 
 
-def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
+def _cleanup(folder: ManifestFolder, manifest: dict, *, repeated: bool = True) -> None:
     """After the commit: delete what the manifest does not list (an old output's parts,
     other attempts) and the pending records, in batches, with no new listing."""
     listed = {p["part"] for p in manifest.get("parts", [])}
@@ -325,9 +325,12 @@ def _cleanup(folder: ManifestFolder, manifest: dict) -> None:
     stale = [folder._path(name) for name in sorted(folder.listing | mine)
              if name.startswith(PENDING + "/") or (name.startswith("part-") and
                                                    name not in listed)]
-    if folder.storage.pending_uploads:  # a duplicated task's upload, never completed: aborted
-        abort_pending(folder.storage, folder.root, found=_our_uploads(  # under the lease (a
-            folder, list_pending(folder.storage, folder.root)))  # later run's are not ours)
+    # a repeated task's upload (a cluster's), never completed: aborted under the lease (a
+    # later run's are not ours); where this run's chunks ran once each, on its own threads,
+    # there is none to look for
+    if folder.storage.pending_uploads and repeated:
+        abort_pending(folder.storage, folder.root, found=_our_uploads(
+            folder, list_pending(folder.storage, folder.root)))
     # the deletes name only what this run listed or wrote: made while the lease is given up
     folder.after_commit = lambda: folder.storage.rm_many(stale)
 

@@ -76,6 +76,10 @@ class Committer:
     lease = None
     display = ""
     job: dict
+    # whether a task may have run twice (a cluster's retried or duplicated task, whose part
+    # upload another run of it may have left unfinished); chunks on this process's threads
+    # run once each
+    tasks_may_repeat = True
 
     def release(self) -> None:
         """Give up the lease on OUT (the end of the run, whatever its outcome)."""

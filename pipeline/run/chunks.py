@@ -117,6 +117,7 @@ def write_parts(tasks: list[ChunkTask], out: str | os.PathLike, *, executor, job
         job["storage_options"] = redact(storage_options)
     folder = open_output(out, job, overwrite=overwrite, resume=resume,
                          storage_options=storage_options, early=early)
+    folder.tasks_may_repeat = executor.kind != "local"
     try:  # the lease on OUT (taken by open(), or by early) is given up however the run ends
         if executor.kind == "local" and not resume:  # (an object store) the first chunks'
             for task in tasks[:executor.slots]:  # bytes come while OUT is opened

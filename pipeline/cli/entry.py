@@ -34,27 +34,28 @@ def _end() -> None:
 
 def _list_ahead(args: list[str]) -> None:
     """A data command's object-store INPUT (its first argument) listed while the command's
-    modules are imported (see :func:`pipeline.io.obstore_s3.list_ahead`)."""
-    if len(args) > 1 and args[0] in _INPUT_FIRST and args[1].startswith(("s3://", "s3a://")) \
-            and not any(_names_storage_options(arg) for arg in args[2:]):
-        try:
-            from ..io.obstore_s3 import list_ahead
+    modules are imported (see :func:`pipeline.io.obstore_s3.list_ahead`); not where the
+    command is given storage options (other keys, anonymous access: nothing is asked of the
+    store with the environment's keys then)."""
+    if len(args) < 2 or not args[1].startswith(("s3://", "s3a://")):
+        return
+    try:
+        from ..config.options import ARGS, STORAGE_ARG
+        from ..io.obstore_s3 import list_ahead
 
+        first = next((a.name for a in ARGS.get(args[0], ()) if a.positional), None)
+        if first == "input" and not any(_abbreviates(arg, STORAGE_ARG.option)
+                                        for arg in args[2:]):
             list_ahead(args[1])
-        except Exception:  # noqa: BLE001, S110 - only a head start: the command lists anyway
-            pass
+    except Exception:  # noqa: BLE001, S110 - only a head start: the command lists anyway
+        pass
 
 
-# the commands whose first argument is INPUT
-_INPUT_FIRST = ("transform", "score", "evaluate", "train")
-
-
-def _names_storage_options(arg: str) -> bool:
-    """Whether ``arg`` is ``--storage-option`` (or a prefix argparse takes for it): the
-    store is then opened with options (other keys, anonymous), not from the environment,
-    and nothing is asked of it ahead with the environment's keys."""
+def _abbreviates(arg: str, option: str) -> bool:
+    """Whether ``arg`` is ``option`` (``--name`` or ``--name=value``) or a prefix of it
+    that argparse takes for it."""
     flag = arg.split("=", 1)[0]
-    return len(flag) > 3 and "--storage-option".startswith(flag)
+    return len(flag) > 3 and option.startswith(flag)
 
 
 def run() -> None:

@@ -36,6 +36,24 @@ def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | N
     """The store and path of an ``s3://`` URL opened with no options other than ours; None
     where s3fs must be made (options to map, a chained or odd URL, fsspec's own
     configuration, no obstore or s3fs, settings obstore cannot take)."""
+    found = _obstore_settings(text, kwargs, botocore=True)
+    return None if found is None else (ObstoreS3Storage(found[0], text, kwargs), found[1])
+
+
+def list_ahead(text: str) -> None:
+    """List the folder (or object) at the plain ``s3://bucket/key`` URL ``text`` on a
+    thread of its own, where obstore lists it with settings from the environment alone, for
+    the store :func:`open_obstore_s3` opens with no options to find: what a command calls
+    before it imports what it plans with. Anything else: nothing."""
+    found = _obstore_settings(text, {}, botocore=False) if _PLAIN_S3.fullmatch(text) else None
+    if found is not None:
+        rust_reads.reader_for(found[0]).find_ahead(found[1])
+
+
+def _obstore_settings(text: str, kwargs: dict, *, botocore: bool) -> tuple[tuple, str] | None:
+    """obstore's settings for the store of ``text`` opened with ``kwargs``, and the path in
+    it; None where s3fs must be made (or, without ``botocore``, where only botocore, 0.15-0.2
+    s to import, would find them)."""
     scheme, _, rest = text.partition("://")
     if scheme not in ("s3", "s3a") or "::" in text or any(c in rest for c in "?#"):
         return None
@@ -46,26 +64,12 @@ def open_obstore_s3(text: str, kwargs: dict) -> tuple[ObstoreS3Storage, str] | N
         return None
     if importlib.util.find_spec("s3fs") is None:
         return None
-    settings = rust_reads.env_settings() or rust_reads.botocore_settings()
-    if settings is None:
-        return None
-    return ObstoreS3Storage(settings, text, kwargs), rest.rstrip("/")
+    settings = rust_reads.env_settings() or (rust_reads.botocore_settings() if botocore
+                                             else None)
+    return None if settings is None else (settings, rest.rstrip("/"))
 
 
-def list_ahead(text: str) -> None:
-    """List the folder (or object) at the plain ``s3://bucket/key`` URL ``text`` on a
-    thread of its own, where obstore lists it with settings from the environment alone, for
-    the store :func:`open_obstore_s3` opens with no options to find: what a command calls
-    before it imports what it plans with. Anything else: nothing."""
-    if not _PLAIN_S3.fullmatch(text) or _fsspec_configures_s3() or \
-            importlib.util.find_spec("s3fs") is None:
-        return
-    settings = rust_reads.env_settings()
-    if settings is not None:
-        rust_reads.reader_for(settings).find_ahead(text.split("://", 1)[1].rstrip("/"))
-
-
-# a URL that names only a bucket and a key (no glob, query, credentials or chained URL)
+# a URL that names only a bucket and a key (no glob, nor credentials: refused by the command)
 _PLAIN_S3 = re.compile(r"s3a?://[a-z0-9][a-z0-9.-]*(/[^*?\[\]#@:]*)?")
 
 

@@ -252,8 +252,9 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
 
     def listing(folder: str) -> dict[str, dict] | None:
         bucket, _, key = folder.split("://", 1)[-1].rstrip("/").partition("/")
-        # is ``folder`` itself an object? Asked while listing (one round trip for both), its
-        # answer waited for only where the listing finds nothing
+        # is ``folder`` itself an object? Asked while listing (one round trip for both), and
+        # answered before the listing returns, so that no request of it is in flight beside
+        # the run's own (--io-concurrency); on a daemon thread (see find_ahead)
         itself = _on_daemon("pipeline-head", _head, obstore, store(bucket), key) if key else None
         try:
             found = {}
@@ -270,6 +271,9 @@ def reader_for(settings: tuple) -> Callable[[str, int, int], bytes]:
             raise FileNotFoundError(folder) from None
         except Exception:  # noqa: BLE001 - an odd key or answer: s3fs lists as before
             return None
+        finally:
+            if itself is not None:
+                itself.exception()  # (waited for; its error, if any, is not this answer's)
 
     read.find = find
     read.find_ahead = find_ahead

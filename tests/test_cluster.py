@@ -97,13 +97,19 @@ def _ctrl_c_before_the_coroutine_starts(monkeypatch):
     async def work():
         return 1
 
+    # the loop held until the Ctrl-C is raised: on a busy machine its thread could otherwise
+    # run the whole coroutine before sync's first wait (then nothing is interrupted)
+    gate = threading.Event()
+    runner.loop.add_callback(gate.wait, 10)
     try:
         with pytest.raises(KeyboardInterrupt):
             du.sync(runner.loop, work)
+        gate.set()
         done = threading.Event()
         runner.loop.add_callback(done.set)  # after the cancel callback
         assert done.wait(10)
     finally:
+        gate.set()
         monkeypatch.undo()
         runner.stop()
 

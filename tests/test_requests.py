@@ -920,6 +920,20 @@ def test_a_listing_ahead_stands_only_for_a_while(small_files, proxy, moto_server
     assert len([p for k, p, _ in proxy.log if k == "LIST" and "prefix=in" in p]) == 2
 
 
+@pytest.fixture
+def asked_ahead(monkeypatch) -> list[str]:
+    """The folders that obstore's reader is asked to list ahead (none is listed)."""
+    from pipeline.io import rust_reads
+
+    class Reader:
+        def find_ahead(self, folder):
+            asked.append(folder)
+
+    asked: list[str] = []
+    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: Reader())
+    return asked
+
+
 @pytest.mark.parametrize("args", [
     ["generate", "s3://b/in", "--rows", "5"],  # not an INPUT
     ["transform", "s3://b/in/*.parquet", "s3://b/out"],  # a glob: fsspec's
@@ -933,21 +947,15 @@ def test_a_listing_ahead_stands_only_for_a_while(small_files, proxy, moto_server
     ["score", "s3://b/in", "m.json", "o", "--stor", "key=other"],  # (argparse's prefix)
     ["train", "s3://b/in", "m.json", "--storage-option=anon=true"],
 ])
-def test_only_a_plain_s3_input_given_first_is_listed_ahead(args, monkeypatch):
+def test_only_a_plain_s3_input_given_first_is_listed_ahead(args, asked_ahead, monkeypatch):
     from pipeline.cli.entry import _list_ahead
     from pipeline.io import rust_reads
 
-    class Reader:
-        def find_ahead(self, folder):
-            asked.append(folder)
-
-    asked = []
     monkeypatch.setattr(rust_reads, "env_settings", lambda: ("settings",))
-    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: Reader())
     _list_ahead(args)
-    assert asked == []
+    assert asked_ahead == []
     _list_ahead(["transform", "s3://b/in", "s3://b/out"])  # (the same calls list a plain one)
-    assert asked == ["b/in"]
+    assert asked_ahead == ["b/in"]
 
 
 def _listed_ahead() -> None:
@@ -960,29 +968,24 @@ def _listed_ahead() -> None:
             assert not thread.is_alive()
 
 
-def test_a_plain_s3_input_is_listed_ahead_with_the_environments_settings(monkeypatch):
+def test_a_plain_s3_input_is_listed_ahead_with_the_environments_settings(asked_ahead,
+                                                                          monkeypatch):
     from pipeline.cli.entry import _list_ahead
     from pipeline.io import rust_reads
 
-    class Reader:
-        def find_ahead(self, folder):
-            asked.append(folder)
-
-    asked = []
-    monkeypatch.setattr(rust_reads, "reader_for", lambda settings: Reader())
     monkeypatch.setattr(rust_reads, "env_settings", lambda: ("settings",))
     _list_ahead(["evaluate", "s3a://b/in/", "model.json", "--label", "y"])
-    assert asked == ["b/in"]
+    assert asked_ahead == ["b/in"]
     monkeypatch.setattr(rust_reads, "env_settings", lambda: None)  # botocore must look
     _list_ahead(["train", "s3://b/in", "model.json"])
-    assert asked == ["b/in"]
+    assert asked_ahead == ["b/in"]
 
     def broken():
         raise RuntimeError("an odd environment")
 
     monkeypatch.setattr(rust_reads, "env_settings", broken)  # never the command's failure
     _list_ahead(["transform", "s3://b/in", "s3://b/out"])
-    assert asked == ["b/in"]
+    assert asked_ahead == ["b/in"]
 
 
 def test_the_multipart_requests_client_is_made_while_the_input_is_planned(small_files, proxy,
